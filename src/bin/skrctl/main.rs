@@ -1,0 +1,47 @@
+//! `skrctl`: the operator's command line for skrd.
+//!
+//! This file only defines the command tree and dispatches; each subcommand lives in its own
+//! module and calls the library. Exit status: 0 verified/done, 1 checked and refused,
+//! 2 unusable input or usage (see `docs/man/skrctl.1`).
+
+mod config_cmd;
+mod evidence_cmd;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Administer skrd: inspect evidence and check the configuration.
+#[derive(Parser)]
+#[command(name = "skrctl", version, about, propagate_version = true)]
+struct Cli {
+    /// Configuration file (default: /etc/skrd/skrd.toml plus /etc/skrd/skrd.toml.d/*.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read, verify and collect SEV-SNP evidence.
+    #[command(subcommand)]
+    Evidence(evidence_cmd::EvidenceCommand),
+    /// Check or show the configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return output::usage_error(e),
+    };
+    let status = match cli.command {
+        Command::Evidence(cmd) => evidence_cmd::run(cmd, cli.config.as_deref()),
+        Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()),
+    };
+    ExitCode::from(status as u8)
+}

@@ -1,0 +1,1 @@
+//! Configuration: fragments → merged → validated settings (owner: config).

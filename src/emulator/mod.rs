@@ -1,0 +1,1 @@
+//! Pieces of skr-emulator: test SNP firmware, swtpm provisioning (owner: evidence).

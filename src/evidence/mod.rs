@@ -1,0 +1,1 @@
+//! Evidence sources: vTPM and /dev/sev-guest (owner: evidence).

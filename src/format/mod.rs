@@ -1,0 +1,8 @@
+//! PURE wire formats: bytes or JSON in, typed values or a specific error out.
+//!
+//! Nothing under `format` performs I/O, reads a clock, or uses async; `make check-boundaries`
+//! enforces that. Every parser here takes untrusted input and must never panic.
+
+pub mod hcl;
+pub mod snp;
+pub mod tpm;
