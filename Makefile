@@ -1,0 +1,85 @@
+# skrd: every build, check and test entry point. `.ci/run` calls `make test`.
+# Run `make help` for the list. Targets that install packages need root (or sudo).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+PREFIX ?= /usr
+DESTDIR ?=
+FUZZ_SECONDS ?= 10
+
+# Debian 12 packages: to build (tss-esapi needs tpm2-tss headers + clang for bindgen) and to test
+# (swtpm is the TPM of every TPM test; python3-cryptography and openssl establish expected values
+# independently of skrd's own code).
+BUILD_DEBS := build-essential pkg-config clang libclang-dev libtss2-dev
+TEST_DEBS  := swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 libtss2-tcti-device0 openssl \
+              python3 python3-cryptography
+FUZZ_TARGETS = $(shell sed -n 's/^name = "\(fuzz_[a-z_]*\)"/\1/p' fuzz/Cargo.toml)
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help deps build check fmt-check clippy check-boundaries unit test fuzz-smoke fuzz \
+        demo install clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
+
+deps: ## Install the Debian packages and cargo-fuzz that are missing (apt-get)
+	@missing=$$(for p in $(BUILD_DEBS) $(TEST_DEBS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	    echo "make deps: installing $$missing"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "make deps: all Debian packages present"; fi
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+
+build: ## Build every binary, test and bench
+	$(CARGO) build --locked --all-targets
+
+fmt-check:
+	$(CARGO) fmt --check
+
+clippy:
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+check-boundaries: ## Pure format code may not do I/O
+	@if grep -rnE '\b(tokio|reqwest|tss_esapi|libcryptsetup_rs|zbus|std::fs|std::net|std::process|SystemTime|Instant::now)\b' src/format; then \
+	    echo "check-boundaries: src/format must stay pure (no I/O, no clock)"; exit 1; fi
+	@echo "check-boundaries: src/format is pure"
+
+check: fmt-check clippy check-boundaries ## fmt + clippy + boundaries
+
+unit: ## cargo test (unit, integration against swtpm, CLI tests)
+	$(CARGO) test --locked --all-targets
+
+test: deps build check unit fuzz-smoke ## What CI runs: install what is missing, build, every test
+	@echo "make test: all checks passed"
+
+fuzz-smoke: ## Run every fuzz target for FUZZ_SECONDS each
+	@for t in $(FUZZ_TARGETS); do \
+	    echo "fuzz-smoke: $$t ($(FUZZ_SECONDS) s)"; \
+	    RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	        >fuzz/$$t.log 2>&1 || { tail -40 fuzz/$$t.log; exit 1; }; \
+	    grep -E '^Done [0-9]+ runs' fuzz/$$t.log || true; \
+	done
+
+fuzz: ## Fuzz one target for longer: make fuzz T=fuzz_snp_report FUZZ_SECONDS=600
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(T) -- -max_total_time=$(FUZZ_SECONDS)
+
+demo: deps ## Provision a swtpm like an Azure CVM and show what `skrctl evidence` finds
+	$(CARGO) build --locked --bins
+	./scripts/demo.sh
+
+install: ## Install binaries, config, man pages under DESTDIR/PREFIX
+	$(CARGO) build --locked --release --bins
+	install -Dm0755 target/release/skrd $(DESTDIR)$(PREFIX)/sbin/skrd
+	install -Dm0755 target/release/skrctl $(DESTDIR)$(PREFIX)/bin/skrctl
+	install -Dm0755 target/release/skr-emulator $(DESTDIR)$(PREFIX)/bin/skr-emulator
+	install -Dm0644 config/skrd.toml $(DESTDIR)/etc/skrd/skrd.toml
+	install -d $(DESTDIR)/etc/skrd/skrd.toml.d
+	for m in docs/man/*.[0-9]; do \
+	    s=$${m##*.}; install -Dm0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/$$(basename $$m); done
+
+clean:
+	$(CARGO) clean
