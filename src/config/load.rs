@@ -96,12 +96,26 @@ fn load_files(
     problems.extend(check_trust_files(&merged));
     match validate::validate(&merged) {
         Ok(settings) if problems.is_empty() => Ok(settings),
-        Ok(_) => Err(ConfigErrors { problems, files }),
+        Ok(_) => Err(sorted(problems, files)),
         Err(mut p) => {
             problems.append(&mut p);
-            Err(ConfigErrors { problems, files })
+            Err(sorted(problems, files))
         }
     }
+}
+
+/// Orders problems as an operator reads the files: by file (merge order), line, column;
+/// problems without a file (a required key nobody set) last. The sort is stable.
+fn sorted(mut problems: Vec<ConfigProblem>, files: Vec<PathBuf>) -> ConfigErrors {
+    problems.sort_by_key(|p| {
+        let file_index = p
+            .file
+            .as_ref()
+            .and_then(|f| files.iter().position(|x| x == f))
+            .unwrap_or(usize::MAX);
+        (file_index, p.line.unwrap_or(0), p.column.unwrap_or(0))
+    });
+    ConfigErrors { problems, files }
 }
 
 enum ReadError {

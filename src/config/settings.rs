@@ -392,7 +392,11 @@ impl Settings {
             out.push((p("allow_units"), json!(k.acl.units)));
         }
         for (name, v) in &self.volumes {
-            let p = |leaf: &str| super::fragments::display_path(&["volumes", name, leaf]);
+            let p = |leaf: &str| {
+                let mut path = vec!["volumes", name.as_str()];
+                path.extend(leaf.split('.'));
+                super::fragments::display_path(&path)
+            };
             out.push((p("uuid"), json!(v.uuid.to_string())));
             out.push((p("key"), json!(v.key)));
             out.push((p("options.initrd"), json!(v.options.initrd)));

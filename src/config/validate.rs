@@ -114,6 +114,7 @@ impl Validator<'_> {
         }
     }
 
+    /// A duration within `min..=max`; absent → `default`; invalid → recorded, `default`.
     fn duration(
         &mut self,
         path: &KeyPath,
@@ -121,26 +122,26 @@ impl Validator<'_> {
         min: Duration,
         max: Duration,
     ) -> Duration {
-        let parsed = self.parsed(path, Some(default), |s| {
-            values::parse_duration(s).map_err(|problem| ConfigError::BadDuration {
-                found: s.to_string(),
-                problem,
-            })
-        });
-        let d = parsed.unwrap_or(default);
-        if d < min || d > max {
-            let origin = self.entry(path).map(|e| e.origin.clone());
-            self.err(
-                ConfigError::OutOfRange {
+        let Some((s, origin)) = self.string(path) else {
+            return default;
+        };
+        match values::parse_duration(&s) {
+            Err(problem) => {
+                let error = ConfigError::BadDuration { found: s, problem };
+                self.err(error, path, Some(&origin));
+                default
+            }
+            Ok(d) if d < min || d > max => {
+                let error = ConfigError::OutOfRange {
                     found: format_duration(d),
                     min: format_duration(min),
                     max: format_duration(max),
-                },
-                path,
-                origin.as_ref(),
-            );
+                };
+                self.err(error, path, Some(&origin));
+                default
+            }
+            Ok(d) => d,
         }
-        d
     }
 
     fn settings(&mut self) -> Option<Settings> {
@@ -534,7 +535,7 @@ impl Validator<'_> {
             let timeout = self.entry(&timeout_path).is_some().then(|| {
                 self.duration(
                     &timeout_path,
-                    Duration::ZERO,
+                    Duration::from_secs(defaults::BOOT_DEADLINE_S),
                     Duration::from_secs(1),
                     Duration::from_secs(24 * 3600),
                 )

@@ -581,14 +581,14 @@ mod tests {
             ("https://contoso.vault.azure.net:444/keys/k", "port"),
         ] {
             let r = parse_key_url(bad);
-            let ok = match (what, &r) {
-                ("scheme", Err(UrlProblem::Scheme { .. })) => true,
-                ("path", Err(UrlProblem::KeyPath { .. })) => true,
-                ("name", Err(UrlProblem::KeyName { .. })) => true,
-                ("version", Err(UrlProblem::KeyVersion { .. })) => true,
-                ("port", Err(UrlProblem::PortOnAzureHost)) => true,
-                _ => false,
-            };
+            let ok = matches!(
+                (what, &r),
+                ("scheme", Err(UrlProblem::Scheme { .. }))
+                    | ("path", Err(UrlProblem::KeyPath { .. }))
+                    | ("name", Err(UrlProblem::KeyName { .. }))
+                    | ("version", Err(UrlProblem::KeyVersion { .. }))
+                    | ("port", Err(UrlProblem::PortOnAzureHost))
+            );
             assert!(ok, "{bad}: {r:?}");
         }
     }
