@@ -539,6 +539,27 @@ fn reference_defaults_match_the_code() {
     );
 }
 
+#[test]
+fn man_page_and_error_list_cover_every_key_and_code() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let man = std::fs::read_to_string(root.join("docs/man/skrd.toml.5")).unwrap();
+    for path in schema::leaf_paths() {
+        let leaf = path.rsplit('.').next().unwrap();
+        // roff escapes nothing in key names; each key appears as a bold word.
+        assert!(man.contains(leaf), "docs/man/skrd.toml.5 does not mention {path}");
+    }
+    let codes_src = std::fs::read_to_string(root.join("src/config/error.rs")).unwrap();
+    let doc = std::fs::read_to_string(root.join("docs/errors-config.md")).unwrap();
+    let codes: Vec<&str> = codes_src
+        .split('"')
+        .filter(|s| s.starts_with("config-") && !s.contains(' '))
+        .collect();
+    assert!(codes.len() >= 20, "{codes:?}");
+    for code in codes {
+        assert!(doc.contains(&format!("`{code}`")), "docs/errors-config.md lacks {code}");
+    }
+}
+
 fn toml_value_to_json(v: &str) -> Value {
     let doc: toml::Table = toml::from_str(&format!("v = {v}")).unwrap();
     serde_json::to_value(&doc["v"]).unwrap()
