@@ -207,9 +207,8 @@ impl Walker<'_> {
                                     .or_insert_with(|| named_origin.clone());
                                 self.table(inner, sub, path, Some(&named_origin));
                             }
-                            None => {
-                                self.wrong_type(Kind::Table(sub), named_item, path, &named_origin)
-                            }
+                            // `[keys] url = ...`: the NAME level was forgotten.
+                            None => self.wrong_type(kind, named_item, path, &named_origin),
                         }
                         path.pop();
                     }
@@ -382,6 +381,14 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_forgotten_table_name_is_explained() {
+        let (_, problems) = parse("[keys]\nurl = \"https://v.vault.azure.net/keys/k\"\n");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key.as_deref(), Some("keys.url"));
+        assert!(problems[0].error.to_string().contains("[keys.NAME]"));
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl Kind {
             Self::IdList => "an array of numeric ids and/or names",
             Self::Duration => "a duration string such as \"30s\" or \"5m\"",
             Self::Table(_) => "a table",
-            Self::Named(_) => "a table of named tables",
+            Self::Named(_) => "named tables such as [keys.NAME] or [volumes.NAME]",
         }
     }
 }
