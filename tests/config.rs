@@ -306,6 +306,30 @@ fn missing_unreadable_and_broken_files() {
 }
 
 #[test]
+fn a_broken_file_does_not_produce_ghost_errors_in_the_others() {
+    // The main file (which defines the keys) has a syntax error; the drop-in's volume refers to
+    // one of its keys. Only the syntax error, and the drop-in's own unknown key, are reported.
+    let d = Dir::new(&fixture("valid.toml").replace("[boot]", "[boot"));
+    d.dropin("10-v.toml", "[volumes.more]\nuuid = \"1b4b3e1c-6f1e-4c2a-9d55-2f1f9a7f0c11\"\nkey = \"disk\"\nheadles = true\n");
+    let v = json_of(&skrctl(&d.main(), &["config", "check", "--json"]));
+    let got: Vec<(String, String, u64)> = errors(&v)
+        .into_iter()
+        .map(|(c, k, l, _)| (c, k, l))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("config-syntax".into(), String::new(), 28),
+            (
+                "config-unknown-key".into(),
+                "volumes.more.headles".into(),
+                4
+            ),
+        ]
+    );
+}
+
+#[test]
 fn duplicate_uuid_across_files_names_both_places() {
     let d = Dir::new(&fixture("valid.toml"));
     let drop = d.dropin(
@@ -546,7 +570,10 @@ fn man_page_and_error_list_cover_every_key_and_code() {
     for path in schema::leaf_paths() {
         let leaf = path.rsplit('.').next().unwrap();
         // roff escapes nothing in key names; each key appears as a bold word.
-        assert!(man.contains(leaf), "docs/man/skrd.toml.5 does not mention {path}");
+        assert!(
+            man.contains(leaf),
+            "docs/man/skrd.toml.5 does not mention {path}"
+        );
     }
     let codes_src = std::fs::read_to_string(root.join("src/config/error.rs")).unwrap();
     let doc = std::fs::read_to_string(root.join("docs/errors-config.md")).unwrap();
@@ -556,7 +583,10 @@ fn man_page_and_error_list_cover_every_key_and_code() {
         .collect();
     assert!(codes.len() >= 20, "{codes:?}");
     for code in codes {
-        assert!(doc.contains(&format!("`{code}`")), "docs/errors-config.md lacks {code}");
+        assert!(
+            doc.contains(&format!("`{code}`")),
+            "docs/errors-config.md lacks {code}"
+        );
     }
 }
 

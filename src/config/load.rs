@@ -94,6 +94,22 @@ fn load_files(
 
     let merged = validate::merge(frags);
     problems.extend(check_trust_files(&merged));
+    // A file that could not be read or parsed at all contributes nothing, so checks across
+    // files (undefined keys, required keys, duplicate UUIDs) would report ghosts: fix the file
+    // first. Problems inside readable files are all reported regardless.
+    let whole_file_lost = problems.iter().any(|p| {
+        matches!(
+            p.error,
+            ConfigError::Missing
+                | ConfigError::Unreadable { .. }
+                | ConfigError::NotAFile
+                | ConfigError::NotUtf8 { .. }
+                | ConfigError::Syntax { .. }
+        )
+    });
+    if whole_file_lost {
+        return Err(sorted(problems, files));
+    }
     match validate::validate(&merged) {
         Ok(settings) if problems.is_empty() => Ok(settings),
         Ok(_) => Err(sorted(problems, files)),

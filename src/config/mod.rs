@@ -8,7 +8,7 @@
 //! 3. [`validate::validate`]: merged values → [`Settings`] whose types cannot hold an invalid
 //!    value (`Url`, enums, `Uuid`, `Duration`, parsed key URLs), or every problem found.
 //!
-//! [`load`] is the I/O edge (reads files, checks trust files); everything else is pure.
+//! [`mod@load`] is the I/O edge (reads files, checks trust files); everything else is pure.
 //! Environment variables never change key or policy settings: only `--config` selects files.
 //! The key list is [`schema`]; the commented reference is `config/skrd.toml`; error codes are in
 //! `docs/errors-config.md`. No PROTOCOLS.md section: this module implements no wire format, but
