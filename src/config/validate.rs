@@ -850,4 +850,33 @@ mod tests {
         assert!(s.keys["k"].acl.denies_everyone());
         assert_eq!(s.attestation.unwrap().api_version, "2020-10-01");
     }
+
+    #[test]
+    fn remaining_codes_each_have_a_trigger() {
+        let text = format!(
+            "[evidence]\ntcti = \":nope\"\n\
+             [identity]\nresource_id = \"/subscriptions/x\"\n\
+             [attestation]\nprovider = \"https://a.eus.attest.azure.net\"\napi_version = \"latest\"\n\
+             [keys.\"bad name\"]\nurl = \"{KEY_URL}\"\n\
+             [keys.k]\nurl = \"{KEY_URL}\"\n\
+             [volumes.v1]\nuuid = \"0b4b3e1c6f1e4c2a9d552f1f9a7f0c11\"\nkey = \"k\"\n\
+             [volumes.v2]\nkey = \"k\"\n\
+             [volumes.v3]\nuuid = \"{UUID_A}\"\n"
+        );
+        assert_eq!(
+            codes(load(&[("/m", &text)])),
+            vec![
+                ("config-invalid-tcti", "evidence.tcti".into()),
+                ("config-invalid-resource-id", "identity.resource_id".into()),
+                ("config-invalid-name", "keys.\"bad name\"".into()),
+                (
+                    "config-invalid-api-version",
+                    "attestation.api_version".into()
+                ),
+                ("config-invalid-luks-uuid", "volumes.v1.uuid".into()),
+                ("config-missing-key", "volumes.v2.uuid".into()),
+                ("config-missing-key", "volumes.v3.key".into()),
+            ]
+        );
+    }
 }
