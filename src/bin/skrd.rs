@@ -28,7 +28,20 @@ fn main() -> ExitCode {
             };
         }
     };
-    let _ = cli.config;
+    // Configuration first: a daemon that cannot read its configuration must not start.
+    let settings = match skrd::config::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(errors) => {
+            eprintln!("skrd: {errors}");
+            return ExitCode::from(2);
+        }
+    };
+    if !settings.trust.amd_test_roots.is_empty() {
+        eprintln!(
+            "skrd: warning: trust.amd_test_roots is set: SEV-SNP evidence signed by a test root \
+             is trusted; never use this configuration in production"
+        );
+    }
     eprintln!("skrd: the daemon is not implemented in this release; use skrctl");
     ExitCode::from(2)
 }
