@@ -1,7 +1,7 @@
 //! `skrd`: the daemon and initramfs unlocker.
 //!
-//! This release validates its configuration (`skrd --check-config`); the boot unlock and the
-//! long-running D-Bus service arrive in later releases (see README "Status").
+//! This release loads and validates its configuration, then stops with status 2: the boot unlock
+//! and the long-running D-Bus service arrive in later releases (see README "Status").
 
 use clap::Parser;
 use std::path::PathBuf;
