@@ -335,7 +335,7 @@ pub fn check_generation(
             }
             match ChipIdShape::of(&report.chip_id) {
                 ChipIdShape::MilanGenoaStyle if chain_product == Generation::Turin => {
-                    Err(mismatch("Milan or Genoa (64-byte CHIP_ID)".to_string()))
+                    Err(mismatch("Milan/Genoa".to_string()))
                 }
                 _ => Ok(chain_product),
             }
