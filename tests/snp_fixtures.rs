@@ -13,8 +13,8 @@ use serde_json::Value;
 use skrd::error::ErrorCode;
 use skrd::format::snp::{
     build_chain, check_chip_id, check_intermediate_kind, check_report_data_binding, parse_certs,
-    report_json, verify_report, AmdCert, ArkTrust, CertRole, Generation, RawTcb, Report, SnpError,
-    TrustStore,
+    parse_thim_document, report_json, verify_report, AmdCert, ArkTrust, CertRole, Generation,
+    RawTcb, Report, SnpError, TrustStore,
 };
 
 const EXPECTED: &str = include_str!(concat!(
@@ -54,7 +54,15 @@ fn report_bytes(exp: &Value, name: &str) -> Vec<u8> {
 fn certs_of(files: &[&str]) -> Vec<AmdCert> {
     files
         .iter()
-        .flat_map(|f| parse_certs(&real(f)).unwrap())
+        .flat_map(|f| {
+            if f.ends_with("uvm_host_amd_certificate.json")
+                || f.ends_with("host_amd_certificate_env")
+            {
+                parse_thim_document(&real(f)).unwrap().all_certs()
+            } else {
+                parse_certs(&real(f)).unwrap()
+            }
+        })
         .collect()
 }
 
@@ -658,4 +666,53 @@ fn sev_crate_agrees_where_it_parses() {
         );
     }
     assert!(compared >= 10, "sev parsed only {compared} reports");
+}
+
+#[test]
+fn sev_crate_signature_verdicts_agree_where_it_parses() {
+    use sev::certs::snp::{Chain, Verifiable};
+    use sev::firmware::guest::AttestationReport;
+    use sev::parser::ByteParser;
+    let exp = expected();
+    let trust = store();
+    let mut compared = 0;
+    for p in exp["pairs"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        let want = p["expected"].as_str().unwrap();
+        if !["ok", "report-signature-invalid", "cert-signature-invalid"].contains(&want) {
+            continue; // checks sev does not make (hwID, TCB, kind, generation)
+        }
+        let bytes = report_bytes(&exp, p["report"].as_str().unwrap());
+        let Ok(theirs) = AttestationReport::from_bytes(&bytes) else {
+            continue;
+        };
+        let report = Report::parse(&bytes).unwrap();
+        let files: Vec<&str> = p["certs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let certs = certs_of(&files);
+        let leaf = skrd::format::snp::select_leaf(&report, &certs).unwrap();
+        // The ASK/ASVK and ARK of the leaf's name, from the built-ins.
+        let inter = trust
+            .intermediates()
+            .find(|c| c.subject_cn == leaf.issuer_cn)
+            .unwrap();
+        let ark = trust
+            .arks()
+            .map(|(a, _)| a)
+            .find(|a| a.subject_cn == inter.issuer_cn)
+            .unwrap();
+        let chain = Chain::from_der(ark.der(), inter.der(), leaf.der()).unwrap();
+        let verdict = (&chain, &theirs).verify();
+        assert_eq!(
+            verdict.is_ok(),
+            want == "ok",
+            "{name}: sev says {verdict:?}, we say {want}"
+        );
+        compared += 1;
+    }
+    assert!(compared >= 10, "compared only {compared}");
 }
