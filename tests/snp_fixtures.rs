@@ -189,6 +189,9 @@ fn every_report_matches_the_independent_parse() {
             RawTcb(r.reported_tcb.0).to_tcbm(),
             "{ctx}"
         );
+        for k in ["bootloader", "tee", "snp", "microcode", "fmc"] {
+            assert_eq!(j["reported_tcb"][k], e["reported_tcb"][k], "{ctx} {k}");
+        }
         assert_eq!(
             j["policy"]["raw"],
             format!("0x{:x}", e["policy"].as_u64().unwrap()),
@@ -715,4 +718,24 @@ fn sev_crate_signature_verdicts_agree_where_it_parses() {
         compared += 1;
     }
     assert!(compared >= 10, "compared only {compared}");
+}
+
+#[test]
+fn real_report_data_and_host_data_bindings() {
+    // python hashlib: SHA-256(constellation/snp/runtimedata.bin) = 0ccc0895...cfd38b = the
+    // first 32 bytes of REPORT_DATA of constellation/snp/attestation.bin, 32 zero bytes follow.
+    let b = real("constellation/snp/attestation.bin");
+    let r = Report::parse(&b[..1184]).unwrap();
+    let rd = real("constellation/snp/runtimedata.bin");
+    check_report_data_binding(&r, &rd).unwrap();
+    let e = check_report_data_binding(&r, &rd[1..]).unwrap_err();
+    assert!(matches!(e, SnpError::ReportDataMismatch { .. }));
+    assert!(e.to_string().contains("0ccc0895ef2f2c3b"), "{e}");
+    // PROTOCOLS.md §2.5: ACI HOST_DATA = SHA-256(base64-decoded CCE policy); python hashlib
+    // gives cadd74f7...9b031c for uvm_security_policy.base64.
+    let r = Report::parse(&real("confidential-sidecar-containers/snp_report.bin")).unwrap();
+    assert_eq!(
+        hex::encode(r.host_data),
+        "cadd74f71ebb8fbf9782baab649612520f3c416bc5ce9ac768808ddc8d9b031c"
+    );
 }
