@@ -219,19 +219,18 @@ fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, Problem> {
 /// The time at which certificates are evaluated: `--at` or the system clock, as Unix seconds.
 fn evaluation_time(at: Option<&str>) -> Result<i64, Problem> {
     match at {
-        Some(text) => time::OffsetDateTime::parse(
-            text,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .map(|t| t.unix_timestamp())
-        .map_err(|e| {
-            Problem::new(
-                "invalid-argument",
-                format!(
+        Some(text) => {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp())
+                .map_err(|e| {
+                    Problem::new(
+                        "invalid-argument",
+                        format!(
                     "--at {text:?} is not an RFC 3339 time ({e}); example: 2024-01-01T00:00:00Z"
                 ),
-            )
-        }),
+                    )
+                })
+        }
         None => Ok(time::OffsetDateTime::now_utc().unix_timestamp()),
     }
 }
