@@ -6,6 +6,9 @@
 //! its output is committed as `hcl_expected.json` and read here. Negative cases mutate real
 //! reports at the offsets of PROTOCOLS.md §4.2.
 
+// Tests panic on failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use skrd::error::ErrorCode;

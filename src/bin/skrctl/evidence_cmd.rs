@@ -108,6 +108,8 @@ struct Outcome {
     snp: Value,
     /// `hcl_json` of the HCL report.
     hcl: Option<Value>,
+    /// The chain ends in a test ARK given with `--trust-root`.
+    test_root: bool,
 }
 
 /// `skrctl evidence verify`.
@@ -157,6 +159,12 @@ fn verify(args: &VerifyArgs) -> Status {
         Err(p) => return output::unusable(&p, json),
     };
 
+    if !inputs.trust_roots.is_empty() {
+        eprintln!(
+            "warning: --trust-root adds a root that is not AMD's: use it for test chains only; \
+             a report verified against it proves nothing about real hardware"
+        );
+    }
     let mut error = snp.result.err();
     let hcl_value = hcl.as_ref().map(|h| {
         let binding = h.check_binding();
@@ -172,6 +180,7 @@ fn verify(args: &VerifyArgs) -> Status {
         error,
         snp: snp.json,
         hcl: hcl_value,
+        test_root: snp.test_root,
     };
     print_outcome(&outcome, json)
 }
@@ -184,14 +193,21 @@ struct Inputs {
     trust_roots: Vec<(PathBuf, Vec<u8>)>,
 }
 
+/// The `vcek-missing` problem, saying where to get the VCEK.
+fn vcek_missing(why: &str) -> Problem {
+    Problem::new(
+        "vcek-missing",
+        format!(
+            "{why}: pass the VCEK with --cert; on Azure fetch it from THIM: curl -H Metadata:true \
+             http://169.254.169.254/metadata/THIM/amd/certification (vcekCert, certificateChain); \
+             elsewhere from AMD KDS for the report's chip id and reported TCB"
+        ),
+    )
+}
+
 fn load_inputs(args: &VerifyArgs) -> Result<Inputs, Problem> {
     if args.certs.is_empty() {
-        return Err(Problem::new(
-            "vcek-missing",
-            "no VCEK/VLEK given: pass the VCEK with --cert; on Azure fetch it from THIM: curl -H \
-             Metadata:true http://169.254.169.254/metadata/THIM/amd/certification (vcekCert + \
-             certificateChain)",
-        ));
+        return Err(vcek_missing("no VCEK/VLEK given"));
     }
     let certs = args
         .certs
@@ -250,7 +266,7 @@ fn print_outcome(outcome: &Outcome, json: bool) -> Status {
         }
         output::print_json(&doc);
     } else {
-        print!("{}", human_summary(outcome));
+        output::print_text(&human_summary(outcome));
     }
     if verified {
         Status::Ok
@@ -319,6 +335,9 @@ fn human_summary(outcome: &Outcome) -> String {
         }
     }
     match &outcome.error {
+        None if outcome.test_root => out.push_str(
+            "VERIFIED against a TEST root given with --trust-root (not real AMD hardware)\n",
+        ),
         None => out.push_str("VERIFIED\n"),
         Some(p) => out.push_str(&format!("REJECTED: {}\n  code: {}\n", p.message, p.code)),
     }
@@ -336,26 +355,166 @@ fn text(v: &Value) -> String {
 
 /// The seam to `skrd::format::snp`: verification and its JSON/summary.
 mod snp_check {
-    use super::Inputs;
+    use super::{text, Inputs};
     use serde_json::Value;
-    use skrd::error::Problem;
+    use skrd::error::{ErrorCode, Problem};
+    use skrd::format::snp::{
+        parse_certs, report_json, report_json_with_product, verified_json, verify_report, AmdCert,
+        ArkTrust, CertRole, Report, TrustStore,
+    };
+    use std::path::Path;
 
     /// The SNP verdict: the report's JSON (always), and Ok or the refusal.
     pub struct SnpOutcome {
+        /// `report_json` of the report, plus `chain` (what verified it, or null).
         pub json: Value,
+        /// Ok, or the first check that refused the report.
         pub result: Result<(), Problem>,
+        /// The ARK that verified the report is a test root given with `--trust-root`.
+        pub test_root: bool,
+    }
+
+    /// Prefixes a library problem with the file it came from.
+    fn in_file(path: &Path, problem: Problem) -> Problem {
+        Problem {
+            code: problem.code,
+            message: format!("{}: {}", path.display(), problem.message),
+        }
+    }
+
+    fn certs_of(path: &Path, bytes: &[u8]) -> Result<Vec<AmdCert>, Problem> {
+        parse_certs(bytes).map_err(|e| in_file(path, e.problem()))
+    }
+
+    /// The built-in AMD roots plus the `--trust-root` files (ARKs trusted, ASK/ASVKs usable).
+    fn trust_store(inputs: &Inputs) -> Result<TrustStore, Problem> {
+        let mut trust = TrustStore::with_builtin_roots().map_err(|e| e.problem())?;
+        for (path, bytes) in &inputs.trust_roots {
+            for cert in certs_of(path, bytes)? {
+                match cert.role {
+                    CertRole::Ark => trust.trust_ark(cert).map_err(|e| in_file(path, e.problem()))?,
+                    role if role.is_leaf() => {
+                        return Err(Problem::new(
+                            "invalid-argument",
+                            format!(
+                                "{}: --trust-root takes an ARK (optionally with its ASK/ASVK),                                  not a {} certificate; pass the VCEK/VLEK with --cert",
+                                path.display(),
+                                role.as_str()
+                            ),
+                        ))
+                    }
+                    _ => trust.add_intermediate(cert),
+                }
+            }
+        }
+        Ok(trust)
     }
 
     /// Parses and verifies one SNP report. `Err` means the input is unusable (exit 2).
-    pub fn verify(_report: &[u8], _inputs: &Inputs, _now: i64) -> Result<SnpOutcome, Problem> {
-        Err(Problem::new(
-            "snp-verifier-unavailable",
-            "the SEV-SNP verifier is not built into this skrctl yet",
-        ))
+    pub fn verify(report: &[u8], inputs: &Inputs, now: i64) -> Result<SnpOutcome, Problem> {
+        let report = Report::parse(report).map_err(|e| e.problem())?;
+        let mut supplied = Vec::new();
+        for (path, bytes) in &inputs.certs {
+            supplied.extend(certs_of(path, bytes)?);
+        }
+        if !supplied.iter().any(|c| c.role.is_leaf()) {
+            return Err(super::vcek_missing(
+                "the --cert files hold no VCEK or VLEK (only CA certificates)",
+            ));
+        }
+        let trust = trust_store(inputs)?;
+        Ok(match verify_report(&report, &supplied, &trust, now) {
+            Ok(v) => {
+                let mut json = report_json_with_product(&report, Some(v.product));
+                if let Some(obj) = json.as_object_mut() {
+                    obj.insert("chain".into(), verified_json(&v));
+                }
+                SnpOutcome {
+                    json,
+                    result: Ok(()),
+                    test_root: v.ark_trust == ArkTrust::ExplicitlyTrusted,
+                }
+            }
+            Err(e) => {
+                let mut json = report_json(&report);
+                if let Some(obj) = json.as_object_mut() {
+                    obj.insert("chain".into(), Value::Null);
+                }
+                SnpOutcome {
+                    json,
+                    result: Err(e.problem()),
+                    test_root: false,
+                }
+            }
+        })
+    }
+
+    fn tcb_text(t: &Value) -> String {
+        if t.get("snp").is_none() {
+            return format!("raw {}", text(&t["raw"]));
+        }
+        let mut s = String::new();
+        if let Some(fmc) = t.get("fmc") {
+            s.push_str(&format!("fmc {} ", text(fmc)));
+        }
+        s.push_str(&format!(
+            "bl {} tee {} snp {} ucode {} (tcbm {})",
+            text(&t["bootloader"]),
+            text(&t["tee"]),
+            text(&t["snp"]),
+            text(&t["microcode"]),
+            text(&t["raw"])
+        ));
+        s
     }
 
     /// Summary lines (label, value) for the human output.
-    pub fn summary_lines(_snp: &Value) -> Vec<(&'static str, String)> {
-        Vec::new()
+    pub fn summary_lines(snp: &Value) -> Vec<(&'static str, String)> {
+        let mut lines = Vec::new();
+        if snp.is_null() {
+            return lines;
+        }
+        lines.push(("report version", text(&snp["version"])));
+        lines.push(("product", text(&snp["product"])));
+        lines.push(("signing key", text(&snp["signing_key"])));
+        let chip = snp["chip_id"].as_str().unwrap_or("");
+        lines.push(("chip id", format!("{}...", chip.get(..16).unwrap_or(chip))));
+        lines.push(("measurement", text(&snp["measurement"])));
+        lines.push(("reported tcb", tcb_text(&snp["reported_tcb"])));
+        let p = &snp["policy"];
+        let flag = |name: &str, v: &Value| {
+            format!(
+                "{name}={}",
+                if v == &Value::Bool(true) { "yes" } else { "no" }
+            )
+        };
+        lines.push((
+            "policy",
+            format!(
+                "{} abi {}.{} {} {} {}",
+                text(&p["raw"]),
+                text(&p["abi_major"]),
+                text(&p["abi_minor"]),
+                flag("debug", &p["debug_allowed"]),
+                flag("smt", &p["smt_allowed"]),
+                flag("migrate-ma", &p["migrate_ma_allowed"]),
+            ),
+        ));
+        lines.push(("vmpl", text(&snp["vmpl"])));
+        lines.push(("report data", text(&snp["report_data"])));
+        let chain = &snp["chain"];
+        if !chain.is_null() {
+            lines.push((
+                "chain",
+                format!(
+                    "{} <- {} <- {} ({})",
+                    text(&chain["leaf"]["subject"]),
+                    text(&chain["intermediate"]["subject"]),
+                    text(&chain["ark"]["subject"]),
+                    text(&chain["ark_trust"])
+                ),
+            ));
+        }
+        lines
     }
 }
