@@ -13,8 +13,8 @@ use serde_json::Value;
 use skrd::error::ErrorCode;
 use skrd::format::snp::{
     build_chain, check_chip_id, check_intermediate_kind, check_report_data_binding, parse_certs,
-    report_json, verify_report, AmdCert, ArkTrust, CertRole, Generation, RawTcb, Report, SnpError,
-    TrustStore,
+    parse_thim_document, report_json, verify_report, AmdCert, ArkTrust, CertRole, Generation,
+    RawTcb, Report, SnpError, TrustStore,
 };
 
 const EXPECTED: &str = include_str!(concat!(
@@ -54,7 +54,15 @@ fn report_bytes(exp: &Value, name: &str) -> Vec<u8> {
 fn certs_of(files: &[&str]) -> Vec<AmdCert> {
     files
         .iter()
-        .flat_map(|f| parse_certs(&real(f)).unwrap())
+        .flat_map(|f| {
+            if f.ends_with("uvm_host_amd_certificate.json")
+                || f.ends_with("host_amd_certificate_env")
+            {
+                parse_thim_document(&real(f)).unwrap().all_certs()
+            } else {
+                parse_certs(&real(f)).unwrap()
+            }
+        })
         .collect()
 }
 
@@ -181,6 +189,9 @@ fn every_report_matches_the_independent_parse() {
             RawTcb(r.reported_tcb.0).to_tcbm(),
             "{ctx}"
         );
+        for k in ["bootloader", "tee", "snp", "microcode", "fmc"] {
+            assert_eq!(j["reported_tcb"][k], e["reported_tcb"][k], "{ctx} {k}");
+        }
         assert_eq!(
             j["policy"]["raw"],
             format!("0x{:x}", e["policy"].as_u64().unwrap()),
@@ -658,4 +669,123 @@ fn sev_crate_agrees_where_it_parses() {
         );
     }
     assert!(compared >= 10, "sev parsed only {compared} reports");
+}
+
+#[test]
+fn sev_crate_signature_verdicts_agree_where_it_parses() {
+    use sev::certs::snp::{Chain, Verifiable};
+    use sev::firmware::guest::AttestationReport;
+    use sev::parser::ByteParser;
+    let exp = expected();
+    let trust = store();
+    let mut compared = 0;
+    for p in exp["pairs"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        let want = p["expected"].as_str().unwrap();
+        if !["ok", "report-signature-invalid", "cert-signature-invalid"].contains(&want) {
+            continue; // checks sev does not make (hwID, TCB, kind, generation)
+        }
+        let bytes = report_bytes(&exp, p["report"].as_str().unwrap());
+        let Ok(theirs) = AttestationReport::from_bytes(&bytes) else {
+            continue;
+        };
+        let report = Report::parse(&bytes).unwrap();
+        let files: Vec<&str> = p["certs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let certs = certs_of(&files);
+        let leaf = skrd::format::snp::select_leaf(&report, &certs).unwrap();
+        // The ASK/ASVK and ARK of the leaf's name, from the built-ins.
+        let inter = trust
+            .intermediates()
+            .find(|c| c.subject_cn == leaf.issuer_cn)
+            .unwrap();
+        let ark = trust
+            .arks()
+            .map(|(a, _)| a)
+            .find(|a| a.subject_cn == inter.issuer_cn)
+            .unwrap();
+        let chain = Chain::from_der(ark.der(), inter.der(), leaf.der()).unwrap();
+        let verdict = (&chain, &theirs).verify();
+        assert_eq!(
+            verdict.is_ok(),
+            want == "ok",
+            "{name}: sev says {verdict:?}, we say {want}"
+        );
+        compared += 1;
+    }
+    assert!(compared >= 10, "compared only {compared}");
+}
+
+#[test]
+fn real_report_data_and_host_data_bindings() {
+    // python hashlib: SHA-256(constellation/snp/runtimedata.bin) = 0ccc0895...cfd38b = the
+    // first 32 bytes of REPORT_DATA of constellation/snp/attestation.bin, 32 zero bytes follow.
+    let b = real("constellation/snp/attestation.bin");
+    let r = Report::parse(&b[..1184]).unwrap();
+    let rd = real("constellation/snp/runtimedata.bin");
+    check_report_data_binding(&r, &rd).unwrap();
+    let e = check_report_data_binding(&r, &rd[1..]).unwrap_err();
+    assert!(matches!(e, SnpError::ReportDataMismatch { .. }));
+    assert!(e.to_string().contains("0ccc0895ef2f2c3b"), "{e}");
+    // PROTOCOLS.md §2.5: ACI HOST_DATA = SHA-256(base64-decoded CCE policy); python hashlib
+    // gives cadd74f7...9b031c for uvm_security_policy.base64.
+    let r = Report::parse(&real("confidential-sidecar-containers/snp_report.bin")).unwrap();
+    assert_eq!(
+        hex::encode(r.host_data),
+        "cadd74f71ebb8fbf9782baab649612520f3c416bc5ce9ac768808ddc8d9b031c"
+    );
+}
+
+#[test]
+fn no_panics_on_truncated_or_mutated_inputs() {
+    // Every prefix of a real DER certificate, PEM bundle and certificate table, and pseudo-random
+    // byte flips of each, must give a value or an error, never a panic.
+    let inputs = [
+        real("virtee-sev/vcek_turin.der"),
+        real("trustee/amd/genoa_ask_ark_asvk.pem"),
+        real("constellation/aws-snp-history/certs_valid-2023-06.bin"),
+        real("confidential-sidecar-containers/uvm_host_amd_certificate.json"),
+    ];
+    for input in &inputs {
+        for n in (0..input.len()).step_by(7) {
+            let _ = parse_certs(&input[..n]);
+            let _ = parse_thim_document(&input[..n]);
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..150 {
+            let mut m = input.clone();
+            for _ in 0..4 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let i = (seed % m.len() as u64) as usize;
+                m[i] ^= (seed >> 32) as u8 | 1;
+            }
+            let _ = parse_certs(&m);
+        }
+    }
+    // Reports: any 1184 bytes parse or give a version error; verification never panics.
+    let base = real("oak/turin_oc_report.bin");
+    let certs = certs_of(&["oak/turin_oc_vcek.der"]);
+    let trust = store();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..60 {
+        let mut m = base.clone();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let i = (seed % 0x2A0) as usize;
+        m[i] ^= (seed >> 40) as u8 | 1;
+        if let Ok(r) = Report::parse(&m) {
+            let _ = report_json(&r);
+            assert!(
+                verify_report(&r, &certs, &trust, 1_752_858_286).is_err(),
+                "flip at {i:#x}"
+            );
+        }
+    }
 }

@@ -57,15 +57,25 @@ impl std::fmt::Display for CertRole {
 
 /// AMD arc for VCEK/VLEK extensions.
 pub const AMD_EXT_ARC: &str = "1.3.6.1.4.1.3704.1";
-const OID_STRUCT_VERSION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.1");
-const OID_PRODUCT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.2");
-const OID_BL_SPL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.1");
-const OID_TEE_SPL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.2");
-const OID_SNP_SPL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.3");
-const OID_UCODE_SPL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.8");
-const OID_FMC_SPL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.9");
-const OID_HW_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.4");
-const OID_CSP_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.5");
+/// AMD extension OID: structVersion.
+pub const OID_STRUCT_VERSION: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.1");
+/// AMD extension OID: productName.
+pub const OID_PRODUCT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.2");
+/// AMD extension OID: blSPL.
+pub const OID_BL_SPL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.1");
+/// AMD extension OID: teeSPL.
+pub const OID_TEE_SPL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.2");
+/// AMD extension OID: snpSPL.
+pub const OID_SNP_SPL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.3");
+/// AMD extension OID: ucodeSPL.
+pub const OID_UCODE_SPL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.8");
+/// AMD extension OID: fmcSPL (Turin).
+pub const OID_FMC_SPL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.9");
+/// AMD extension OID: hwID (VCEK).
+pub const OID_HW_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.4");
+/// AMD extension OID: cspID (VLEK).
+pub const OID_CSP_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.5");
 const OID_CN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
 
 /// Dotted OIDs of the extensions the report checks use, for error messages.
@@ -449,5 +459,14 @@ mod tests {
             Err(SnpError::CertParseFailed { .. })
         ));
         assert!(parse_certs(&[]).is_err());
+    }
+
+    #[test]
+    fn crlf_pem_and_surrounding_text() {
+        let pem = std::str::from_utf8(fixture!("virtee-sev/cert_chain_milan")).unwrap();
+        let crlf = format!("chain follows\r\n{}\r\ntrailer", pem.replace('\n', "\r\n"));
+        let certs = parse_certs(crlf.as_bytes()).unwrap();
+        assert_eq!(certs.len(), 2);
+        assert_eq!(certs[1].subject_cn, "ARK-Milan");
     }
 }

@@ -188,3 +188,100 @@ pub fn spki_sha256(cert: &AmdCert) -> Result<[u8; 32], SnpError> {
         })?;
     Ok(sha2::Sha256::digest(der).into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::snp::cert::parse_certs;
+
+    fn milan() -> (Report, AmdCert, Vec<AmdCert>) {
+        let r = Report::parse(fixture!("virtee-sev/report_milan.bin")).unwrap();
+        let vcek = parse_certs(fixture!("virtee-sev/vcek_milan.der"))
+            .unwrap()
+            .remove(0);
+        let chain = parse_certs(fixture!("virtee-sev/cert_chain_milan")).unwrap();
+        (r, vcek, chain)
+    }
+
+    #[test]
+    fn real_milan_chain_and_signature() {
+        // virtee/sev ships these as a verifying set; the independent python check agrees
+        // (tests/fixtures/independent/snp_expected.json, pair "virtee-milan").
+        let (r, vcek, chain) = milan();
+        let ask = &chain[0];
+        let ark = &chain[1];
+        assert_eq!(
+            (ask.subject_cn.as_str(), ark.subject_cn.as_str()),
+            ("SEV-Milan", "ARK-Milan")
+        );
+        for c in [&vcek, ask, ark] {
+            check_pss_params(c).unwrap();
+        }
+        verify_cert_signature(&vcek, ask).unwrap();
+        verify_cert_signature(ask, ark).unwrap();
+        verify_cert_signature(ark, ark).unwrap();
+        verify_report_signature(&r, &vcek).unwrap();
+        // Wrong issuer: the ARK did not sign the VCEK (and the names do not chain).
+        assert!(matches!(
+            verify_cert_signature(&vcek, ark),
+            Err(SnpError::CertSignatureInvalid { .. })
+        ));
+        // An RSA key is not a report signing key.
+        assert!(matches!(
+            leaf_verifying_key(ask),
+            Err(SnpError::CertAlgorithmUnexpected { .. })
+        ));
+    }
+
+    #[test]
+    fn signature_integers_are_little_endian_with_zero_high_half() {
+        let (r, vcek, _) = milan();
+        // Reading R big-endian instead (the classic mistake) must fail.
+        let mut swapped = r.clone();
+        swapped.signature.r[..48].reverse();
+        assert!(verify_report_signature(&swapped, &vcek).is_err());
+        let mut high = r.clone();
+        high.signature.s[71] = 1;
+        assert!(matches!(
+            verify_report_signature(&high, &vcek),
+            Err(SnpError::ReportSignatureInvalid { .. })
+        ));
+        let mut zero = r;
+        zero.signature.r = [0; 72];
+        assert!(matches!(
+            verify_report_signature(&zero, &vcek),
+            Err(SnpError::ReportSignatureInvalid { .. })
+        ));
+    }
+
+    #[test]
+    fn wrong_pss_salt_is_refused() {
+        // make_test_chain.py signs this VCEK with salt 32 (openssl x509 -text: "Salt Length: 0x20").
+        let c = parse_certs(include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/independent/testchain/vcek-salt32.pem"
+        )))
+        .unwrap()
+        .remove(0);
+        let e = check_pss_params(&c).unwrap_err();
+        assert!(
+            matches!(e, SnpError::CertAlgorithmUnexpected { ref found, .. } if found == "salt length 32"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn validity_bounds_are_inclusive() {
+        let (_, vcek, _) = milan();
+        check_validity(&vcek, vcek.not_before).unwrap();
+        check_validity(&vcek, vcek.not_after).unwrap();
+        assert!(matches!(
+            check_validity(&vcek, vcek.not_after + 1),
+            Err(SnpError::CertExpired { .. })
+        ));
+        assert!(matches!(
+            check_validity(&vcek, vcek.not_before - 1),
+            Err(SnpError::CertNotYetValid { .. })
+        ));
+    }
+}

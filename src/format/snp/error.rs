@@ -357,6 +357,16 @@ pub enum SnpError {
         found: String,
     },
 
+    /// A THIM certification document (JSON, or base64 of it) is malformed.
+    #[error(
+        "THIM certification document is invalid: {detail}; expected JSON with vcekCert, tcbm, \
+         certificateChain (as served by IMDS /metadata/THIM/amd/certification)"
+    )]
+    ThimDocumentInvalid {
+        /// What is wrong.
+        detail: String,
+    },
+
     /// The extended-report certificate table is malformed.
     #[error("SNP certificate table is malformed at entry {entry}: {detail}")]
     CertTableMalformed {
@@ -399,6 +409,7 @@ impl ErrorCode for SnpError {
             Self::ProductMismatch { .. } => "product-mismatch",
             Self::ReportDataMismatch { .. } => "report-data-mismatch",
             Self::CertTableMalformed { .. } => "cert-table-malformed",
+            Self::ThimDocumentInvalid { .. } => "thim-document-invalid",
         }
     }
 }

@@ -28,15 +28,18 @@ fn tcb_json(t: RawTcb, layout: Option<TcbLayout>) -> Value {
 }
 
 /// The report as JSON. `product` is the report's own generation (`null` when a v2 report cannot
-/// tell); TCBs are then given only as `{"raw": tcbm}`. Use [`report_json_with_product`] after
-/// verification to decode with the chain's generation.
+/// tell Milan from Genoa); TCBs are decoded with [`Report::tcb_layout`] and always carry
+/// `"raw"` (the THIM `tcbm` form); when no layout is known only `{"raw": tcbm}` is given. Use
+/// [`report_json_with_product`] after verification to name the chain's generation.
 pub fn report_json(report: &Report) -> Value {
     report_json_with_product(report, report.generation)
 }
 
 /// [`report_json`] with the generation given by the caller (e.g. [`VerifiedReport::product`]).
 pub fn report_json_with_product(report: &Report, product: Option<Generation>) -> Value {
-    let layout = product.map(Generation::tcb_layout);
+    let layout = product
+        .map(Generation::tcb_layout)
+        .or_else(|| report.tcb_layout());
     let p = &report.policy;
     let pi = &report.platform_info;
     let ki = &report.key_info;

@@ -8,6 +8,7 @@
 //! - [`chain`]: RSA-PSS certificate signatures, validity, the report's ECDSA signature.
 //! - [`roots`]: built-in pinned AMD roots and the [`TrustStore`].
 //! - [`verify`]: §3.8 steps 1-7 ([`verify_report`], [`check_report_data_binding`]).
+//! - [`thim`]: the THIM certification document (IMDS / ACI), [`parse_thim_document`].
 //! - [`json`]: the `--json` view ([`report_json`]).
 
 /// Embeds a file of `tests/fixtures/real/` (tests only).
@@ -32,6 +33,7 @@ pub mod policy;
 pub mod report;
 pub mod roots;
 pub mod tcb;
+pub mod thim;
 pub mod verify;
 
 pub use cert::{parse_certs, AmdCert, AmdExtensions, CertRole};
@@ -43,6 +45,7 @@ pub use policy::{GuestPolicy, KeyInfo, PlatformInfo, SigningKey};
 pub use report::{Cpuid, FirmwareVersion, Report, ReportSignature, REPORT_LEN, SIGNED_LEN};
 pub use roots::{ArkTrust, TrustStore, ARK_PINS};
 pub use tcb::{RawTcb, TcbLayout, TcbVersion};
+pub use thim::{parse_thim_document, ThimCerts};
 pub use verify::{
     build_chain, check_chip_id, check_generation, check_intermediate_kind, check_leaf_kind,
     check_product_name, check_report_data_binding, check_report_header, check_tcb, select_leaf,

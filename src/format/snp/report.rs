@@ -227,12 +227,19 @@ impl Report {
         self.raw.get(..SIGNED_LEN).unwrap_or(&self.raw)
     }
 
-    /// The TCB layout the report tells, if it tells its generation.
+    /// The TCB layout of the report's TCB fields, when the report tells it: from its generation,
+    /// or for a v2 report that is not Turin-style (64-byte or masked CHIP_ID), the Milan/Genoa
+    /// layout (Milan and Genoa share it, and v2 reports predate Turin's v3+ firmware). `None`
+    /// for a v3+ report with an unknown CPUID: take the certificate's generation then.
     pub fn tcb_layout(&self) -> Option<TcbLayout> {
-        self.generation.map(Generation::tcb_layout)
+        match self.generation {
+            Some(g) => Some(g.tcb_layout()),
+            None if self.version == 2 => Some(TcbLayout::MilanGenoa),
+            None => None,
+        }
     }
 
-    /// REPORTED_TCB decoded with the report's own generation (if known).
+    /// REPORTED_TCB decoded with [`Report::tcb_layout`] (if known).
     pub fn reported_tcb_version(&self) -> Option<TcbVersion> {
         self.tcb_layout().map(|l| self.reported_tcb.decode(l))
     }

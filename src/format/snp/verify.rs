@@ -495,3 +495,107 @@ pub fn check_report_data_binding(report: &Report, runtime_data: &[u8]) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::format::snp::cert::parse_certs;
+
+    fn genoa() -> (Vec<u8>, AmdCert) {
+        (
+            fixture!("oak/genoa_oc_report.bin").to_vec(),
+            parse_certs(fixture!("oak/genoa_oc_vcek.der"))
+                .unwrap()
+                .remove(0),
+        )
+    }
+
+    #[test]
+    fn tcb_mismatch_names_component_and_what_to_fetch() {
+        // Genoa REPORTED_TCB 0a 00 00 00 00 00 19 54 (PROTOCOLS.md §3.4); raise SNP to 0x1a.
+        let (mut b, vcek) = genoa();
+        check_tcb(&Report::parse(&b).unwrap(), &vcek, Generation::Genoa).unwrap();
+        b[0x186] = 0x1a;
+        let r = Report::parse(&b).unwrap();
+        let e = check_tcb(&r, &vcek, Generation::Genoa).unwrap_err();
+        assert!(matches!(
+            e,
+            SnpError::TcbMismatch {
+                component: "snp",
+                report_value: 0x1a,
+                cert_value: 0x19,
+                ..
+            }
+        ));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("541a00000000000a") && msg.contains("THIM/KDS"),
+            "{msg}"
+        );
+        assert_eq!(e.code(), "tcb-mismatch");
+    }
+
+    #[test]
+    fn generation_checks() {
+        let (mut b, _) = genoa();
+        let r = Report::parse(&b).unwrap();
+        assert_eq!(
+            check_generation(&r, Generation::Genoa).unwrap(),
+            Generation::Genoa
+        );
+        assert!(matches!(
+            check_generation(&r, Generation::Milan),
+            Err(SnpError::ChainGenerationMismatch { .. })
+        ));
+        // An unknown CPUID (future "Venice", family 0x1A model 0x50) cannot be matched.
+        b[0x188] = 0x1A;
+        b[0x189] = 0x50;
+        let r = Report::parse(&b).unwrap();
+        assert_eq!(r.generation, None);
+        assert_eq!(
+            check_generation(&r, Generation::Turin).unwrap_err().code(),
+            "generation-unknown"
+        );
+    }
+
+    #[test]
+    fn product_name_prefix() {
+        let (_, vcek) = genoa();
+        check_product_name(&vcek, Generation::Genoa).unwrap();
+        assert_eq!(
+            check_product_name(&vcek, Generation::Milan)
+                .unwrap_err()
+                .code(),
+            "product-mismatch"
+        );
+        // "Milan-B0" is Milan (virtee-sev/vcek_milan.der, openssl asn1parse of 1.3.6.1.4.1.3704.1.2).
+        let m = parse_certs(fixture!("virtee-sev/vcek_milan.der"))
+            .unwrap()
+            .remove(0);
+        assert_eq!(m.extensions.product_name.as_deref(), Some("Milan-B0"));
+        check_product_name(&m, Generation::Milan).unwrap();
+    }
+
+    #[test]
+    fn leaf_kind_both_ways() {
+        let (b, vcek) = genoa();
+        let r = Report::parse(&b).unwrap();
+        check_leaf_kind(&r, &vcek).unwrap();
+        let vlek = parse_certs(fixture!("trustee/snp/test-vlek.der"))
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            check_leaf_kind(&r, &vlek).unwrap_err().code(),
+            "leaf-kind-mismatch"
+        );
+        let vr = Report::parse(fixture!("trustee/snp/test-vlek-report.bin")).unwrap();
+        check_leaf_kind(&vr, &vlek).unwrap();
+        assert_eq!(
+            check_leaf_kind(&vr, &vcek).unwrap_err().code(),
+            "leaf-kind-mismatch"
+        );
+        // A VLEK has no chip binding: check_chip_id passes it (KEY_INFO decides its kind).
+        check_chip_id(&vr, &vlek, Generation::Milan).unwrap();
+    }
+}
