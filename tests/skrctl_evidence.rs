@@ -559,3 +559,44 @@ fn only_ca_certificates_is_vcek_missing() {
     ]);
     assert_unusable(code, &doc, "vcek-missing");
 }
+
+#[test]
+fn thim_document_is_accepted_as_cert() {
+    // The THIM document of confidential-sidecar-containers: its vcekCert verifies snp_report.bin
+    // (python cryptography ECDSA P-384 over report[0..0x2A0]; VCEK valid 2022-11-29..2029-11-29).
+    let (code, doc) = verify_json(&[
+        s(&real("confidential-sidecar-containers/snp_report.bin")),
+        "--cert",
+        s(&real(
+            "confidential-sidecar-containers/uvm_host_amd_certificate.json",
+        )),
+        "--at",
+        AT_VALID,
+    ]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["snp"]["chain"]["ark"]["subject"], "ARK-Milan");
+    // A broken JSON document is unusable input with the THIM error code.
+    let f = temp_file(br#"{"vcekCert": 1}"#);
+    let (code, doc) = verify_json(&[
+        s(&real("confidential-sidecar-containers/snp_report.bin")),
+        "--cert",
+        s(f.path()),
+    ]);
+    assert_eq!(code, 2, "{doc}");
+    assert!(doc["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(s(f.path())));
+    // Garbage as a certificate: the certificate parser's error, naming the file.
+    let f = temp_file(b"garbage");
+    let (code, doc) = verify_json(&[
+        s(&real("confidential-sidecar-containers/snp_report.bin")),
+        "--cert",
+        s(f.path()),
+    ]);
+    assert_eq!(code, 2, "{doc}");
+    assert!(doc["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(s(f.path())));
+}

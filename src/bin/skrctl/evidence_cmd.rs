@@ -33,8 +33,9 @@ pub struct VerifyArgs {
     #[arg(value_name = "FILE")]
     file: PathBuf,
 
-    /// A certificate file: PEM (one or more certificates) or DER. Give the VCEK or VLEK; the
-    /// ASK/ASVK and ARK default to the built-in AMD certificates. Repeatable.
+    /// A certificate file: PEM (one or more certificates), DER, or the THIM document saved from
+    /// IMDS. Give the VCEK or VLEK; the ASK/ASVK and ARK default to the built-in AMD
+    /// certificates. Repeatable.
     #[arg(long = "cert", value_name = "FILE")]
     certs: Vec<PathBuf>,
 
@@ -359,8 +360,8 @@ mod snp_check {
     use serde_json::Value;
     use skrd::error::{ErrorCode, Problem};
     use skrd::format::snp::{
-        parse_certs, report_json, report_json_with_product, verified_json, verify_report, AmdCert,
-        ArkTrust, CertRole, Report, TrustStore,
+        parse_certs, parse_thim_document, report_json, report_json_with_product, verified_json,
+        verify_report, AmdCert, ArkTrust, CertRole, Report, TrustStore,
     };
     use std::path::Path;
 
@@ -382,8 +383,21 @@ mod snp_check {
         }
     }
 
+    /// Certificates from PEM, DER or a certificate table, or from a THIM document (JSON, or
+    /// base64 of it as ACI stores it) saved from IMDS.
     fn certs_of(path: &Path, bytes: &[u8]) -> Result<Vec<AmdCert>, Problem> {
-        parse_certs(bytes).map_err(|e| in_file(path, e.problem()))
+        let looks_like_json = bytes.trim_ascii().first() == Some(&b'{');
+        if looks_like_json {
+            return parse_thim_document(bytes)
+                .map(|t| t.all_certs())
+                .map_err(|e| in_file(path, e.problem()));
+        }
+        parse_certs(bytes).or_else(|e| {
+            // Not a certificate: maybe base64 of a THIM document; if not, report the first error.
+            parse_thim_document(bytes)
+                .map(|t| t.all_certs())
+                .map_err(|_| in_file(path, e.problem()))
+        })
     }
 
     /// The built-in AMD roots plus the `--trust-root` files (ARKs trusted, ASK/ASVKs usable).
