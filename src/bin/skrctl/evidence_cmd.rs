@@ -200,8 +200,8 @@ fn vcek_missing(why: &str) -> Problem {
         "vcek-missing",
         format!(
             "{why}: pass the VCEK with --cert; on Azure fetch it from THIM: curl -H Metadata:true \
-             http://169.254.169.254/metadata/THIM/amd/certification (vcekCert, certificateChain); \
-             elsewhere from AMD KDS for the report's chip id and reported TCB"
+             http://169.254.169.254/metadata/THIM/amd/certification > thim.json, then \
+             --cert thim.json; elsewhere from AMD KDS for the report's chip id and reported TCB"
         ),
     )
 }
