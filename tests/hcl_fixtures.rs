@@ -674,3 +674,48 @@ fn never_panics_on_truncations_and_mutations() {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+#[test]
+fn encode_reproduces_real_reports_byte_for_byte() {
+    use skrd::format::hcl::{encode, report_data_for, EncodeParams, HashType};
+    // Re-encoding the parsed pieces of every real SNP HCL report gives back the exact bytes
+    // (header, sizes, zero padding to 2048/2600), so encode() writes the layout Azure writes.
+    for exp in expected() {
+        if exp["parse"] != "ok" {
+            continue;
+        }
+        let bytes = fixture(exp["path"].as_str().unwrap());
+        let r = HclReport::parse(bytes).unwrap();
+        let out = encode(&EncodeParams {
+            version: r.version(),
+            request_type: r.request_type(),
+            hw_report: r.snp_report_bytes(),
+            hash_type: r.hash_type(),
+            variable_data: r.runtime_data_bytes(),
+            pad_to: bytes.len(),
+        })
+        .unwrap();
+        assert_eq!(out, bytes, "{}", exp["path"]);
+        if exp["binding"] == "ok" {
+            // report_data_for gives the REPORT_DATA the python script found.
+            let rd = report_data_for(HashType::Sha256, r.runtime_data_bytes());
+            assert_eq!(hex::encode(rd), exp["report_data"]);
+        }
+    }
+    // A hardware report of the wrong size is refused.
+    assert!(matches!(
+        encode(&EncodeParams {
+            version: 1,
+            request_type: 2,
+            hw_report: &[0u8; 100],
+            hash_type: HashType::Sha256,
+            variable_data: b"{}",
+            pad_to: 0,
+        }),
+        Err(HclError::Truncated {
+            needed: 1184,
+            found: 100,
+            ..
+        })
+    ));
+}

@@ -3,7 +3,8 @@
 //! Implements PROTOCOLS.md §4.2 (layout), §4.3 (runtime data JSON), §4.4 (REPORT_DATA binding)
 //! and §9.1 traps 10-11. Bytes in, [`HclReport`] or a specific [`HclError`] out; no I/O.
 //!
-//! - [`report`]: the byte layout, size checks, and [`HclReport::check_binding`].
+//! - [`report`]: the byte layout, size checks, [`HclReport::check_binding`], and [`encode`]
+//!   (the emulator's test HCL reports).
 //! - [`runtime_data`]: the JSON (keys by `kid`, `vm-configuration`, `user-data`).
 //! - [`error`]: [`HclError`] and its stable codes (`docs/errors-hcl.md`).
 //!
@@ -17,7 +18,7 @@ pub mod report;
 pub mod runtime_data;
 
 pub use error::HclError;
-pub use report::{HashType, HclReport, IgvmRequestHeader};
+pub use report::{encode, report_data_for, EncodeParams, HashType, HclReport, IgvmRequestHeader};
 pub use runtime_data::{Jwk, RuntimeData, VmConfiguration};
 
 use serde_json::{json, Value};

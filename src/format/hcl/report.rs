@@ -365,3 +365,74 @@ impl HclReport {
         Ok(())
     }
 }
+
+/// REPORT_DATA that binds `variable_data` with `hash`: the digest followed by zeros (§4.4).
+/// What the HCL asks the firmware to put in the SNP report; used by the emulator's test HCL.
+pub fn report_data_for(hash: HashType, variable_data: &[u8]) -> [u8; REPORT_DATA_SIZE] {
+    let mut out = [0u8; REPORT_DATA_SIZE];
+    for (o, d) in out.iter_mut().zip(hash.digest(variable_data)) {
+        *o = d;
+    }
+    out
+}
+
+/// The fields [`encode`] writes into an HCL report.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeParams<'a> {
+    /// Attestation header version (1 or 2).
+    pub version: u32,
+    /// RequestType (2 on every real report).
+    pub request_type: u32,
+    /// The 1184-byte SEV-SNP report, its REPORT_DATA already set with [`report_data_for`].
+    pub hw_report: &'a [u8],
+    /// ReportDataHashType.
+    pub hash_type: HashType,
+    /// The runtime data JSON bytes.
+    pub variable_data: &'a [u8],
+    /// Zero-pad the result to this many bytes (2048 or 2600 on Azure; swtpm's NV maximum is
+    /// 2048); a smaller value means no padding.
+    pub pad_to: usize,
+}
+
+/// Serialises an SEV-SNP HCL report (ReportType 2, IGVM version 1, Status 0) in the layout that
+/// [`HclReport::parse`] reads. Refuses a hardware report that is not 1184 bytes or variable data
+/// whose size does not fit the u32 size fields.
+pub fn encode(p: &EncodeParams<'_>) -> Result<Vec<u8>, HclError> {
+    if p.hw_report.len() != HW_REPORT_SIZE {
+        return Err(HclError::Truncated {
+            part: "hardware report",
+            needed: HW_REPORT_SIZE,
+            found: p.hw_report.len(),
+        });
+    }
+    let too_large = HclError::VariableDataTooLarge {
+        variable_data_size: u32::MAX,
+        available: p.variable_data.len(),
+    };
+    let var_size = u32::try_from(p.variable_data.len()).map_err(|_| too_large.clone())?;
+    let data_size = var_size
+        .checked_add(IGVM_HEADER_SIZE as u32)
+        .ok_or(too_large.clone())?;
+    let report_size = data_size.checked_add(IGVM_OFFSET as u32).ok_or(too_large)?;
+    let mut out = Vec::with_capacity(p.pad_to.max(VARIABLE_DATA_OFFSET + p.variable_data.len()));
+    out.extend_from_slice(&MAGIC);
+    for v in [p.version, report_size, p.request_type, 0] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.resize(HW_REPORT_OFFSET, 0);
+    out.extend_from_slice(p.hw_report);
+    for v in [
+        data_size,
+        1,
+        REPORT_TYPE_SNP,
+        p.hash_type.as_u32(),
+        var_size,
+    ] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(p.variable_data);
+    if out.len() < p.pad_to {
+        out.resize(p.pad_to, 0);
+    }
+    Ok(out)
+}
