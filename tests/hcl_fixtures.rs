@@ -419,6 +419,13 @@ fn truncated_at_each_header_boundary() {
     // Exactly the variable data, no zero padding: fine (the padding is not part of the report).
     let report = HclReport::parse(&TRUSTEE[..end]).unwrap();
     assert_eq!(report.check_binding(), Ok(()));
+    // Bytes after the variable data are ignored, whatever they hold.
+    let mut buf = TRUSTEE.to_vec();
+    buf[end..].fill(0xA5);
+    buf.extend_from_slice(b"trailing");
+    let report = HclReport::parse(&buf).unwrap();
+    assert_eq!(report.runtime_data_bytes(), &TRUSTEE[0x4D4..end]);
+    assert_eq!(report.check_binding(), Ok(()));
 }
 
 #[test]
