@@ -18,9 +18,17 @@ pub enum Status {
 /// Prints one JSON object on stdout.
 pub fn print_json(value: &serde_json::Value) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => print_text(&format!("{text}\n")),
         Err(e) => eprintln!("error: cannot encode output: {e}"),
     }
+}
+
+/// Writes text to stdout. A closed pipe (`skrctl ... | head`) is not an error worth a panic,
+/// which `print!` would raise; the exit status still reports the verdict.
+pub fn print_text(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// Reports a problem that made the input unusable, as JSON or as text, and returns `Unusable`.
