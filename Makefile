@@ -59,7 +59,8 @@ test: deps build check unit fuzz-smoke ## What CI runs: install what is missing,
 fuzz-smoke: ## Run every fuzz target for FUZZ_SECONDS each
 	@for t in $(FUZZ_TARGETS); do \
 	    echo "fuzz-smoke: $$t ($(FUZZ_SECONDS) s)"; \
-	    RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	    scripts/fuzz-seeds.sh $$t; \
+	    RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
 	        >fuzz/$$t.log 2>&1 || { tail -40 fuzz/$$t.log; exit 1; }; \
 	    grep -E '^Done [0-9]+ runs' fuzz/$$t.log || true; \
 	done

@@ -607,6 +607,13 @@ fn cert_table_with_a_bad_offset_is_refused() {
 }
 
 #[test]
+fn garbage_is_not_mistaken_for_a_cert_table() {
+    // Neither PEM, nor DER (first byte 0x30), nor a table starting with an AMD GUID.
+    let garbage = b"this is not a certificate at all, just some text in a file".to_vec();
+    assert_eq!(code(parse_certs(&garbage)), "cert-parse-failed");
+}
+
+#[test]
 fn sev_crate_agrees_where_it_parses() {
     use sev::firmware::guest::AttestationReport;
     use sev::parser::ByteParser;

@@ -383,7 +383,27 @@ pub fn parse_certs(bytes: &[u8]) -> Result<Vec<AmdCert>, SnpError> {
             return AmdCert::from_der_indexed(bytes, 0).map(|c| vec![c]);
         }
     }
-    cert_table::certs_from_table(bytes)
+    if starts_like_cert_table(bytes) {
+        return cert_table::certs_from_table(bytes);
+    }
+    Err(parse_err(
+        0,
+        "not a PEM bundle, a DER certificate or an SNP extended-report certificate table",
+    ))
+}
+
+/// A certificate table starts with the GUID of one of AMD's certificate kinds (or is empty).
+fn starts_like_cert_table(bytes: &[u8]) -> bool {
+    use cert_table::{GUID_ARK, GUID_ASK, GUID_VCEK, GUID_VLEK};
+    match bytes.get(..16) {
+        Some(first) => {
+            [GUID_VCEK, GUID_VLEK, GUID_ASK, GUID_ARK]
+                .iter()
+                .any(|g| g.as_slice() == first)
+                || first.iter().all(|b| *b == 0)
+        }
+        None => false,
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Seeds each fuzz target's corpus with the real artifacts of its format, so a short smoke run
+# starts from valid inputs instead of empty ones. Usage: scripts/fuzz-seeds.sh TARGET
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t=$1
+dir=fuzz/corpus/$t
+mkdir -p "$dir"
+real=tests/fixtures/real
+case $t in
+    fuzz_snp_report) find $real -name '*.bin' -size 1184c -exec cp -t "$dir" {} + ;;
+    fuzz_hcl_report) find $real -name '*hcl*.bin' -exec cp -t "$dir" {} + ;;
+    fuzz_amd_certs)  find $real \( -name '*.pem' -o -name '*.der' -o -name '*.cert' -o -name '*.testcer' \) \
+                         -exec cp -t "$dir" {} + ;;
+    fuzz_cert_table) cp $real/constellation/aws-snp-history/certs_valid-2023-06.bin "$dir"/ ;;
+    fuzz_config)     cp config/skrd.toml tests/fixtures/config/*.toml "$dir"/ ;;
+    *) ;;
+esac
