@@ -21,7 +21,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 
 /// Wrappers nested deeper than this are not followed.
-const MAX_WRAPPING: usize = 4;
+const MAX_WRAPPING: usize = 8;
 
 /// Which document shape the policy was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -376,16 +376,16 @@ fn trap_hint(c: &ClaimCondition, found: Option<&Value>, claims: &Value) -> Optio
     }
     if let Some(leaf) = c.claim.strip_prefix("x-ms-isolation-tee.") {
         if claims.get(TEE).is_none() {
-            if lookup(claims, leaf).is_some() {
-                return Some(format!(
-                    "the token has {leaf} at the top level (a SevSnpVm token); a policy for \
-                     these tokens names {leaf} without the {TEE}. prefix"
-                ));
-            }
             if top_type == Some("azurevm") {
                 return Some(format!(
                     "the token has no {TEE} object: the VM was attested without hardware \
                      isolation (e.g. Trusted Launch, not a confidential VM)"
+                ));
+            }
+            if lookup(claims, leaf).is_some() {
+                return Some(format!(
+                    "the token has {leaf} at the top level (a SevSnpVm token); a policy for \
+                     these tokens names {leaf} without the {TEE}. prefix"
                 ));
             }
         }
