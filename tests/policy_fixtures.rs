@@ -7,6 +7,9 @@
 //! Every policy's validity (and error code), the document shape, the authorities, and for every
 //! (policy, claims) pair the decision, the authority and each unmet condition must agree.
 
+// Tests may unwrap and panic (Cargo.toml [lints]: the deny is for non-test code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use serde_json::Value;
 use skrd::error::ErrorCode;
 use skrd::format::akv::policy::{
@@ -37,12 +40,7 @@ fn every_real_policy_is_covered() {
     for dir in std::fs::read_dir(Path::new(REAL).join("policies")).unwrap() {
         for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
             let p = f.unwrap().path();
-            found.push(
-                p.strip_prefix(REAL)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
+            found.push(p.strip_prefix(REAL).unwrap().to_string_lossy().into_owned());
         }
     }
     assert_eq!(found.len(), 16);
@@ -103,7 +101,12 @@ fn compare(eval: &Evaluation, want: &Value, label: &str) {
         "{label}: authority"
     );
     let want_unmet = want["unmet"].as_array().unwrap();
-    assert_eq!(want_unmet.len(), eval.unmet.len(), "{label}: {:#?}", eval.unmet);
+    assert_eq!(
+        want_unmet.len(),
+        eval.unmet.len(),
+        "{label}: {:#?}",
+        eval.unmet
+    );
     for (w, g) in want_unmet.iter().zip(&eval.unmet) {
         assert_eq!(w["path"], g.path, "{label}");
         assert_eq!(w["claim"], g.claim, "{label}");
@@ -173,7 +176,9 @@ fn explanations_name_the_trap() {
     .unwrap();
     let eval = policy.evaluate(&claims);
     assert!(!eval.allowed);
-    assert!(eval.unmet[0].reason.contains("x-ms-isolation-tee.x-ms-attestation-type"));
+    assert!(eval.unmet[0]
+        .reason
+        .contains("x-ms-isolation-tee.x-ms-attestation-type"));
     assert!(eval.unmet[1]
         .reason
         .contains("\"x-ms-isolation-tee.x-ms-compliance-status\""));
@@ -189,8 +194,13 @@ fn explanations_name_the_trap() {
     .unwrap();
     let eval = policy.evaluate(&claims);
     assert!(!eval.allowed);
-    assert!(eval.unmet.iter().all(|u| u.reason.contains("no x-ms-isolation-tee")));
-    assert!(eval.unmet[0].reason.contains("any one condition of anyOf[1].allOf[0].anyOf"));
+    assert!(eval
+        .unmet
+        .iter()
+        .all(|u| u.reason.contains("no x-ms-isolation-tee")));
+    assert!(eval.unmet[0]
+        .reason
+        .contains("any one condition of anyOf[1].allOf[0].anyOf"));
 }
 
 #[test]
@@ -245,8 +255,10 @@ fn import_key_configs_warn_about_placeholders() {
     assert!(codes.contains(&"authority-placeholder"), "{codes:?}");
     assert!(codes.contains(&"value-placeholder"), "{codes:?}");
     // sgx-example3 uses "greater", which the grammar page's prose does not allow yet.
-    let sgx = load_document(&read("policies/ms-docs/skr-policy-examples__sgx-example3.json"))
-        .unwrap();
+    let sgx = load_document(&read(
+        "policies/ms-docs/skr-policy-examples__sgx-example3.json",
+    ))
+    .unwrap();
     let w = sgx.policy.warnings();
     assert_eq!(w.len(), 1);
     assert_eq!(w[0].code, "operator-not-equals");

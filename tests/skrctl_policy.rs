@@ -2,6 +2,9 @@
 //! policies and real MAA tokens. Expected decisions are those of the independent python
 //! evaluator (`tests/fixtures/independent/policy_expected.json`, see tests/policy_fixtures.rs).
 
+// Tests may unwrap and panic (Cargo.toml [lints]: the deny is for non-test code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use serde_json::Value;
 use std::process::{Command, Output};
 
@@ -30,12 +33,8 @@ fn real(rel: &str) -> String {
 }
 
 fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]
@@ -61,7 +60,10 @@ fn denied_exits_1_with_unmet_conditions() {
     let unmet = v["unmet"].as_array().unwrap();
     assert_eq!(unmet.len(), 3);
     assert_eq!(unmet[2]["path"], "anyOf[1].allOf[1]");
-    assert_eq!(unmet[2]["claim"], "x-ms-isolation-tee.x-ms-compliance-status");
+    assert_eq!(
+        unmet[2]["claim"],
+        "x-ms-isolation-tee.x-ms-compliance-status"
+    );
     assert_eq!(unmet[2]["operator"], "equals");
     assert_eq!(unmet[2]["expected"], "azure-compliant-cvm");
     assert_eq!(unmet[2]["found"], Value::Null);
@@ -76,8 +78,16 @@ fn denied_text_output_explains() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("release: DENIED"), "{text}");
-    assert!(text.contains("anyOf[0].allOf[0]: x-ms-attestation-type equals \"sevsnpvm\" (found: \"azurevm\")"), "{text}");
-    assert!(text.contains("x-ms-isolation-tee.x-ms-compliance-status"), "{text}");
+    assert!(
+        text.contains(
+            "anyOf[0].allOf[0]: x-ms-attestation-type equals \"sevsnpvm\" (found: \"azurevm\")"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("x-ms-isolation-tee.x-ms-compliance-status"),
+        "{text}"
+    );
     assert!(text.contains("without verifying the signature"), "{text}");
 }
 

@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 const MAX_FILE: u64 = 1 << 20;
 
 /// The note printed with every evaluation.
-const UNVERIFIED: &str =
-    "claims are read without verifying the signature; use skrctl token verify";
+const UNVERIFIED: &str = "claims are read without verifying the signature; use skrctl token verify";
 
 /// Release-policy subcommands.
 #[derive(Subcommand)]
@@ -71,7 +70,12 @@ fn read(path: &Path) -> Result<Vec<u8>, Problem> {
     let mut data = Vec::new();
     file.take(MAX_FILE + 1)
         .read_to_end(&mut data)
-        .map_err(|e| Problem::new("input-unreadable", format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| {
+            Problem::new(
+                "input-unreadable",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
     if data.len() as u64 > MAX_FILE {
         return Err(Problem::new(
             "input-unreadable",

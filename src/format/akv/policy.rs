@@ -379,3 +379,6 @@ pub fn fuzz_policy(data: &[u8]) {
     }
     let _ = read_claims(data);
 }
+
+#[cfg(test)]
+mod tests;

@@ -74,7 +74,8 @@ pub struct LoadedPolicy {
 
 /// Base64 decoder for every flavour Azure uses (url-safe or standard, padded or not; §9.1 trap 13).
 pub(crate) fn b64_decode(text: &str) -> Option<Vec<u8>> {
-    let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     GeneralPurpose::new(&alphabet::URL_SAFE, config)
         .decode(text)
         .or_else(|_| GeneralPurpose::new(&alphabet::STANDARD, config).decode(text))
@@ -98,9 +99,9 @@ pub fn load_document_with(
     }
     let as_str = std::str::from_utf8(text).unwrap_or("");
     let is_b64 = !as_str.is_empty()
-        && as_str
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/' | b'=' | b'.'));
+        && as_str.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/' | b'=' | b'.')
+        });
     if !is_b64 {
         let err = match json::parse(text) {
             Err(e) => PolicyError::not_json(&e),
@@ -124,7 +125,11 @@ pub fn load_document_with(
 
 fn keys(node: &Node) -> String {
     match node {
-        Node::Object(m) => m.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "),
+        Node::Object(m) => m
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         other => other.type_name().to_string(),
     }
 }
@@ -161,7 +166,10 @@ fn from_node(
         });
     }
     // A policy (or an attempt at one, so its grammar errors are reported as such).
-    if ["version", "anyOf", "allOf"].iter().any(|k| has_key_ci(node, k)) {
+    if ["version", "anyOf", "allOf"]
+        .iter()
+        .any(|k| has_key_ci(node, k))
+    {
         return Ok(LoadedPolicy {
             policy: parse::policy(node, options)?,
             source: PolicySource::Policy,
@@ -299,8 +307,7 @@ fn from_jws(
     loaded.envelope_warnings.push(PolicyWarning {
         path: path.to_string(),
         code: "release-jws-unverified",
-        message: "the release response JWS was decoded without verifying its signature"
-            .to_string(),
+        message: "the release response JWS was decoded without verifying its signature".to_string(),
     });
     Ok(loaded)
 }
@@ -372,7 +379,10 @@ fn import_key_config(
         })
         .collect();
     let policy_node = Node::Object(vec![
-        ("version".to_string(), Node::String(super::SUPPORTED_VERSION.to_string())),
+        (
+            "version".to_string(),
+            Node::String(super::SUPPORTED_VERSION.to_string()),
+        ),
         ("anyOf".to_string(), Node::Array(authorities)),
     ]);
     Ok(LoadedPolicy {

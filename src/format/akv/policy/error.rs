@@ -144,9 +144,7 @@ pub enum PolicyError {
     },
 
     /// An authority with both or neither of `allOf` / `anyOf`.
-    #[error(
-        "{path}: an authority needs exactly one of \"allOf\" or \"anyOf\", found {found}"
-    )]
+    #[error("{path}: an authority needs exactly one of \"allOf\" or \"anyOf\", found {found}")]
     AuthorityCombinator {
         /// Path of the authority object.
         path: String,

@@ -153,7 +153,12 @@ fn issuer_unmet(policy: &ReleasePolicy, iss: Option<&Value>) -> Unmet {
     }
 }
 
-fn authority_holds(authority: &Authority, index: usize, claims: &Value, out: &mut Vec<Unmet>) -> bool {
+fn authority_holds(
+    authority: &Authority,
+    index: usize,
+    claims: &Value,
+    out: &mut Vec<Unmet>,
+) -> bool {
     group_holds(&authority.group, &format!("anyOf[{index}]"), claims, out)
 }
 

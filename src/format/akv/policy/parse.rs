@@ -12,8 +12,8 @@
 use super::error::PolicyError;
 use super::json::Node;
 use super::{
-    Authority, ClaimCondition, Combinator, Condition, Group, Operator, ParseOptions,
-    PolicyValue, ReleasePolicy, SUPPORTED_VERSION,
+    Authority, ClaimCondition, Combinator, Condition, Group, Operator, ParseOptions, PolicyValue,
+    ReleasePolicy, SUPPORTED_VERSION,
 };
 
 /// Deepest `allOf`/`anyOf` nesting accepted below an authority.
@@ -393,7 +393,8 @@ fn legacy(
         .iter()
         .copied()
         .find(|o| {
-            o.name() == name || (options.key_case_insensitive && o.name().eq_ignore_ascii_case(name))
+            o.name() == name
+                || (options.key_case_insensitive && o.name().eq_ignore_ascii_case(name))
         })
         .ok_or_else(|| PolicyError::UnknownOperator {
             path: path.to_string(),
