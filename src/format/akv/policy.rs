@@ -17,8 +17,8 @@
 //! - Grammar violations are errors; things the grammar allows but that can never match
 //!   (placeholders, non-https authorities, empty claim path segments) are warnings.
 //!
-//! Layout: [`json`] (order-preserving JSON), [`parse`] (grammar), [`document`] (wrappers),
-//! [`eval`] (evaluation and explanations), [`claims`] (token payload), [`error`].
+//! Layout: `json.rs` (order-preserving JSON), `parse.rs` (grammar), `document.rs` (wrappers),
+//! [`eval`] (evaluation and explanations), `claims.rs` (token payload), `error.rs`.
 
 mod claims;
 mod document;
