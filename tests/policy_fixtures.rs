@@ -322,3 +322,22 @@ fn mutated_real_policies_never_panic() {
     );
     fuzz_policy(deep.as_bytes());
 }
+
+#[test]
+fn committed_expectations_match_the_python_evaluator() {
+    // python3 is a documented test dependency (STYLE.md / brief: python3 + cryptography).
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/independent/policy_expected.py"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fresh: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(fresh, expected(), "regenerate policy_expected.json");
+}
