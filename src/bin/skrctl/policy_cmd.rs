@@ -24,7 +24,8 @@ pub enum PolicyCommand {
     /// Validate a release policy and optionally evaluate it against a token's claims.
     ///
     /// POLICY_FILE may be the policy JSON, Key Vault's {"contentType","data"} encoding or its
-    /// base64url data, a key bundle or release response carrying release_policy, or a
+    /// base64url data, a key bundle or release response carrying release_policy, Azure CLI
+    /// `az keyvault key show` output (releasePolicy.encodedPolicy), or a
     /// confidential-sidecar-containers importkeyconfig.json. The token's signature is not
     /// verified: claims are read as they are (use `skrctl token verify` for that). Reading a
     /// live key's policy from Key Vault is not available yet. Exit status: 0 allowed (or valid

@@ -5,6 +5,8 @@
 //! - Key Vault's encoding `{"contentType": "application/json; charset=utf-8", "data":
 //!   BASE64URL(policy)}` (also without `contentType`, as a release response returns it, and with
 //!   `immutable`), or the base64url text alone;
+//! - Azure CLI / SDK output: `releasePolicy` with `encodedPolicy` (the policy JSON text, or its
+//!   base64; this shape is read from SDK model docs, not from a captured CLI output);
 //! - a key bundle or import request with `release_policy`, a decoded release response
 //!   `{"request", "response": {"key": {..., "release_policy"}}}`, or the release response body
 //!   `{"value": "<JWS>"}` (its payload read WITHOUT verifying the signature);
@@ -34,6 +36,8 @@ pub enum PolicySource {
     Base64Text,
     /// An object with a `release_policy` member (key bundle, import request).
     KeyBundle,
+    /// Azure CLI / SDK key output: `releasePolicy.encodedPolicy`.
+    CliKeyOutput,
     /// A decoded release response `{"request", "response"}`.
     ReleaseResponse,
     /// A release response body `{"value": "<JWS>"}` (signature not verified).
@@ -50,6 +54,7 @@ impl PolicySource {
             PolicySource::Encoded => "encoded-policy",
             PolicySource::Base64Text => "base64url-policy",
             PolicySource::KeyBundle => "key-bundle",
+            PolicySource::CliKeyOutput => "cli-key-output",
             PolicySource::ReleaseResponse => "release-response",
             PolicySource::ReleaseJws => "release-response-jws",
             PolicySource::ImportKeyConfig => "import-key-config",
@@ -179,7 +184,17 @@ fn from_node(
         });
     }
     if let Some(data) = node.get("data") {
-        return encoded(node, data, path, options);
+        return encoded(node, "data", data, path, options);
+    }
+    if let Some(data) = node.get("encodedPolicy") {
+        let mut loaded = encoded(node, "encodedPolicy", data, path, options)?;
+        loaded.source = PolicySource::CliKeyOutput;
+        return Ok(loaded);
+    }
+    if let Some(inner) = node.get("releasePolicy") {
+        let mut loaded = from_node(inner, &sub(path, "releasePolicy"), depth + 1, options)?;
+        loaded.source = PolicySource::CliKeyOutput;
+        return Ok(loaded);
     }
     if let Some(inner) = node.get("release_policy") {
         let mut loaded = from_node(inner, &sub(path, "release_policy"), depth + 1, options)?;
@@ -214,11 +229,12 @@ fn from_node(
 
 fn encoded(
     node: &Node,
+    member: &str,
     data: &Node,
     path: &str,
     options: ParseOptions,
 ) -> Result<LoadedPolicy, PolicyError> {
-    let data_path = sub(path, "data");
+    let data_path = sub(path, member);
     let Node::String(text) = data else {
         return Err(PolicyError::WrongType {
             path: data_path,
@@ -226,7 +242,19 @@ fn encoded(
             found: data.type_name(),
         });
     };
-    let mut loaded = decode_data(text, &data_path, options)?;
+    let mut loaded = if text.trim_start().starts_with('{') {
+        // SDK output may carry the decoded policy text itself.
+        let node = json::parse(text.as_bytes()).map_err(|e| PolicyError::not_json(&e))?;
+        LoadedPolicy {
+            policy: parse::policy(&node, options)?,
+            source: PolicySource::Encoded,
+            content_type: None,
+            immutable: None,
+            envelope_warnings: Vec::new(),
+        }
+    } else {
+        decode_data(text, &data_path, options)?
+    };
     loaded.source = PolicySource::Encoded;
     match node.get("contentType") {
         None => {}

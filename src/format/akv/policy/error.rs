@@ -44,7 +44,8 @@ pub enum PolicyError {
     #[error(
         "{path}: not a release policy or a known wrapper (found keys: {found}); expected \
          {{\"version\",\"anyOf\"}}, {{\"contentType\",\"data\"}}, a key bundle with \
-         release_policy, a release response, or a key import config with claims"
+         release_policy, Azure CLI key output with releasePolicy, a release response, or a key \
+         import config with claims"
     )]
     UnrecognisedDocument {
         /// Path of the object (`$` for the document root).

@@ -345,6 +345,16 @@ fn encoded_forms() {
                         "release_policy": {"data": data}});
     let l = load_document(bundle.to_string().as_bytes()).unwrap();
     assert_eq!(l.source, PolicySource::KeyBundle);
+    // Azure CLI / SDK key output (releasePolicy.encodedPolicy: text or base64).
+    for encoded in [p.to_json().to_string(), data.clone()] {
+        let cli = json!({"key": {"kty": "RSA-HSM"},
+                         "releasePolicy": {"contentType": "application/json; charset=utf-8",
+                                           "encodedPolicy": encoded, "immutable": false}});
+        let l = load_document(cli.to_string().as_bytes()).unwrap();
+        assert_eq!(l.source, PolicySource::CliKeyOutput);
+        assert_eq!(l.policy, p);
+        assert_eq!(l.immutable, Some(false));
+    }
     let odd = json!({"contentType": "text/plain", "data": data});
     let l = load_document(odd.to_string().as_bytes()).unwrap();
     assert_eq!(l.envelope_warnings[0].code, "content-type-unexpected");
