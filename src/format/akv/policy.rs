@@ -381,4 +381,6 @@ pub fn fuzz_policy(data: &[u8]) {
 }
 
 #[cfg(test)]
+mod eval_tests;
+#[cfg(test)]
 mod tests;
