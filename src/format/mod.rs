@@ -3,6 +3,7 @@
 //! Nothing under `format` performs I/O, reads a clock, or uses async; `make check-boundaries`
 //! enforces that. Every parser here takes untrusted input and must never panic.
 
+pub mod akv;
 pub mod hcl;
 pub mod snp;
 pub mod tpm;

@@ -7,6 +7,7 @@
 mod config_cmd;
 mod evidence_cmd;
 mod output;
+mod policy_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,6 +33,9 @@ enum Command {
     /// Check or show the configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Check a Key Vault key release policy against token claims.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
     let status = match cli.command {
         Command::Evidence(cmd) => evidence_cmd::run(cmd, cli.config.as_deref()),
         Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()),
+        Command::Policy(cmd) => policy_cmd::run(cmd, cli.config.as_deref()),
     };
     ExitCode::from(status as u8)
 }
