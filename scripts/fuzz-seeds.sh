@@ -14,5 +14,6 @@ case $t in
                          -exec cp -t "$dir" {} + ;;
     fuzz_cert_table) cp $real/constellation/aws-snp-history/certs_valid-2023-06.bin "$dir"/ ;;
     fuzz_config)     cp config/skrd.toml tests/fixtures/config/*.toml "$dir"/ ;;
+    fuzz_release_policy) find $real/policies -type f -exec cp -t "$dir" {} + ;;
     *) ;;
 esac
