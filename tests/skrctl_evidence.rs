@@ -600,3 +600,64 @@ fn thim_document_is_accepted_as_cert() {
         .unwrap()
         .contains(s(f.path())));
 }
+
+#[test]
+fn configured_test_roots_are_trusted_like_trust_root() {
+    // The same python-made test chain as above, trusted through `trust.amd_test_roots` in a
+    // configuration file given with --config instead of --trust-root.
+    let t = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/independent/testchain");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("skrd.toml");
+    let args = |config: &Path| {
+        let mut a: Vec<String> = vec!["--config".into(), s(config).into()];
+        a.extend(
+            [
+                "evidence",
+                "verify",
+                "--json",
+                "--at",
+                "2024-01-31T00:00:00Z",
+                "--cert",
+            ]
+            .map(String::from),
+        );
+        a.push(s(&t.join("vcek.pem")).into());
+        a.push("--cert".into());
+        a.push(s(&t.join("ask.pem")).into());
+        a.push(s(&t.join("report.bin")).into());
+        a
+    };
+    let run = |config: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_skrctl"))
+            .args(args(config))
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code().unwrap(), doc)
+    };
+    std::fs::write(&config, "[evidence]\nsource = \"vtpm\"\n").unwrap();
+    let (code, doc) = run(&config);
+    assert_eq!(code, 1, "an untrusted test chain must be refused: {doc}");
+    std::fs::write(
+        &config,
+        format!(
+            "[trust]\namd_test_roots = [\"{}\"]\n",
+            t.join("ark.pem").display()
+        ),
+    )
+    .unwrap();
+    let (code, doc) = run(&config);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["snp"]["chain"]["ark_trust"], "explicitly-trusted");
+    // A configuration that does not parse makes the input unusable (exit 2), never a verdict.
+    std::fs::write(&config, "[trust]\namd_test_roots = 3\n").unwrap();
+    let (code, doc) = run(&config);
+    assert_eq!(code, 2, "{doc}");
+    assert!(
+        doc["error"]["code"]
+            .as_str()
+            .unwrap()
+            .starts_with("config-"),
+        "{doc}"
+    );
+}

@@ -56,10 +56,16 @@ pub struct VerifyArgs {
 }
 
 /// Runs an evidence subcommand.
-pub fn run(cmd: EvidenceCommand, _config: Option<&Path>) -> Status {
+pub fn run(cmd: EvidenceCommand, config: Option<&Path>) -> Status {
     match cmd {
-        EvidenceCommand::Verify(args) => verify(&args),
+        EvidenceCommand::Verify(args) => verify(&args, config),
     }
+}
+
+/// The configuration (for `trust.amd_test_roots` and the evidence source), or the problem that
+/// makes it unusable. Without `--config` and without /etc/skrd/skrd.toml the defaults apply.
+fn settings(config: Option<&Path>) -> Result<skrd::config::Settings, Problem> {
+    skrd::config::load(config).map_err(|e| e.problem())
 }
 
 /// What the evidence file contains, decided from its bytes.
@@ -114,8 +120,12 @@ struct Outcome {
 }
 
 /// `skrctl evidence verify`.
-fn verify(args: &VerifyArgs) -> Status {
+fn verify(args: &VerifyArgs, config: Option<&Path>) -> Status {
     let json = args.json;
+    let settings = match settings(config) {
+        Ok(s) => s,
+        Err(p) => return output::unusable(&p, json),
+    };
     let now = match evaluation_time(args.at.as_deref()) {
         Ok(t) => t,
         Err(p) => return output::unusable(&p, json),
@@ -151,7 +161,7 @@ fn verify(args: &VerifyArgs) -> Status {
         .as_ref()
         .map_or(bytes.as_slice(), |h| h.snp_report_bytes());
 
-    let inputs = match load_inputs(args) {
+    let inputs = match load_inputs(args, &settings.trust.amd_test_roots) {
         Ok(i) => i,
         Err(p) => return output::unusable(&p, json),
     };
@@ -162,7 +172,7 @@ fn verify(args: &VerifyArgs) -> Status {
 
     if !inputs.trust_roots.is_empty() {
         eprintln!(
-            "warning: --trust-root adds a root that is not AMD's: use it for test chains only; \
+            "warning: --trust-root / trust.amd_test_roots add a root that is not AMD's: use it for test chains only; \
              a report verified against it proves nothing about real hardware"
         );
     }
@@ -206,7 +216,8 @@ fn vcek_missing(why: &str) -> Problem {
     )
 }
 
-fn load_inputs(args: &VerifyArgs) -> Result<Inputs, Problem> {
+/// Reads the `--cert` files and the test roots (`--trust-root` plus `trust.amd_test_roots`).
+fn load_inputs(args: &VerifyArgs, configured_roots: &[PathBuf]) -> Result<Inputs, Problem> {
     if args.certs.is_empty() {
         return Err(vcek_missing("no VCEK/VLEK given"));
     }
@@ -218,6 +229,7 @@ fn load_inputs(args: &VerifyArgs) -> Result<Inputs, Problem> {
     let trust_roots = args
         .trust_roots
         .iter()
+        .chain(configured_roots)
         .map(|p| read_file(p, "trust root").map(|b| (p.clone(), b)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Inputs { certs, trust_roots })
