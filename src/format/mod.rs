@@ -4,5 +4,6 @@
 //! enforces that. Every parser here takes untrusted input and must never panic.
 
 pub mod hcl;
+pub mod jose;
 pub mod snp;
 pub mod tpm;
