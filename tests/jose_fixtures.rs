@@ -6,6 +6,8 @@
 //! every available key), and from the decoded files that ship beside the real release sample.
 //! Synthetic tokens for the negative cases are signed here with a throw-away RSA key.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::OnceLock;
 
 use rsa::pkcs1v15::SigningKey;
@@ -28,7 +30,12 @@ use skrd::format::jose::{fuzz_jws, fuzz_key_hsm, JoseError};
 
 macro_rules! real {
     ($p:literal) => {
-        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/real/", $p)).as_slice()
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/real/",
+            $p
+        ))
+        .as_slice()
     };
 }
 
@@ -149,7 +156,10 @@ fn check_token_fields(file: &str, t: &Value, v: &VerifiedToken) {
     assert_eq!(v.issued_at, t["iat"].as_i64(), "{file}");
     assert_eq!(v.header.alg, "RS256");
     assert_eq!(v.header.jku.as_deref(), t["header"]["jku"].as_str());
-    assert_eq!(v.attestation_type().unwrap(), t["attestation_type"].as_str().unwrap());
+    assert_eq!(
+        v.attestation_type().unwrap(),
+        t["attestation_type"].as_str().unwrap()
+    );
     assert!(v.is_azure_guest(), "{file}: every real token is AzureGuest");
     let keys = v.runtime_keys().unwrap();
     let want = t["runtime_keys"].as_array().unwrap();
@@ -248,7 +258,10 @@ fn real_tokens_against_the_pinned_signing_certificate() {
         } else {
             // The cert is kid-less, so it is tried for any kid, and its key did not sign it.
             let e = r.unwrap_err();
-            assert!(matches!(e, JoseError::SignatureInvalid { .. }), "{file}: {e:?}");
+            assert!(
+                matches!(e, JoseError::SignatureInvalid { .. }),
+                "{file}: {e:?}"
+            );
             assert_eq!(e.code(), "jws-signature-invalid");
         }
     }
@@ -281,7 +294,10 @@ fn jwk_with_x5c_only_and_pem_certificate() {
     let other_n = json!(jwks_json()["keys"][3]["n"]);
     let bad = json!({"kty": "RSA", "kid": kid, "n": other_n, "e": "AQAB", "x5c": [std_b64]});
     let e = KeySet::from_bytes(bad.to_string().as_bytes()).unwrap_err();
-    assert!(matches!(e, JoseError::JwkInvalid { field: "x5c", .. }), "{e:?}");
+    assert!(
+        matches!(e, JoseError::JwkInvalid { field: "x5c", .. }),
+        "{e:?}"
+    );
 }
 
 fn jwks_json() -> Value {
@@ -292,16 +308,24 @@ fn jwks_json() -> Value {
 fn key_sources_refused() {
     let e = KeySet::from_bytes(b"hello").unwrap_err();
     assert_eq!(e.code(), "jose-key-source-unrecognised");
-    assert_eq!(KeySet::from_bytes(br#"{"keys": []}"#).unwrap_err(), JoseError::KeySetEmpty);
-    let e = KeySet::from_bytes(br#"{"keys": [{"kty": "RSA", "kid": "x", "n": "AQAB"}]}"#).unwrap_err();
+    assert_eq!(
+        KeySet::from_bytes(br#"{"keys": []}"#).unwrap_err(),
+        JoseError::KeySetEmpty
+    );
+    let e =
+        KeySet::from_bytes(br#"{"keys": [{"kty": "RSA", "kid": "x", "n": "AQAB"}]}"#).unwrap_err();
     assert_eq!(e.code(), "jwk-invalid");
-    let e = KeySet::from_bytes(br#"{"keys": [{"kty": "RSA", "kid": "x", "n": "A+B/", "e": "AQAB"}]}"#)
-        .unwrap_err();
+    let e =
+        KeySet::from_bytes(br#"{"keys": [{"kty": "RSA", "kid": "x", "n": "A+B/", "e": "AQAB"}]}"#)
+            .unwrap_err();
     assert_eq!(e.code(), "jose-base64-invalid");
     let e = KeySet::from_bytes(&MAA_CERT[..MAA_CERT.len() - 1]).unwrap_err();
     assert_eq!(e.code(), "jose-cert-invalid");
     let big = vec![b' '; 1024 * 1024 + 1];
-    assert_eq!(KeySet::from_bytes(&big).unwrap_err().code(), "jose-input-too-large");
+    assert_eq!(
+        KeySet::from_bytes(&big).unwrap_err().code(),
+        "jose-input-too-large"
+    );
 }
 
 /// kid is opaque: the JWKS holds "ZOub…yks=" and "ZOub…yks" (same n) as two keys; each
@@ -315,10 +339,14 @@ fn kid_is_compared_exactly() {
     assert_eq!(b.len(), 1);
     assert_eq!(a[0].kid.as_deref(), Some("ZOub53V4dZuruzP0dOOH0axfyks="));
     assert_eq!(b[0].kid.as_deref(), Some("ZOub53V4dZuruzP0dOOH0axfyks"));
-    let e = keys.select(Some("ZOub53V4dZuruzP0dOOH0axfyks==")).unwrap_err();
+    let e = keys
+        .select(Some("ZOub53V4dZuruzP0dOOH0axfyks=="))
+        .unwrap_err();
     assert_eq!(e.code(), "jwt-unknown-kid");
     // base64url spelling of a std-base64 kid is a different kid.
-    let e = keys.select(Some("J0pAPdfXXHqWWimgrH853wMIdh5_fLe1z6uSXYPXCa0=")).unwrap_err();
+    let e = keys
+        .select(Some("J0pAPdfXXHqWWimgrH853wMIdh5_fLe1z6uSXYPXCa0="))
+        .unwrap_err();
     assert_eq!(e.code(), "jwt-unknown-kid");
     assert_eq!(keys.select(None).unwrap_err().code(), "jwt-kid-missing");
 }
@@ -348,7 +376,10 @@ fn issuer_checks() {
     );
     assert_eq!(e.code(), "jwt-issuer-mismatch");
     v.issuer = format!("{iss}//");
-    assert_eq!(verify_jwt(bytes, &keys, &v).unwrap_err().code(), "jwt-issuer-mismatch");
+    assert_eq!(
+        verify_jwt(bytes, &keys, &v).unwrap_err().code(),
+        "jwt-issuer-mismatch"
+    );
 }
 
 #[test]
@@ -366,18 +397,35 @@ fn time_checks_on_a_real_token() {
     verify_jwt(bytes, &keys, &v).unwrap();
     v.now = exp + 300;
     let e = verify_jwt(bytes, &keys, &v).unwrap_err();
-    assert_eq!(e, JoseError::Expired { exp, now: exp + 300, skew_s: 300 });
+    assert_eq!(
+        e,
+        JoseError::Expired {
+            exp,
+            now: exp + 300,
+            skew_s: 300
+        }
+    );
     assert_eq!(e.code(), "jwt-expired");
     v.now = nbf - 300;
     verify_jwt(bytes, &keys, &v).unwrap();
     v.now = nbf - 301;
     let e = verify_jwt(bytes, &keys, &v).unwrap_err();
-    assert_eq!(e, JoseError::NotYetValid { nbf, now: nbf - 301, skew_s: 300 });
+    assert_eq!(
+        e,
+        JoseError::NotYetValid {
+            nbf,
+            now: nbf - 301,
+            skew_s: 300
+        }
+    );
     assert_eq!(e.code(), "jwt-not-yet-valid");
     assert_eq!(iat, nbf, "every real MAA token has nbf == iat");
     v.skew_s = 0;
     v.now = nbf - 1;
-    assert_eq!(verify_jwt(bytes, &keys, &v).unwrap_err().code(), "jwt-not-yet-valid");
+    assert_eq!(
+        verify_jwt(bytes, &keys, &v).unwrap_err().code(),
+        "jwt-not-yet-valid"
+    );
 }
 
 /// Replaces one base64url character of `segment` (0 header, 1 payload, 2 signature) in the
@@ -399,7 +447,10 @@ fn tampered_real_token_is_refused() {
     let keys = jwks();
     for segment in [1, 2] {
         let e = verify_jwt(&flip_char(bytes, segment), &keys, &maa(t)).unwrap_err();
-        assert!(matches!(e, JoseError::SignatureInvalid { .. }), "segment {segment}: {e:?}");
+        assert!(
+            matches!(e, JoseError::SignatureInvalid { .. }),
+            "segment {segment}: {e:?}"
+        );
     }
     // Flipping one payload byte after decoding, re-encoded: same verdict.
     let text = std::str::from_utf8(bytes).unwrap().trim();
@@ -439,16 +490,31 @@ fn alg_none_and_unsupported_algs() {
     for alg in ["HS256", "RS384", "PS256", "ES256", "rs256"] {
         let forged = with_header(bytes, &json!({"alg": alg, "kid": kid, "typ": "JWT"}));
         let e = verify_jwt(&forged, &keys, &maa(t)).unwrap_err();
-        assert!(matches!(&e, JoseError::AlgUnsupported { found, .. } if found == alg), "{e:?}");
+        assert!(
+            matches!(&e, JoseError::AlgUnsupported { found, .. } if found == alg),
+            "{e:?}"
+        );
     }
     let forged = with_header(bytes, &json!({"kid": kid}));
-    assert_eq!(verify_jwt(&forged, &keys, &maa(t)).unwrap_err().code(), "jws-header-invalid");
+    assert_eq!(
+        verify_jwt(&forged, &keys, &maa(t)).unwrap_err().code(),
+        "jws-header-invalid"
+    );
     let forged = with_header(bytes, &json!({"alg": "RS256", "kid": kid, "crit": ["exp"]}));
-    assert_eq!(verify_jwt(&forged, &keys, &maa(t)).unwrap_err().code(), "jws-crit-unsupported");
+    assert_eq!(
+        verify_jwt(&forged, &keys, &maa(t)).unwrap_err().code(),
+        "jws-crit-unsupported"
+    );
     let forged = with_header(bytes, &json!({"alg": "RS256", "kid": kid, "typ": "JOSE"}));
-    assert_eq!(verify_jwt(&forged, &keys, &maa(t)).unwrap_err().code(), "jws-typ-unexpected");
+    assert_eq!(
+        verify_jwt(&forged, &keys, &maa(t)).unwrap_err().code(),
+        "jws-typ-unexpected"
+    );
     let forged = with_header(bytes, &json!({"alg": "RS256", "kid": 7}));
-    assert_eq!(verify_jwt(&forged, &keys, &maa(t)).unwrap_err().code(), "jws-header-invalid");
+    assert_eq!(
+        verify_jwt(&forged, &keys, &maa(t)).unwrap_err().code(),
+        "jws-header-invalid"
+    );
 }
 
 #[test]
@@ -459,27 +525,52 @@ fn alg_key_mismatch() {
     // An EC key under the token's kid: never used for RS256.
     let ec = json!({"keys": [{"kty": "EC", "kid": kid, "crv": "P-256",
         "x": b64::encode_url(&[1u8; 32]), "y": b64::encode_url(&[2u8; 32])}]});
-    let e = verify_jwt(bytes, &KeySet::from_bytes(ec.to_string().as_bytes()).unwrap(), &maa(t))
-        .unwrap_err();
-    assert!(matches!(&e, JoseError::KeyTypeMismatch { kty, .. } if kty == "EC"), "{e:?}");
+    let e = verify_jwt(
+        bytes,
+        &KeySet::from_bytes(ec.to_string().as_bytes()).unwrap(),
+        &maa(t),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, JoseError::KeyTypeMismatch { kty, .. } if kty == "EC"),
+        "{e:?}"
+    );
     assert_eq!(e.code(), "jws-key-type-mismatch");
     // A symmetric key under the token's kid (HS256 confusion).
     let oct = json!({"keys": [{"kty": "oct", "kid": kid, "k": "c2VjcmV0"}]});
-    let e = verify_jwt(bytes, &KeySet::from_bytes(oct.to_string().as_bytes()).unwrap(), &maa(t))
-        .unwrap_err();
+    let e = verify_jwt(
+        bytes,
+        &KeySet::from_bytes(oct.to_string().as_bytes()).unwrap(),
+        &maa(t),
+    )
+    .unwrap_err();
     assert_eq!(e.code(), "jws-key-type-mismatch");
     // The right RSA key, restricted to another alg or to encryption.
-    let pinned = json!({"keys": [{"kty": "RSA", "kid": kid, "n": real_n, "e": "AQAB", "alg": "PS256"}]});
-    let e = verify_jwt(bytes, &KeySet::from_bytes(pinned.to_string().as_bytes()).unwrap(), &maa(t))
-        .unwrap_err();
+    let pinned =
+        json!({"keys": [{"kty": "RSA", "kid": kid, "n": real_n, "e": "AQAB", "alg": "PS256"}]});
+    let e = verify_jwt(
+        bytes,
+        &KeySet::from_bytes(pinned.to_string().as_bytes()).unwrap(),
+        &maa(t),
+    )
+    .unwrap_err();
     assert_eq!(e.code(), "jws-key-alg-mismatch");
     let enc = json!({"keys": [{"kty": "RSA", "kid": kid, "n": real_n, "e": "AQAB", "use": "enc"}]});
-    let e = verify_jwt(bytes, &KeySet::from_bytes(enc.to_string().as_bytes()).unwrap(), &maa(t))
-        .unwrap_err();
+    let e = verify_jwt(
+        bytes,
+        &KeySet::from_bytes(enc.to_string().as_bytes()).unwrap(),
+        &maa(t),
+    )
+    .unwrap_err();
     assert_eq!(e.code(), "jwk-use-not-signature");
     // With use "sig" and alg "RS256" it verifies (the checks above are what refused).
     let ok = json!({"keys": [{"kty": "RSA", "kid": kid, "n": real_n, "e": "AQAB", "use": "sig", "alg": "RS256"}]});
-    verify_jwt(bytes, &KeySet::from_bytes(ok.to_string().as_bytes()).unwrap(), &maa(t)).unwrap();
+    verify_jwt(
+        bytes,
+        &KeySet::from_bytes(ok.to_string().as_bytes()).unwrap(),
+        &maa(t),
+    )
+    .unwrap();
 }
 
 /// The known-keys JWKS has 1024-bit keys (python: public_key_bits); a token naming one is
@@ -492,7 +583,17 @@ fn short_rsa_key_refused() {
         &json!({"alg": "RS256", "kid": "wiFDMG11GDLqd14z3T/DUYh/ZmGaVfY0s29siGgYOJs=", "typ": "JWT"}),
     );
     let e = verify_jwt(&forged, &jwks(), &maa(t)).unwrap_err();
-    assert!(matches!(e, JoseError::RsaKeyTooSmall { bits: 1024, min: 2048, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            JoseError::RsaKeyTooSmall {
+                bits: 1024,
+                min: 2048,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -514,16 +615,34 @@ fn malformed_compact_forms() {
     check(format!("{}.{}.", parts[0], parts[1]), "jws-segment-empty");
     check(format!(".{}.{}", parts[1], parts[2]), "jws-segment-empty");
     // Standard-alphabet characters and stray bytes are not compact JWS.
-    check(format!("{}.{}+.{}", parts[0], parts[1], parts[2]), "jws-not-compact");
+    check(
+        format!("{}.{}+.{}", parts[0], parts[1], parts[2]),
+        "jws-not-compact",
+    );
     check(format!("\"{text}\""), "jws-not-compact");
-    check(format!("{}.{} .{}", parts[0], parts[1], parts[2]), "jws-not-compact");
+    check(
+        format!("{}.{} .{}", parts[0], parts[1], parts[2]),
+        "jws-not-compact",
+    );
     // A segment whose length is 1 mod 4 cannot be base64.
-    check(format!("{}.{}A.{}", parts[0], parts[1], parts[2]), "jose-base64-invalid");
+    check(
+        format!("{}.{}A.{}", parts[0], parts[1], parts[2]),
+        "jose-base64-invalid",
+    );
     // Wrong padding.
-    check(format!("{}.{}.{}===", parts[0], parts[1], parts[2]), "jose-base64-invalid");
+    check(
+        format!("{}.{}.{}===", parts[0], parts[1], parts[2]),
+        "jose-base64-invalid",
+    );
     // Header that is not JSON.
-    check(format!("{}.{}.{}", b64::encode_url(b"[1]"), parts[1], parts[2]), "jose-json-invalid");
-    check(format!("{}.{}.{}", b64::encode_url(b"{"), parts[1], parts[2]), "jose-json-invalid");
+    check(
+        format!("{}.{}.{}", b64::encode_url(b"[1]"), parts[1], parts[2]),
+        "jose-json-invalid",
+    );
+    check(
+        format!("{}.{}.{}", b64::encode_url(b"{"), parts[1], parts[2]),
+        "jose-json-invalid",
+    );
     // Too large.
     let big = "A".repeat(256 * 1024 + 1);
     check(big, "jose-input-too-large");
@@ -571,7 +690,11 @@ fn claims() -> Value {
 }
 
 fn verify_synthetic(claims: &Value) -> Result<VerifiedToken, JoseError> {
-    verify_jwt(&sign(&header(), claims), &test_key().1, &Validation::maa(TEST_ISS, NOW))
+    verify_jwt(
+        &sign(&header(), claims),
+        &test_key().1,
+        &Validation::maa(TEST_ISS, NOW),
+    )
 }
 
 #[test]
@@ -581,11 +704,16 @@ fn synthetic_token_verifies_and_sevsnpvm_claims_are_top_level() {
     assert_eq!(v.attestation_type().unwrap(), "sevsnpvm");
     assert_eq!(v.compliance_status().unwrap(), "azure-compliant-uvm");
     assert_eq!(v.nonce(), Some("123"));
-    assert_eq!(v.runtime_keys().unwrap()[0].kid.as_deref(), Some("transfer"));
+    assert_eq!(
+        v.runtime_keys().unwrap()[0].kid.as_deref(),
+        Some("transfer")
+    );
     // SevSnpVm token: a missing SNP claim is named at the top level.
     assert_eq!(
         v.sevsnp().unwrap_err(),
-        JoseError::ClaimMissing { claim: "x-ms-sevsnpvm-launchmeasurement".into() }
+        JoseError::ClaimMissing {
+            claim: "x-ms-sevsnpvm-launchmeasurement".into()
+        }
     );
     // AzureGuest token whose x-ms-isolation-tee lacks the compliance status.
     let mut c = claims();
@@ -594,7 +722,9 @@ fn synthetic_token_verifies_and_sevsnpvm_claims_are_top_level() {
     let v = verify_synthetic(&c).unwrap();
     assert_eq!(
         v.compliance_status().unwrap_err(),
-        JoseError::ClaimMissing { claim: "x-ms-isolation-tee.x-ms-compliance-status".into() }
+        JoseError::ClaimMissing {
+            claim: "x-ms-isolation-tee.x-ms-compliance-status".into()
+        }
     );
     c["x-ms-isolation-tee"] = json!("sevsnpvm");
     let v = verify_synthetic(&c).unwrap();
@@ -603,7 +733,9 @@ fn synthetic_token_verifies_and_sevsnpvm_claims_are_top_level() {
     let v = verify_synthetic(&c).unwrap();
     assert_eq!(
         v.runtime_keys().unwrap_err(),
-        JoseError::ClaimMissing { claim: "x-ms-runtime".into() }
+        JoseError::ClaimMissing {
+            claim: "x-ms-runtime".into()
+        }
     );
 }
 
@@ -647,19 +779,32 @@ fn synthetic_claim_failures() {
     // jku pointing elsewhere.
     let mut h = header();
     h["jku"] = json!("https://evil.example/certs");
-    let e = verify_jwt(&sign(&h, &claims()), &test_key().1, &Validation::maa(TEST_ISS, NOW))
-        .unwrap_err();
+    let e = verify_jwt(
+        &sign(&h, &claims()),
+        &test_key().1,
+        &Validation::maa(TEST_ISS, NOW),
+    )
+    .unwrap_err();
     assert_eq!(e.code(), "jwt-jku-mismatch");
     // A kid that differs only by its '=' is unknown.
     let mut h = header();
     h["kid"] = json!("test-kid/+");
-    let e = verify_jwt(&sign(&h, &claims()), &test_key().1, &Validation::maa(TEST_ISS, NOW))
-        .unwrap_err();
+    let e = verify_jwt(
+        &sign(&h, &claims()),
+        &test_key().1,
+        &Validation::maa(TEST_ISS, NOW),
+    )
+    .unwrap_err();
     assert_eq!(e.code(), "jwt-unknown-kid");
     // No kid, one key: selected.
     let mut h = header();
     h.as_object_mut().unwrap().remove("kid");
-    verify_jwt(&sign(&h, &claims()), &test_key().1, &Validation::maa(TEST_ISS, NOW)).unwrap();
+    verify_jwt(
+        &sign(&h, &claims()),
+        &test_key().1,
+        &Validation::maa(TEST_ISS, NOW),
+    )
+    .unwrap();
     // Signed by our test key but presented with an MAA kid: refused.
     let mut h = header();
     h["kid"] = json!("J0pAPdfXXHqWWimgrH853wMIdh5/fLe1z6uSXYPXCa0=");
@@ -718,13 +863,25 @@ fn real_release_response_verifies_and_decodes() {
     let decoded_header: Value = serde_json::from_slice(DECODED_HEADER).unwrap();
     assert_eq!(Value::Object(r.header.raw.clone()), decoded_header);
     // Same member set as python saw (serde_json's map is sorted, so compare sorted).
-    let mut want: Vec<&str> =
-        x["header_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+    let mut want: Vec<&str> = x["header_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
     want.sort_unstable();
-    assert_eq!(r.header.raw.keys().map(String::as_str).collect::<Vec<_>>(), want);
+    assert_eq!(
+        r.header.raw.keys().map(String::as_str).collect::<Vec<_>>(),
+        want
+    );
     assert_eq!(r.header.kid.as_deref(), x["kid"].as_str());
     // Path: leaf, intermediate, root (subjects as python printed them, RFC 4514).
-    let subjects: Vec<&str> = x["x5c"].as_array().unwrap().iter().map(|c| c["subject"].as_str().unwrap()).collect();
+    let subjects: Vec<&str> = x["x5c"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
     assert_eq!(r.chain, subjects);
     // Payload: equal to the decoded body shipped with the sample.
     let decoded_body: Value = serde_json::from_slice(DECODED_BODY).unwrap();
@@ -735,21 +892,36 @@ fn real_release_response_verifies_and_decodes() {
     assert_eq!(p.request.api_version.as_deref(), Some("7.3"));
     assert_eq!(p.key.kid, x["key"]["kid"].as_str().unwrap());
     assert_eq!(p.key.kty, "RSA-HSM");
-    assert_eq!(p.key.key_size, Some(x["key"]["n_bits"].as_u64().unwrap() as usize));
+    assert_eq!(
+        p.key.key_size,
+        Some(x["key"]["n_bits"].as_u64().unwrap() as usize)
+    );
     assert_eq!(p.key.crv, None);
-    assert_eq!(serde_json::to_value(&p.key.key_ops).unwrap(), x["key"]["key_ops"]);
+    assert_eq!(
+        serde_json::to_value(&p.key.key_ops).unwrap(),
+        x["key"]["key_ops"]
+    );
     assert_eq!(p.attributes, decoded_body["response"]["key"]["attributes"]);
     assert_eq!(p.release_policy, x["release_policy"]);
     assert_eq!(p.release_policy_immutable, Some(false));
     // key_hsm: equal to the decoded key_hsm shipped with the sample.
     let kh: Value = serde_json::from_slice(DECODED_KEY_HSM).unwrap();
-    assert_eq!(p.key_hsm.schema_version, kh["schema_version"].as_str().unwrap());
+    assert_eq!(
+        p.key_hsm.schema_version,
+        kh["schema_version"].as_str().unwrap()
+    );
     assert_eq!(p.key_hsm.kid, kh["header"]["kid"].as_str().unwrap());
     assert_eq!(p.key_hsm.alg, "dir");
     assert_eq!(p.key_hsm.enc.name(), kh["header"]["enc"].as_str().unwrap());
-    assert_eq!(p.key_hsm.ciphertext, b64::decode_url("ct", kh["ciphertext"].as_str().unwrap()).unwrap());
+    assert_eq!(
+        p.key_hsm.ciphertext,
+        b64::decode_url("ct", kh["ciphertext"].as_str().unwrap()).unwrap()
+    );
     let xk = &x["key"]["key_hsm"];
-    assert_eq!(p.key_hsm.ciphertext.len() as u64, xk["ciphertext_len"].as_u64().unwrap());
+    assert_eq!(
+        p.key_hsm.ciphertext.len() as u64,
+        xk["ciphertext_len"].as_u64().unwrap()
+    );
     let (rsa_part, kwp) = p.key_hsm.split(256).unwrap();
     assert_eq!(rsa_part.len() as u64, xk["rsa_block_len"].as_u64().unwrap());
     assert_eq!(kwp.len() as u64, xk["aes_kwp_len"].as_u64().unwrap());
@@ -767,16 +939,25 @@ fn release_err(body: &[u8], roots: &[ChainCert], now: i64) -> ReleaseError {
 fn release_time_window() {
     let roots = [digicert_g2()];
     let leaf = &release_expected()["x5c"][0];
-    let (nb, na) = (leaf["not_before"].as_i64().unwrap(), leaf["not_after"].as_i64().unwrap());
+    let (nb, na) = (
+        leaf["not_before"].as_i64().unwrap(),
+        leaf["not_after"].as_i64().unwrap(),
+    );
     verify_release_response(RELEASE_BODY, &verification(&roots, nb)).unwrap();
     verify_release_response(RELEASE_BODY, &verification(&roots, na)).unwrap();
     let e = release_err(RELEASE_BODY, &roots, na + 1);
-    assert!(matches!(&e, ReleaseError::Chain(ChainError::Expired { not_after, .. }) if *not_after == na), "{e:?}");
+    assert!(
+        matches!(&e, ReleaseError::Chain(ChainError::Expired { not_after, .. }) if *not_after == na),
+        "{e:?}"
+    );
     assert_eq!(e.code(), "chain-cert-expired");
     let e = release_err(RELEASE_BODY, &roots, nb - 1);
     assert_eq!(e.code(), "chain-cert-not-yet-valid");
     // Today (the sample expired 2023-09-18).
-    assert_eq!(release_err(RELEASE_BODY, &roots, 1_763_000_000).code(), "chain-cert-expired");
+    assert_eq!(
+        release_err(RELEASE_BODY, &roots, 1_763_000_000).code(),
+        "chain-cert-expired"
+    );
 }
 
 #[test]
@@ -788,7 +969,10 @@ fn release_wrong_roots() {
         let e = release_err(RELEASE_BODY, &roots, RELEASE_NOW);
         match &e {
             ReleaseError::Chain(ChainError::RootUntrusted { subject, .. }) => {
-                assert_eq!(subject, release_expected()["x5c"][2]["subject"].as_str().unwrap());
+                assert_eq!(
+                    subject,
+                    release_expected()["x5c"][2]["subject"].as_str().unwrap()
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -799,7 +983,12 @@ fn release_wrong_roots() {
 /// Re-serialises the response with one part of the compact JWS changed.
 fn release_with(f: impl FnOnce(&mut Vec<String>)) -> Vec<u8> {
     let body: Value = serde_json::from_slice(RELEASE_BODY).unwrap();
-    let mut parts: Vec<String> = body["value"].as_str().unwrap().split('.').map(str::to_string).collect();
+    let mut parts: Vec<String> = body["value"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .map(str::to_string)
+        .collect();
     f(&mut parts);
     json!({"value": parts.join(".")}).to_string().into_bytes()
 }
@@ -822,7 +1011,10 @@ fn release_tampering() {
         sig[10] ^= 0x01;
         p[2] = b64::encode_url(&sig);
     });
-    assert_eq!(release_err(&body, &roots, RELEASE_NOW).code(), "jws-signature-invalid");
+    assert_eq!(
+        release_err(&body, &roots, RELEASE_NOW).code(),
+        "jws-signature-invalid"
+    );
     // A header whose x5t no longer describes x5c[0].
     let body = release_with(|p| {
         let mut h: Value = serde_json::from_slice(&b64::decode_url("h", &p[0]).unwrap()).unwrap();
@@ -830,7 +1022,10 @@ fn release_tampering() {
         p[0] = b64::encode_url(h.to_string().as_bytes());
     });
     let e = release_err(&body, &roots, RELEASE_NOW);
-    assert!(matches!(e, ReleaseError::ThumbprintMismatch { field: "x5t", .. }), "{e:?}");
+    assert!(
+        matches!(e, ReleaseError::ThumbprintMismatch { field: "x5t", .. }),
+        "{e:?}"
+    );
     // x5c without the intermediate: the leaf's issuer is not a configured root.
     let body = release_with(|p| {
         let mut h: Value = serde_json::from_slice(&b64::decode_url("h", &p[0]).unwrap()).unwrap();
@@ -838,26 +1033,45 @@ fn release_tampering() {
         h["x5c"] = json!([x5c[0], x5c[2]]);
         p[0] = b64::encode_url(h.to_string().as_bytes());
     });
-    assert_eq!(release_err(&body, &roots, RELEASE_NOW).code(), "chain-root-untrusted");
+    assert_eq!(
+        release_err(&body, &roots, RELEASE_NOW).code(),
+        "chain-root-untrusted"
+    );
     // No x5c at all.
     let body = release_with(|p| {
         let mut h: Value = serde_json::from_slice(&b64::decode_url("h", &p[0]).unwrap()).unwrap();
         h.as_object_mut().unwrap().remove("x5c");
         p[0] = b64::encode_url(h.to_string().as_bytes());
     });
-    assert_eq!(release_err(&body, &roots, RELEASE_NOW).code(), "release-x5c-missing");
+    assert_eq!(
+        release_err(&body, &roots, RELEASE_NOW).code(),
+        "release-x5c-missing"
+    );
     // alg none.
     let body = release_with(|p| {
         let mut h: Value = serde_json::from_slice(&b64::decode_url("h", &p[0]).unwrap()).unwrap();
         h["alg"] = json!("none");
         p[0] = b64::encode_url(h.to_string().as_bytes());
     });
-    assert_eq!(release_err(&body, &roots, RELEASE_NOW).code(), "jws-alg-none");
+    assert_eq!(
+        release_err(&body, &roots, RELEASE_NOW).code(),
+        "jws-alg-none"
+    );
     // Bodies that are not {"value": JWS}.
-    for body in [&b"{\"error\":{\"code\":\"Forbidden\"}}"[..], b"[]", b"{\"value\": 3}", b"not json"] {
-        assert_eq!(release_err(body, &roots, RELEASE_NOW).code(), "release-body-invalid");
+    for body in [
+        &b"{\"error\":{\"code\":\"Forbidden\"}}"[..],
+        b"[]",
+        b"{\"value\": 3}",
+        b"not json",
+    ] {
+        assert_eq!(
+            release_err(body, &roots, RELEASE_NOW).code(),
+            "release-body-invalid"
+        );
     }
-    assert!(release_body_jws(RELEASE_BODY).unwrap().starts_with("eyJhbGciOiJSUzI1NiIs"));
+    assert!(release_body_jws(RELEASE_BODY)
+        .unwrap()
+        .starts_with("eyJhbGciOiJSUzI1NiIs"));
 }
 
 #[test]
@@ -887,12 +1101,15 @@ fn real_payload() -> Value {
 }
 
 fn key_hsm_of(payload: &Value) -> Value {
-    let text = payload["response"]["key"]["key"]["key_hsm"].as_str().unwrap();
+    let text = payload["response"]["key"]["key"]["key_hsm"]
+        .as_str()
+        .unwrap();
     serde_json::from_slice(&b64::decode_url("k", text).unwrap()).unwrap()
 }
 
 fn with_key_hsm(mut payload: Value, kh: &Value) -> Vec<u8> {
-    payload["response"]["key"]["key"]["key_hsm"] = json!(b64::encode_url(kh.to_string().as_bytes()));
+    payload["response"]["key"]["key"]["key_hsm"] =
+        json!(b64::encode_url(kh.to_string().as_bytes()));
     payload.to_string().into_bytes()
 }
 
@@ -902,26 +1119,54 @@ fn release_payload_consistency() {
     decode_release_payload(p.to_string().as_bytes(), 256).unwrap();
     let code = |bytes: &[u8], len: usize| decode_release_payload(bytes, len).unwrap_err().code();
     // §6.4: 2640 = 256 + 2384; 300 would leave 2340 (not a multiple of 8).
-    assert_eq!(code(p.to_string().as_bytes(), 300), "release-ciphertext-length");
-    assert_eq!(code(p.to_string().as_bytes(), 2640), "release-ciphertext-length");
+    assert_eq!(
+        code(p.to_string().as_bytes(), 300),
+        "release-ciphertext-length"
+    );
+    assert_eq!(
+        code(p.to_string().as_bytes(), 2640),
+        "release-ciphertext-length"
+    );
     let mut kh = key_hsm_of(&p);
     kh["header"]["enc"] = json!("RSA_AES_KEY_WRAP_256");
-    assert_eq!(code(&with_key_hsm(p.clone(), &kh), 256), "release-enc-mismatch");
+    assert_eq!(
+        code(&with_key_hsm(p.clone(), &kh), 256),
+        "release-enc-mismatch"
+    );
     let mut kh = key_hsm_of(&p);
     kh["header"]["enc"] = json!("RSA_AES_KEY_WRAP_512");
-    assert_eq!(code(&with_key_hsm(p.clone(), &kh), 256), "release-enc-unknown");
+    assert_eq!(
+        code(&with_key_hsm(p.clone(), &kh), 256),
+        "release-enc-unknown"
+    );
     let mut kh = key_hsm_of(&p);
     kh["schema_version"] = json!("1.0.0");
-    assert_eq!(code(&with_key_hsm(p.clone(), &kh), 256), "release-key-hsm-schema");
+    assert_eq!(
+        code(&with_key_hsm(p.clone(), &kh), 256),
+        "release-key-hsm-schema"
+    );
     let mut kh = key_hsm_of(&p);
     kh["header"]["alg"] = json!("RSA-OAEP");
-    assert_eq!(code(&with_key_hsm(p.clone(), &kh), 256), "release-key-hsm-invalid");
+    assert_eq!(
+        code(&with_key_hsm(p.clone(), &kh), 256),
+        "release-key-hsm-invalid"
+    );
     let mut q = p.clone();
-    q["response"]["key"]["key"]["kid"] = json!("https://other.vault.azure.net/keys/myskrkey/e473cd4c66224d16870bbe2eb4c58078");
-    assert_eq!(code(q.to_string().as_bytes(), 256), "release-payload-invalid");
+    q["response"]["key"]["key"]["kid"] =
+        json!("https://other.vault.azure.net/keys/myskrkey/e473cd4c66224d16870bbe2eb4c58078");
+    assert_eq!(
+        code(q.to_string().as_bytes(), 256),
+        "release-payload-invalid"
+    );
     let mut q = p.clone();
-    q["response"]["key"]["key"].as_object_mut().unwrap().remove("key_hsm");
-    assert_eq!(code(q.to_string().as_bytes(), 256), "release-payload-invalid");
+    q["response"]["key"]["key"]
+        .as_object_mut()
+        .unwrap()
+        .remove("key_hsm");
+    assert_eq!(
+        code(q.to_string().as_bytes(), 256),
+        "release-payload-invalid"
+    );
     // A versioned request names exactly that version.
     let mut q = p.clone();
     q["request"]["kid"] = q["response"]["key"]["key"]["kid"].clone();

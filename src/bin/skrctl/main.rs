@@ -7,6 +7,8 @@
 mod config_cmd;
 mod evidence_cmd;
 mod output;
+mod release_cmd;
+mod token_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,6 +34,12 @@ enum Command {
     /// Check or show the configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Verify MAA attestation tokens (JWT) offline.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
+    /// Verify Key Vault key release responses offline.
+    #[command(subcommand)]
+    Release(release_cmd::ReleaseCommand),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +50,8 @@ fn main() -> ExitCode {
     let status = match cli.command {
         Command::Evidence(cmd) => evidence_cmd::run(cmd, cli.config.as_deref()),
         Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()),
+        Command::Token(cmd) => token_cmd::run(cmd, cli.config.as_deref()),
+        Command::Release(cmd) => release_cmd::run(cmd, cli.config.as_deref()),
     };
     ExitCode::from(status as u8)
 }

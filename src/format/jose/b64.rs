@@ -35,11 +35,13 @@ pub fn decode_std(field: &str, text: &str) -> Result<Vec<u8>, JoseError> {
 pub fn decode_any(field: &str, text: &str) -> Result<Vec<u8>, JoseError> {
     match URL_LENIENT.decode(text) {
         Ok(bytes) => Ok(bytes),
-        Err(url_err) => STD_LENIENT.decode(text).map_err(|std_err| JoseError::Base64Invalid {
-            field: field.to_string(),
-            flavour: "base64 or base64url",
-            reason: format!("as base64url: {url_err}; as standard base64: {std_err}"),
-        }),
+        Err(url_err) => STD_LENIENT
+            .decode(text)
+            .map_err(|std_err| JoseError::Base64Invalid {
+                field: field.to_string(),
+                flavour: "base64 or base64url",
+                reason: format!("as base64url: {url_err}; as standard base64: {std_err}"),
+            }),
     }
 }
 

@@ -118,7 +118,9 @@ pub enum JoseError {
     },
 
     /// `typ` is present but is not `JWT`.
-    #[error("JWS header typ is \"{found}\", expected \"JWT\"; this is not an MAA token or AKV response")]
+    #[error(
+        "JWS header typ is \"{found}\", expected \"JWT\"; this is not an MAA token or AKV response"
+    )]
     TypUnexpected {
         /// The typ value.
         found: String,

@@ -290,12 +290,24 @@ fn b64_member(
 pub fn parse_jwk(index: usize, value: &Value) -> Result<Jwk, JoseError> {
     let no_kid = None;
     let Some(obj) = value.as_object() else {
-        return Err(jwk_err(index, &no_kid, "(key)", "is not a JSON object".to_string()));
+        return Err(jwk_err(
+            index,
+            &no_kid,
+            "(key)",
+            "is not a JSON object".to_string(),
+        ));
     };
     let kid = match obj.get("kid") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(jwk_err(index, &no_kid, "kid", "is not a string".to_string())),
+        Some(_) => {
+            return Err(jwk_err(
+                index,
+                &no_kid,
+                "kid",
+                "is not a string".to_string(),
+            ))
+        }
     };
     let kty = opt_str(obj, index, &kid, "kty")?
         .ok_or_else(|| jwk_err(index, &kid, "kty", "is missing".to_string()))?;
@@ -311,7 +323,14 @@ pub fn parse_jwk(index: usize, value: &Value) -> Result<Jwk, JoseError> {
                     .ok_or_else(|| jwk_err(index, &kid, "key_ops", "has a non-string".to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => return Err(jwk_err(index, &kid, "key_ops", "is not an array".to_string())),
+        Some(_) => {
+            return Err(jwk_err(
+                index,
+                &kid,
+                "key_ops",
+                "is not an array".to_string(),
+            ))
+        }
     };
     let x5c = match obj.get("x5c") {
         None => Vec::new(),
@@ -394,7 +413,14 @@ pub fn parse_jwk(index: usize, value: &Value) -> Result<Jwk, JoseError> {
                 "P-256" => 32,
                 "P-384" => 48,
                 "P-521" => 66,
-                _ => return Err(jwk_err(index, &kid, "crv", format!("\"{crv}\" is not supported"))),
+                _ => {
+                    return Err(jwk_err(
+                        index,
+                        &kid,
+                        "crv",
+                        format!("\"{crv}\" is not supported"),
+                    ))
+                }
             };
             if x.len() != len || y.len() != len {
                 return Err(jwk_err(

@@ -167,9 +167,9 @@ impl JwsHeader {
     /// Checks `typ`, when present, is "JWT" (case-insensitive, RFC 7519 §5.1).
     pub fn check_typ_jwt(&self) -> Result<(), JoseError> {
         match &self.typ {
-            Some(t) if !t.eq_ignore_ascii_case("JWT") => Err(JoseError::TypUnexpected {
-                found: t.clone(),
-            }),
+            Some(t) if !t.eq_ignore_ascii_case("JWT") => {
+                Err(JoseError::TypUnexpected { found: t.clone() })
+            }
             _ => Ok(()),
         }
     }

@@ -401,7 +401,11 @@ fn wrong(prefix: &str, name: &str, expected: &'static str, v: &Value) -> JoseErr
     }
 }
 
-fn get_str<'a>(obj: &'a Map<String, Value>, prefix: &str, name: &str) -> Result<&'a str, JoseError> {
+fn get_str<'a>(
+    obj: &'a Map<String, Value>,
+    prefix: &str,
+    name: &str,
+) -> Result<&'a str, JoseError> {
     let v = get(obj, prefix, name)?;
     v.as_str().ok_or_else(|| wrong(prefix, name, "string", v))
 }
@@ -423,5 +427,6 @@ fn get_obj<'a>(
     name: &str,
 ) -> Result<&'a Map<String, Value>, JoseError> {
     let v = get(obj, prefix, name)?;
-    v.as_object().ok_or_else(|| wrong(prefix, name, "object", v))
+    v.as_object()
+        .ok_or_else(|| wrong(prefix, name, "object", v))
 }

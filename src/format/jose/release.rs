@@ -121,7 +121,9 @@ pub enum ReleaseError {
     },
 
     /// `key_hsm.schema_version` is not "1.0".
-    #[error("key_hsm schema_version is \"{found}\", expected \"1.0\"; update skrd to read this format")]
+    #[error(
+        "key_hsm schema_version is \"{found}\", expected \"1.0\"; update skrd to read this format"
+    )]
     KeyHsmSchema {
         /// Found version.
         found: String,
@@ -229,7 +231,10 @@ impl KeyHsm {
         let kid = hsm_str(header, "kid")?.to_string();
         let alg = hsm_str(header, "alg")?.to_string();
         if alg != "dir" {
-            return Err(hsm_err("header.alg", format!("\"{alg}\", expected \"dir\"")));
+            return Err(hsm_err(
+                "header.alg",
+                format!("\"{alg}\", expected \"dir\""),
+            ));
         }
         let enc_name = hsm_str(header, "enc")?;
         let enc = WrapAlgorithm::from_name(enc_name).ok_or_else(|| ReleaseError::EncUnknown {
@@ -259,7 +264,10 @@ impl KeyHsm {
         if rsa_block_len == 0 {
             return Err(err());
         }
-        let (rsa_part, kwp) = self.ciphertext.split_at_checked(rsa_block_len).ok_or_else(err)?;
+        let (rsa_part, kwp) = self
+            .ciphertext
+            .split_at_checked(rsa_block_len)
+            .ok_or_else(err)?;
         if kwp.len() < MIN_KWP_LEN || kwp.len() % 8 != 0 {
             return Err(err());
         }
@@ -322,7 +330,11 @@ fn pay_err(field: &str, problem: impl Into<String>) -> ReleaseError {
     }
 }
 
-fn member<'a>(obj: &'a Map<String, Value>, path: &str, name: &str) -> Result<&'a Value, ReleaseError> {
+fn member<'a>(
+    obj: &'a Map<String, Value>,
+    path: &str,
+    name: &str,
+) -> Result<&'a Value, ReleaseError> {
     obj.get(name)
         .ok_or_else(|| pay_err(&format!("{path}{name}"), "missing"))
 }
@@ -337,7 +349,11 @@ fn member_obj<'a>(
         .ok_or_else(|| pay_err(&format!("{path}{name}"), "not an object"))
 }
 
-fn member_str<'a>(obj: &'a Map<String, Value>, path: &str, name: &str) -> Result<&'a str, ReleaseError> {
+fn member_str<'a>(
+    obj: &'a Map<String, Value>,
+    path: &str,
+    name: &str,
+) -> Result<&'a str, ReleaseError> {
     member(obj, path, name)?
         .as_str()
         .ok_or_else(|| pay_err(&format!("{path}{name}"), "not a string"))
@@ -418,7 +434,10 @@ pub fn decode_release_payload(
     if !version_ok && kid != requested {
         return Err(pay_err(
             "response.key.key.kid",
-            format!("\"{kid}\" is not a version of the requested key \"{}\"", request.kid),
+            format!(
+                "\"{kid}\" is not a version of the requested key \"{}\"",
+                request.kid
+            ),
         ));
     }
 
@@ -455,7 +474,10 @@ pub fn decode_release_payload(
             key_ops,
         },
         key_hsm,
-        attributes: key_wrapper.get("attributes").cloned().unwrap_or(Value::Null),
+        attributes: key_wrapper
+            .get("attributes")
+            .cloned()
+            .unwrap_or(Value::Null),
         release_policy,
         release_policy_immutable,
     })

@@ -82,7 +82,9 @@ pub enum ChainError {
     },
 
     /// An issuing certificate is not a CA.
-    #[error("\"{subject}\" issued a certificate but is not a CA (basicConstraints cA is not true)")]
+    #[error(
+        "\"{subject}\" issued a certificate but is not a CA (basicConstraints cA is not true)"
+    )]
     NotCa {
         /// The issuing certificate.
         subject: String,
@@ -226,16 +228,55 @@ impl ChainCert {
         }
     }
 
+    /// Parses a PEM trust bundle (e.g. `/etc/ssl/certs/ca-certificates.crt`) block by block,
+    /// skipping blocks that are not certificates or do not decode; returns the certificates
+    /// and how many blocks were skipped.
+    pub fn load_pem_bundle(data: &[u8]) -> (Vec<Self>, usize) {
+        const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+        const END: &[u8] = b"-----END CERTIFICATE-----";
+        let mut certs = Vec::new();
+        let mut skipped = 0;
+        let mut rest = data;
+        while let Some(start) = find(rest, BEGIN) {
+            let Some(tail) = rest.get(start..) else { break };
+            let Some(end) = find(tail, END) else {
+                skipped += 1;
+                break;
+            };
+            let block_end = end + END.len();
+            let block = tail.get(..block_end).unwrap_or_default();
+            match Certificate::load_pem_chain(block)
+                .ok()
+                .and_then(|mut v| v.pop())
+                .and_then(|c| c.to_der().ok())
+                .and_then(|der| Self::from_der("trust bundle", &der).ok())
+            {
+                Some(c) => certs.push(c),
+                None => skipped += 1,
+            }
+            rest = tail.get(block_end..).unwrap_or_default();
+        }
+        (certs, skipped)
+    }
+
     fn tbs_der(&self) -> &[u8] {
         self.der.get(self.tbs.0..self.tbs.1).unwrap_or_default()
     }
 
     fn subject_der(&self) -> Vec<u8> {
-        self.cert.tbs_certificate.subject.to_der().unwrap_or_default()
+        self.cert
+            .tbs_certificate
+            .subject
+            .to_der()
+            .unwrap_or_default()
     }
 
     fn issuer_der(&self) -> Vec<u8> {
-        self.cert.tbs_certificate.issuer.to_der().unwrap_or_default()
+        self.cert
+            .tbs_certificate
+            .issuer
+            .to_der()
+            .unwrap_or_default()
     }
 
     fn is_ca(&self) -> bool {
@@ -279,6 +320,10 @@ impl ChainCert {
         }
         Ok(())
     }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Byte range of the TBSCertificate TLV inside the certificate DER.
@@ -374,7 +419,10 @@ pub fn verify_chain(
         *u = true;
     }
     loop {
-        let current = path.last().cloned().ok_or(ChainError::PathTooLong { limit: 0 })?;
+        let current = path
+            .last()
+            .cloned()
+            .ok_or(ChainError::PathTooLong { limit: 0 })?;
         current.check_time(now)?;
         // A root that is the current certificate itself (pinned) ends the path.
         if roots.iter().any(|r| r.der == current.der) {
