@@ -851,6 +851,8 @@ fn verification(roots: &[ChainCert], now: i64) -> ReleaseVerification<'_> {
         now,
         expected_host: Some("skr-kvq6srllol2jntw.vault.azure.net"),
         rsa_block_len: 256,
+        expected_key: Some("https://skr-kvq6srllol2jntw.vault.azure.net/keys/myskrkey"),
+        expected_transfer_kid: Some("TpmEphemeralEncryptionKey"),
     }
 }
 
@@ -1072,6 +1074,58 @@ fn release_tampering() {
     assert!(release_body_jws(RELEASE_BODY)
         .unwrap()
         .starts_with("eyJhbGciOiJSUzI1NiIs"));
+}
+
+#[test]
+fn release_expected_key_and_transfer_kid() {
+    let roots = [digicert_g2()];
+    let mut v = verification(&roots, RELEASE_NOW);
+    v.expected_key = Some("https://SKR-KVQ6SRLLOL2JNTW.vault.azure.net/keys/myskrkey/");
+    verify_release_response(RELEASE_BODY, &v).unwrap();
+    v.expected_key = Some("https://skr-kvq6srllol2jntw.vault.azure.net/keys/otherkey");
+    let e = verify_release_response(RELEASE_BODY, &v).unwrap_err();
+    assert_eq!(e.code(), "release-key-mismatch");
+    let mut v = verification(&roots, RELEASE_NOW);
+    v.expected_transfer_kid = Some("transfer-key-of-another-boot");
+    let e = verify_release_response(RELEASE_BODY, &v).unwrap_err();
+    assert_eq!(
+        e,
+        ReleaseError::TransferKidMismatch {
+            expected: "transfer-key-of-another-boot".into(),
+            found: "TpmEphemeralEncryptionKey".into()
+        }
+    );
+}
+
+#[test]
+fn duplicate_json_members_refused() {
+    let (bytes, t) = jesserc();
+    let text = std::str::from_utf8(bytes).unwrap().trim();
+    let parts: Vec<&str> = text.split('.').collect();
+    let real_header = String::from_utf8(b64::decode_url("h", parts[0]).unwrap()).unwrap();
+    // {"alg":"RS256",...,"alg":"none"}: a parser keeping the last would see "none".
+    let dup = format!("{},\"alg\":\"none\"}}", real_header.trim_end_matches('}'));
+    let forged = format!(
+        "{}.{}.{}",
+        b64::encode_url(dup.as_bytes()),
+        parts[1],
+        parts[2]
+    );
+    let e = verify_jwt(forged.as_bytes(), &jwks(), &maa(t)).unwrap_err();
+    assert_eq!(e.code(), "jose-json-invalid");
+    // Duplicate claims in a correctly signed token.
+    let claims = r#"{"iss":"https://skrd-test.eus.attest.azure.net","exp":1700028700,"exp":1}"#;
+    let h = b64::encode_url(header().to_string().as_bytes());
+    let input = format!("{h}.{}", b64::encode_url(claims.as_bytes()));
+    let sig = SigningKey::<Sha256>::new(test_key().0.clone()).sign(input.as_bytes());
+    let token = format!("{input}.{}", b64::encode_url(&sig.to_vec()));
+    let e = verify_jwt(
+        token.as_bytes(),
+        &test_key().1,
+        &Validation::maa(TEST_ISS, NOW),
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "jwt-claims-invalid");
 }
 
 #[test]

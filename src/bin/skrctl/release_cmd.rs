@@ -181,6 +181,8 @@ fn verify(
         now,
         expected_host: host,
         rsa_block_len,
+        expected_key: None,
+        expected_transfer_kid: None,
     };
     match verify_release_response(&body, &v) {
         Ok(r) => {

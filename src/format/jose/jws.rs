@@ -19,6 +19,7 @@ use signature::Verifier;
 
 use super::b64;
 use super::error::JoseError;
+use super::json::parse_strict;
 use super::jwk::{Jwk, KeySet, PublicKey, MAX_X5C};
 
 /// Largest compact JWS accepted (real MAA tokens are ~6 KB, the AKV release JWS ~17 KB).
@@ -96,9 +97,9 @@ fn header_str(obj: &Map<String, Value>, field: &'static str) -> Result<Option<St
 impl JwsHeader {
     /// Parses the decoded header JSON.
     pub fn from_json(bytes: &[u8]) -> Result<Self, JoseError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| JoseError::JsonInvalid {
+        let value = parse_strict(bytes).map_err(|reason| JoseError::JsonInvalid {
             field: "JWS header",
-            reason: e.to_string(),
+            reason,
         })?;
         let Value::Object(raw) = value else {
             return Err(JoseError::JsonInvalid {

@@ -10,6 +10,7 @@
 use serde_json::{Map, Value};
 
 use super::error::JoseError;
+use super::json::parse_strict;
 use super::jwk::{parse_jwk, Jwk, KeySet};
 use super::jws::{CompactJws, JwsHeader};
 
@@ -110,9 +111,7 @@ pub fn decode_unverified(token: &[u8]) -> Result<(JwsHeader, Value), JoseError> 
 }
 
 fn claims_object(payload: &[u8]) -> Result<Value, JoseError> {
-    let claims: Value = serde_json::from_slice(payload).map_err(|e| JoseError::ClaimsInvalid {
-        reason: e.to_string(),
-    })?;
+    let claims = parse_strict(payload).map_err(|reason| JoseError::ClaimsInvalid { reason })?;
     if !claims.is_object() {
         return Err(JoseError::ClaimsInvalid {
             reason: format!("the payload is a JSON {}", type_name(&claims)),

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::b64;
 use super::error::JoseError;
+use super::json::parse_strict;
 use super::jwk::{Jwk, KeyOrigin, PublicKey};
 use super::jws::{CompactJws, JwsHeader, SigAlg};
 use super::x5c::{check_leaf_host, verify_chain, ChainCert, ChainError};
@@ -147,6 +148,30 @@ pub enum ReleaseError {
         key_hsm: String,
     },
 
+    /// `request.kid` is not the key that was asked for.
+    #[error(
+        "release response is for key \"{found}\" but \"{expected}\" was requested; refusing a \
+         response for another key"
+    )]
+    KeyMismatch {
+        /// The key URL requested.
+        expected: String,
+        /// `request.kid` in the payload.
+        found: String,
+    },
+
+    /// `key_hsm.header.kid` is not the transfer key put in the token.
+    #[error(
+        "key was wrapped to transfer key \"{found}\", expected \"{expected}\" (the first \
+         encryption key of the token's top-level x-ms-runtime.keys)"
+    )]
+    TransferKidMismatch {
+        /// The transfer key's kid.
+        expected: String,
+        /// `key_hsm.header.kid`.
+        found: String,
+    },
+
     /// The ciphertext cannot be an RSA block of the transfer key's size plus an AES-KWP part.
     #[error(
         "ciphertext of {found} bytes cannot be an RSA-OAEP block of {rsa_block_len} bytes plus \
@@ -175,6 +200,8 @@ impl ErrorCode for ReleaseError {
             Self::EncUnknown { .. } => "release-enc-unknown",
             Self::EncMismatch { .. } => "release-enc-mismatch",
             Self::CiphertextLength { .. } => "release-ciphertext-length",
+            Self::KeyMismatch { .. } => "release-key-mismatch",
+            Self::TransferKidMismatch { .. } => "release-transfer-kid-mismatch",
         }
     }
 }
@@ -212,8 +239,7 @@ fn hsm_str<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<&'a s
 impl KeyHsm {
     /// Parses the JSON of a decoded `key_hsm`.
     pub fn parse(json: &[u8]) -> Result<Self, ReleaseError> {
-        let value: Value =
-            serde_json::from_slice(json).map_err(|e| hsm_err("(document)", e.to_string()))?;
+        let value = parse_strict(json).map_err(|e| hsm_err("(document)", e))?;
         let obj = value
             .as_object()
             .ok_or_else(|| hsm_err("(document)", "not a JSON object"))?;
@@ -366,8 +392,7 @@ pub fn decode_release_payload(
     payload: &[u8],
     rsa_block_len: usize,
 ) -> Result<ReleasePayload, ReleaseError> {
-    let value: Value =
-        serde_json::from_slice(payload).map_err(|e| pay_err("(document)", e.to_string()))?;
+    let value = parse_strict(payload).map_err(|e| pay_err("(document)", e))?;
     let top = value
         .as_object()
         .ok_or_else(|| pay_err("(document)", "not a JSON object"))?;
@@ -457,8 +482,8 @@ pub fn decode_release_payload(
         Some(Value::Object(rp)) => {
             let data = member_str(rp, "response.key.release_policy.", "data")?;
             let bytes = b64::decode_any("response.key.release_policy.data", data)?;
-            let policy: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| pay_err("response.key.release_policy.data", e.to_string()))?;
+            let policy =
+                parse_strict(&bytes).map_err(|e| pay_err("response.key.release_policy.data", e))?;
             (policy, rp.get("immutable").and_then(Value::as_bool))
         }
         Some(_) => return Err(pay_err("response.key.release_policy", "not an object")),
@@ -518,6 +543,12 @@ pub struct ReleaseVerification<'a> {
     pub expected_host: Option<&'a str>,
     /// Modulus length in bytes of the transfer key the key was wrapped to (256 for RSA-2048).
     pub rsa_block_len: usize,
+    /// The key URL requested; `request.kid` must name it (one trailing '/' and ASCII case
+    /// ignored). `None` skips the check.
+    pub expected_key: Option<&'a str>,
+    /// The kid of the transfer key put in the token; `key_hsm.header.kid` must equal it.
+    /// `None` skips the check.
+    pub expected_transfer_kid: Option<&'a str>,
 }
 
 /// A verified release response.
@@ -543,6 +574,7 @@ pub fn verify_release_response(
     let compact = release_body_jws(body)?;
     let jws = CompactJws::parse(compact.as_bytes())?;
     SigAlg::from_header(&jws.header.alg)?;
+    jws.header.check_typ_jwt()?;
     let leaf_der = jws.header.x5c.first().ok_or(ReleaseError::X5cMissing)?;
 
     // Step 3: header thumbprints must describe x5c[0].
@@ -612,6 +644,26 @@ pub fn verify_release_response(
     jws.verify_with(&jwk)?;
     // Step 7: the payload.
     let payload = decode_release_payload(&jws.payload, v.rsa_block_len)?;
+    if let Some(expected) = v.expected_key {
+        let found = &payload.request.kid;
+        if !found
+            .trim_end_matches('/')
+            .eq_ignore_ascii_case(expected.trim_end_matches('/'))
+        {
+            return Err(ReleaseError::KeyMismatch {
+                expected: expected.to_string(),
+                found: found.clone(),
+            });
+        }
+    }
+    if let Some(expected) = v.expected_transfer_kid {
+        if payload.key_hsm.kid != expected {
+            return Err(ReleaseError::TransferKidMismatch {
+                expected: expected.to_string(),
+                found: payload.key_hsm.kid.clone(),
+            });
+        }
+    }
     Ok(VerifiedRelease {
         header: jws.header,
         chain: path.iter().map(|c| c.subject.clone()).collect(),

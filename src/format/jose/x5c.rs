@@ -436,16 +436,9 @@ pub fn verify_chain(
         let issuer_name = current.issuer_der();
         let mut first_err = None;
         // 1. A configured root that signed it.
+        // Trust anchors are trusted as configured (as OpenSSL does): no CA-flag requirement.
         for root in roots.iter().filter(|r| r.subject_der() == issuer_name) {
-            match verify_signed_by(&current, root).and_then(|()| {
-                if root.is_ca() {
-                    Ok(())
-                } else {
-                    Err(ChainError::NotCa {
-                        subject: root.subject.clone(),
-                    })
-                }
-            }) {
+            match verify_signed_by(&current, root) {
                 Ok(()) => {
                     root.check_time(now)?;
                     path.push(root.clone());
