@@ -1264,3 +1264,99 @@ fn fuzz_entry_points_survive_truncations_and_flips() {
     let compact = release_body_jws(RELEASE_BODY).unwrap();
     fuzz_jws(compact.as_bytes());
 }
+
+// ---- path validation branches on a TEST PKI made by jose_expected.py ------------------------
+
+fn test_chain_cert(name: &str) -> ChainCert {
+    let pem = expected()["test_chain"]["pem"][name].as_str().unwrap();
+    ChainCert::load_many(pem.as_bytes()).unwrap().remove(0)
+}
+
+#[test]
+fn path_validation_on_the_test_pki() {
+    use skrd::format::jose::x5c::verify_chain;
+    let tc = &expected()["test_chain"];
+    // Python: every link's signature verifies; inter_noca is not a CA.
+    assert!(tc["links_verify"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|v| v == true));
+    assert_eq!(tc["ca"]["inter_noca"], false);
+    let now = tc["not_before"].as_i64().unwrap() + 86400;
+    let c = test_chain_cert;
+    let subjects = |p: Vec<ChainCert>| p.into_iter().map(|c| c.subject).collect::<Vec<_>>();
+
+    // ECDSA P-384 (ecdsa-with-SHA384) links: leaf <- inter <- root.
+    let path = verify_chain(&[c("leaf"), c("inter")], &[c("root")], now).unwrap();
+    assert_eq!(
+        subjects(path),
+        ["CN=leaf", "CN=skrd test inter", "CN=skrd test root"]
+    );
+    // A pinned intermediate or leaf ends the path early.
+    assert_eq!(
+        verify_chain(&[c("leaf"), c("inter")], &[c("inter")], now)
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        verify_chain(&[c("leaf")], &[c("leaf")], now).unwrap().len(),
+        1
+    );
+    // An issuer with the right name and key but cA=false is refused, and skipped when a
+    // proper CA with the same name follows it in x5c.
+    let e = verify_chain(&[c("leaf"), c("inter_noca")], &[c("root")], now).unwrap_err();
+    assert_eq!(
+        e,
+        ChainError::NotCa {
+            subject: "CN=skrd test inter".into()
+        }
+    );
+    assert_eq!(e.code(), "chain-issuer-not-ca");
+    verify_chain(&[c("leaf"), c("inter_noca"), c("inter")], &[c("root")], now).unwrap();
+    // ecdsa-with-SHA256 is outside the supported set (python: OID 1.2.840.10045.4.3.2).
+    assert_eq!(
+        tc["signature_algorithm_oid"]["leaf_sha256"],
+        "1.2.840.10045.4.3.2"
+    );
+    let e = verify_chain(&[c("leaf_sha256"), c("inter")], &[c("root")], now).unwrap_err();
+    assert_eq!(e.code(), "chain-algorithm-unsupported");
+    // sha512WithRSAEncryption.
+    assert_eq!(
+        tc["signature_algorithm_oid"]["rsa_leaf"],
+        "1.2.840.113549.1.1.13"
+    );
+    verify_chain(&[c("rsa_leaf")], &[c("rsa_root")], now).unwrap();
+    // Wrong root, expired, flipped signature.
+    let e = verify_chain(&[c("leaf"), c("inter")], &[c("rsa_root")], now).unwrap_err();
+    assert_eq!(e.code(), "chain-root-untrusted");
+    let after = tc["not_after"].as_i64().unwrap() + 1;
+    let e = verify_chain(&[c("leaf"), c("inter")], &[c("root")], after).unwrap_err();
+    assert_eq!(e.code(), "chain-cert-expired");
+    let mut der = c("leaf").der;
+    let last = der.len() - 1;
+    der[last] ^= 0x01;
+    let flipped = ChainCert::from_der("flipped", &der).unwrap();
+    let e = verify_chain(&[flipped, c("inter")], &[c("root")], now).unwrap_err();
+    assert_eq!(e.code(), "chain-signature-invalid");
+    // Empty x5c.
+    assert_eq!(
+        verify_chain(&[], &[c("root")], now).unwrap_err().code(),
+        "chain-cert-invalid"
+    );
+}
+
+#[test]
+fn pem_trust_bundle_loader() {
+    let tc = &expected()["test_chain"]["pem"];
+    let bundle = format!(
+        "# comment\n{}junk\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n{}",
+        tc["root"].as_str().unwrap(),
+        tc["rsa_root"].as_str().unwrap()
+    );
+    let (certs, skipped) = ChainCert::load_pem_bundle(bundle.as_bytes());
+    assert_eq!(certs.len(), 2);
+    assert_eq!(skipped, 1);
+    assert_eq!(certs[1].subject, "CN=skrd rsa root");
+}
