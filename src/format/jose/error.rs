@@ -57,7 +57,7 @@ pub enum JoseError {
     /// A base64 / base64url field does not decode.
     #[error("{field} is not valid {flavour}: {reason}; the token or key is corrupted")]
     Base64Invalid {
-        /// The field ("JWS header", "x5c[1]", "JWK n", ...).
+        /// The field ("JWS header", "`x5c[1]`", "JWK n", ...).
         field: String,
         /// The alphabet expected ("base64url", "standard base64").
         flavour: &'static str,

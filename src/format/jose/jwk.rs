@@ -7,9 +7,9 @@
 //! `x5c[0]` is used when `n`/`e` are absent and must equal them when present).
 //!
 //! `kid` is opaque: it is matched by exact string equality and never decoded or derived
-//! (`"ZOub…yks"` and `"ZOub…yks="` are different kids). Keys from a certificate have no kid
-//! and stand for "the operator pinned this key": they are tried for any token kid that the set
-//! does not name.
+//! (`"ZOub…yks"` and `"ZOub…yks="` are different kids). Keys without a kid (a certificate
+//! key file, or a JWK that has none) stand for "the operator pinned this key": they are tried
+//! for any token kid that the set does not name.
 
 use der::asn1::ObjectIdentifier;
 use der::{Decode, Encode};

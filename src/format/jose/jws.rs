@@ -74,9 +74,9 @@ pub struct JwsHeader {
     pub jku: Option<String>,
     /// `x5c`, decoded from standard base64 to DER, leaf first (AKV release responses).
     pub x5c: Vec<Vec<u8>>,
-    /// `x5t` (base64url SHA-1 of x5c[0]).
+    /// `x5t` (base64url SHA-1 of `x5c[0]`).
     pub x5t: Option<String>,
-    /// `x5t#S256` (base64url SHA-256 of x5c[0]).
+    /// `x5t#S256` (base64url SHA-256 of `x5c[0]`).
     pub x5t_s256: Option<String>,
     /// The whole header object.
     pub raw: Map<String, Value>,

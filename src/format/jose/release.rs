@@ -97,7 +97,7 @@ pub enum ReleaseError {
     ThumbprintMismatch {
         /// "x5t", "x5t#S256" or "kid".
         field: &'static str,
-        /// Computed from x5c[0].
+        /// Computed from `x5c[0]`.
         expected: String,
         /// As in the header.
         found: String,

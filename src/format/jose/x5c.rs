@@ -39,7 +39,7 @@ pub enum ChainError {
     /// A certificate does not decode.
     #[error("certificate {what} cannot be decoded: {reason}")]
     CertInvalid {
-        /// "x5c[1]", "root 3", ...
+        /// "`x5c[1]`", "root 3", ...
         what: String,
         /// Decoder message.
         reason: String,
