@@ -1360,3 +1360,84 @@ fn pem_trust_bundle_loader() {
     assert_eq!(skipped, 1);
     assert_eq!(certs[1].subject, "CN=skrd rsa root");
 }
+
+/// Microsoft's decoded sample claims (no signature, a Windows CVM on a test MAA instance): the
+/// typed accessors find the SNP facts under x-ms-isolation-tee with the documented types.
+#[test]
+fn decoded_sample_claims_through_the_accessors() {
+    let claims: Value = serde_json::from_slice(real!(
+        "maa-tokens/decoded-claims-examples/cvm-guest-attestation-sampleAttestationToken.json"
+    ))
+    .unwrap();
+    let tee = claims["x-ms-isolation-tee"].clone();
+    // Not a verified token: built by hand only to run the accessors on these claims.
+    let v = VerifiedToken {
+        header: CompactJws::parse(jesserc().0).unwrap().header,
+        issuer: claims["iss"].as_str().unwrap().into(),
+        kid: None,
+        expires_at: claims["exp"].as_i64().unwrap(),
+        not_before: None,
+        issued_at: None,
+        claims,
+    };
+    assert!(v.is_azure_guest());
+    let s = v.sevsnp().unwrap();
+    assert_eq!(
+        s.attestation_type,
+        tee["x-ms-attestation-type"].as_str().unwrap()
+    );
+    assert_eq!(
+        s.compliance_status,
+        tee["x-ms-compliance-status"].as_str().unwrap()
+    );
+    assert_eq!(
+        s.launch_measurement,
+        tee["x-ms-sevsnpvm-launchmeasurement"].as_str().unwrap()
+    );
+    assert_eq!(s.launch_measurement.len(), 96);
+    assert_eq!(s.report_data.len(), 128);
+    assert_eq!(s.vmpl, tee["x-ms-sevsnpvm-vmpl"].as_u64().unwrap());
+    assert_eq!(
+        s.is_debuggable,
+        tee["x-ms-sevsnpvm-is-debuggable"].as_bool().unwrap()
+    );
+    assert_eq!(
+        v.runtime_keys().unwrap()[0].kid.as_deref(),
+        Some("TpmEphemeralEncryptionKey")
+    );
+}
+
+#[test]
+fn key_hsm_split_edges() {
+    let kh = |len: usize| {
+        let j = json!({"schema_version": "1.0",
+            "header": {"kid": "k", "alg": "dir", "enc": "CKM_RSA_AES_KEY_WRAP"},
+            "ciphertext": b64::encode_url(&vec![7u8; len])});
+        KeyHsm::parse(j.to_string().as_bytes()).unwrap()
+    };
+    assert!(kh(256 + 16).split(256).is_ok());
+    for (len, block) in [(256 + 8, 256), (256 + 20, 256), (255, 256), (272, 0)] {
+        assert_eq!(
+            kh(len).split(block).unwrap_err().code(),
+            "release-ciphertext-length",
+            "{len}/{block}"
+        );
+    }
+    let empty = json!({"schema_version": "1.0",
+        "header": {"kid": "k", "alg": "dir", "enc": "CKM_RSA_AES_KEY_WRAP"}, "ciphertext": ""});
+    assert_eq!(
+        KeyHsm::parse(empty.to_string().as_bytes())
+            .unwrap_err()
+            .code(),
+        "release-key-hsm-invalid"
+    );
+    // Std-base64 ciphertext is accepted too (lenient consumption, trap 13): 0xfb 0xff.
+    let std = json!({"schema_version": "1.0",
+        "header": {"kid": "k", "alg": "dir", "enc": "RSA_AES_KEY_WRAP_384"}, "ciphertext": "+/8="});
+    assert_eq!(
+        KeyHsm::parse(std.to_string().as_bytes())
+            .unwrap()
+            .ciphertext,
+        vec![0xfb, 0xff]
+    );
+}
