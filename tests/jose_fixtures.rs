@@ -1028,6 +1028,27 @@ fn release_tampering() {
         matches!(e, ReleaseError::ThumbprintMismatch { field: "x5t", .. }),
         "{e:?}"
     );
+    // A kid of Key Vault's shape (40 hex) that is not x5c[0]'s SHA-1; any other kid is opaque.
+    let body = release_with(|p| {
+        let mut h: Value = serde_json::from_slice(&b64::decode_url("h", &p[0]).unwrap()).unwrap();
+        h["kid"] = json!("0000000000000000000000000000000000000000");
+        p[0] = b64::encode_url(h.to_string().as_bytes());
+    });
+    let e = release_err(&body, &roots, RELEASE_NOW);
+    assert!(
+        matches!(e, ReleaseError::ThumbprintMismatch { field: "kid", .. }),
+        "{e:?}"
+    );
+    let body = release_with(|p| {
+        let mut h: Value = serde_json::from_slice(&b64::decode_url("h", &p[0]).unwrap()).unwrap();
+        h["kid"] = json!("https://myhsm.managedhsm.azure.net/some-signing-key");
+        p[0] = b64::encode_url(h.to_string().as_bytes());
+    });
+    // Not a thumbprint error: it reaches the signature check (the header changed).
+    assert_eq!(
+        release_err(&body, &roots, RELEASE_NOW).code(),
+        "jws-signature-invalid"
+    );
     // x5c without the intermediate: the leaf's issuer is not a configured root.
     let body = release_with(|p| {
         let mut h: Value = serde_json::from_slice(&b64::decode_url("h", &p[0]).unwrap()).unwrap();

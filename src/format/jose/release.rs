@@ -562,7 +562,7 @@ pub struct VerifiedRelease {
     pub payload: ReleasePayload,
 }
 
-fn sha1(data: &[u8]) -> Vec<u8> {
+fn sha1_of(data: &[u8]) -> Vec<u8> {
     sha1::Sha1::digest(data).to_vec()
 }
 
@@ -578,7 +578,7 @@ pub fn verify_release_response(
     let leaf_der = jws.header.x5c.first().ok_or(ReleaseError::X5cMissing)?;
 
     // Step 3: header thumbprints must describe x5c[0].
-    let s1 = sha1(leaf_der);
+    let s1 = sha1_of(leaf_der);
     let checks = [
         ("x5t", jws.header.x5t.as_deref(), b64::encode_url(&s1)),
         (
@@ -586,7 +586,16 @@ pub fn verify_release_response(
             jws.header.x5t_s256.as_deref(),
             b64::encode_url(&Sha256::digest(leaf_der)),
         ),
-        ("kid", jws.header.kid.as_deref(), hex::encode_upper(&s1)),
+        // Key Vault's kid is the upper-case hex SHA-1 of x5c[0] (§6.3); a kid of another
+        // shape (Managed HSM is unverified) is opaque and not compared.
+        (
+            "kid",
+            jws.header
+                .kid
+                .as_deref()
+                .filter(|k| k.len() == 40 && k.bytes().all(|b| b.is_ascii_hexdigit())),
+            hex::encode_upper(&s1),
+        ),
     ];
     for (field, found, expected) in checks {
         if let Some(found) = found {
