@@ -5,5 +5,6 @@
 
 pub mod akv;
 pub mod hcl;
+pub mod jose;
 pub mod snp;
 pub mod tpm;

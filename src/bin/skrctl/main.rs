@@ -8,6 +8,8 @@ mod config_cmd;
 mod evidence_cmd;
 mod output;
 mod policy_cmd;
+mod release_cmd;
+mod token_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -36,6 +38,12 @@ enum Command {
     /// Check a Key Vault key release policy against token claims.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Verify MAA attestation tokens (JWT) offline.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
+    /// Verify Key Vault key release responses offline.
+    #[command(subcommand)]
+    Release(release_cmd::ReleaseCommand),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +55,8 @@ fn main() -> ExitCode {
         Command::Evidence(cmd) => evidence_cmd::run(cmd, cli.config.as_deref()),
         Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()),
         Command::Policy(cmd) => policy_cmd::run(cmd, cli.config.as_deref()),
+        Command::Token(cmd) => token_cmd::run(cmd, cli.config.as_deref()),
+        Command::Release(cmd) => release_cmd::run(cmd, cli.config.as_deref()),
     };
     ExitCode::from(status as u8)
 }

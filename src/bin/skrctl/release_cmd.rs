@@ -1,0 +1,240 @@
+//! `skrctl release verify` (owner: jose): verify a saved Key Vault / Managed HSM key release
+//! response offline and describe the wrapped key (PROTOCOLS.md §6.3, §6.4, §6.6).
+//!
+//! Trust: the `--root` files (PEM, one or more certificates, or DER), else the system bundle
+//! (the first of the paths in [`SYSTEM_BUNDLES`] that exists, as Microsoft's client probes).
+//! Nothing is unwrapped: the ciphertext's two parts are only measured.
+//!
+//! Exit status: 0 verified, 1 refused, 2 unusable (unreadable file, no usable root, bad `--at`).
+
+use crate::output::{print_json, unusable, Status};
+use crate::token_cmd::{parse_at, read, rfc3339};
+use clap::Subcommand;
+use serde_json::{json, Value};
+use skrd::error::{ErrorCode, Problem};
+use skrd::format::jose::jws::CompactJws;
+use skrd::format::jose::release::{
+    decode_release_payload, release_body_jws, verify_release_response, ReleasePayload,
+    ReleaseVerification,
+};
+use skrd::format::jose::x5c::ChainCert;
+use std::path::{Path, PathBuf};
+
+/// CA bundle paths probed when no `--root` is given (PROTOCOLS.md §9 "TLS trust").
+pub const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// Release subcommands.
+#[derive(Subcommand)]
+pub enum ReleaseCommand {
+    /// Verify a key release response body ({"value": JWS}): x5c chain to a trusted root,
+    /// signature, payload consistency; print the request, the key and how it is wrapped.
+    Verify {
+        /// File holding the response body as returned by POST .../release.
+        response_file: PathBuf,
+        /// Trusted root certificate(s), PEM or DER; repeatable. Default: the system bundle.
+        #[arg(long = "root", value_name = "PEM")]
+        roots: Vec<PathBuf>,
+        /// Validate at this time instead of now (RFC 3339).
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+        /// The vault host that was called; the signing certificate must name it.
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// Size of the transfer key the key was wrapped to (sets the RSA block length).
+        #[arg(long, value_name = "BITS", default_value_t = 2048)]
+        transfer_key_bits: usize,
+        /// Print one JSON object: {"verified", "error", "request", "key", "release_policy"}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a release subcommand.
+pub fn run(cmd: ReleaseCommand, _config: Option<&Path>) -> Status {
+    match cmd {
+        ReleaseCommand::Verify {
+            response_file,
+            roots,
+            at,
+            host,
+            transfer_key_bits,
+            json,
+        } => verify(
+            &response_file,
+            &roots,
+            at.as_deref(),
+            host.as_deref(),
+            transfer_key_bits,
+            json,
+        ),
+    }
+}
+
+fn load_roots(paths: &[PathBuf]) -> Result<(Vec<ChainCert>, String), Problem> {
+    if paths.is_empty() {
+        for bundle in SYSTEM_BUNDLES {
+            let path = Path::new(bundle);
+            if path.exists() {
+                let data = read(path, "system CA bundle")?;
+                let (certs, _skipped) = ChainCert::load_pem_bundle(&data);
+                if certs.is_empty() {
+                    return Err(Problem::new(
+                        "roots-unusable",
+                        format!("{bundle} holds no decodable certificate; pass --root"),
+                    ));
+                }
+                return Ok((certs, bundle.to_string()));
+            }
+        }
+        return Err(Problem::new(
+            "roots-unusable",
+            format!("no --root given and no system CA bundle found (tried {SYSTEM_BUNDLES:?}); pass --root"),
+        ));
+    }
+    let mut all = Vec::new();
+    for p in paths {
+        let data = read(p, "root certificate file")?;
+        let certs = ChainCert::load_many(&data).map_err(|e| {
+            let mut problem = e.problem();
+            problem.message = format!("{}: {}", p.display(), problem.message);
+            problem
+        })?;
+        all.extend(certs);
+    }
+    let names = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((all, names))
+}
+
+fn payload_json(p: &ReleasePayload, rsa_block_len: usize) -> (Value, Value, Value) {
+    let mut key = json!({
+        "kid": p.key.kid,
+        "kty": p.key.kty,
+        "key_ops": p.key.key_ops,
+    });
+    if let Some(size) = p.key.key_size {
+        key["key_size"] = json!(size);
+    }
+    if let Some(crv) = &p.key.crv {
+        key["crv"] = json!(crv);
+    }
+    let (rsa_len, kwp_len) = match p.key_hsm.split(rsa_block_len) {
+        Ok((r, k)) => (json!(r.len()), json!(k.len())),
+        Err(_) => (Value::Null, Value::Null),
+    };
+    key["wrapping"] = json!({
+        "kid": p.key_hsm.kid,
+        "enc": p.key_hsm.enc.name(),
+        "alg": p.key_hsm.alg,
+        "ciphertext_len": p.key_hsm.ciphertext.len(),
+        "rsa_block_len": rsa_len,
+        "aes_kwp_len": kwp_len,
+    });
+    (p.request.raw.clone(), key, p.release_policy.clone())
+}
+
+/// The payload decoded without any check, for the output of a refused response.
+fn unverified_payload(body: &[u8], rsa_block_len: usize) -> Option<ReleasePayload> {
+    let compact = release_body_jws(body).ok()?;
+    let jws = CompactJws::parse(compact.as_bytes()).ok()?;
+    decode_release_payload(&jws.payload, rsa_block_len).ok()
+}
+
+fn verify(
+    response_file: &Path,
+    root_files: &[PathBuf],
+    at: Option<&str>,
+    host: Option<&str>,
+    transfer_key_bits: usize,
+    json: bool,
+) -> Status {
+    let body = match read(response_file, "release response") {
+        Ok(b) => b,
+        Err(p) => return unusable(&p, json),
+    };
+    let (roots, roots_from) = match load_roots(root_files) {
+        Ok(r) => r,
+        Err(p) => return unusable(&p, json),
+    };
+    let now = match parse_at(at) {
+        Ok(n) => n,
+        Err(p) => return unusable(&p, json),
+    };
+    if transfer_key_bits == 0 || transfer_key_bits % 8 != 0 {
+        let p = Problem::new(
+            "usage-invalid-key-size",
+            format!("--transfer-key-bits {transfer_key_bits} is not a whole number of bytes"),
+        );
+        return unusable(&p, json);
+    }
+    let rsa_block_len = transfer_key_bits / 8;
+    let v = ReleaseVerification {
+        roots: &roots,
+        now,
+        expected_host: host,
+        rsa_block_len,
+        expected_key: None,
+        expected_transfer_kid: None,
+    };
+    match verify_release_response(&body, &v) {
+        Ok(r) => {
+            let (request, key, policy) = payload_json(&r.payload, rsa_block_len);
+            if json {
+                print_json(&json!({
+                    "verified": true,
+                    "error": null,
+                    "at": rfc3339(now),
+                    "roots": roots_from,
+                    "chain": r.chain,
+                    "request": request,
+                    "key": key,
+                    "release_policy": policy,
+                }));
+            } else {
+                println!("release response verified (roots: {roots_from})");
+                for (i, s) in r.chain.iter().enumerate() {
+                    println!("  chain[{i}]: {s}");
+                }
+                println!("  key: {} ({})", r.payload.key.kid, r.payload.key.kty);
+                println!(
+                    "  wrapped to: {} with {} ({} bytes ciphertext)",
+                    r.payload.key_hsm.kid,
+                    r.payload.key_hsm.enc.name(),
+                    r.payload.key_hsm.ciphertext.len()
+                );
+            }
+            Status::Ok
+        }
+        Err(e) => {
+            let problem = e.problem();
+            if json {
+                let (request, key, policy) = unverified_payload(&body, rsa_block_len)
+                    .map(|p| payload_json(&p, rsa_block_len))
+                    .unwrap_or((Value::Null, Value::Null, Value::Null));
+                print_json(&json!({
+                    "verified": false,
+                    "error": problem,
+                    "at": rfc3339(now),
+                    "roots": roots_from,
+                    "request": request,
+                    "key": key,
+                    "release_policy": policy,
+                }));
+            } else {
+                eprintln!(
+                    "release response refused: {}\n  code: {}",
+                    problem.message, problem.code
+                );
+            }
+            Status::Refused
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! JOSE for MAA attestation tokens and Key Vault release responses (PROTOCOLS.md §5.1, §5.4,
+//! §5.5, §6.3, §6.4, §6.6, §9, §9.1 traps 13-23). PURE: bytes in, typed values or a specific
+//! error out; no I/O, no clock (the validation time is a parameter).
+//!
+//! - [`b64`]: the base64 flavours (lenient decoding, nothing trimmed).
+//! - [`json`]: JSON parsing that refuses duplicate members.
+//! - [`jws`]: compact JWS parsing and RS256 verification (no `none`, no algorithm confusion).
+//! - [`jwk`]: JWK / JWKS / X.509 certificates as key sources; `kid` matched exactly.
+//! - [`jwt`]: MAA token validation ([`jwt::verify_jwt`]) and typed claim access.
+//! - [`x5c`]: X.509 path validation for the release JWS's `x5c`.
+//! - [`release`]: the `{"value": JWS}` release response, `key_hsm` and the ciphertext layout.
+//!
+//! Errors: [`JoseError`] (JWS/JWK/JWT), [`x5c::ChainError`], [`release::ReleaseError`]; codes
+//! in `docs/errors-jose.md`.
+
+pub mod b64;
+pub mod error;
+pub mod json;
+pub mod jwk;
+pub mod jws;
+pub mod jwt;
+pub mod release;
+pub mod x5c;
+
+pub use error::JoseError;
+
+/// Fuzz entry point: parses arbitrary bytes as a compact JWS and, if that works, as JWT claims
+/// and as a release payload. Never panics; the result is ignored.
+pub fn fuzz_jws(data: &[u8]) {
+    if let Ok(jws) = jws::CompactJws::parse(data) {
+        let _ = jwt::decode_unverified(data);
+        let _ = release::decode_release_payload(&jws.payload, 256);
+    }
+    let _ = jwk::KeySet::from_bytes(data);
+    let _ = release::release_body_jws(data);
+}
+
+/// Fuzz entry point: parses arbitrary bytes as a decoded `key_hsm` JSON document and splits
+/// its ciphertext for an RSA-2048 transfer key. Never panics; the result is ignored.
+pub fn fuzz_key_hsm(data: &[u8]) {
+    if let Ok(k) = release::KeyHsm::parse(data) {
+        let _ = k.split(256);
+    }
+}

@@ -1,0 +1,541 @@
+//! `skrctl token verify` and `skrctl release verify` as an operator runs them: exit statuses,
+//! `--json` output and error codes, on every real MAA token and the real release response.
+//!
+//! Expected verdicts come from `tests/fixtures/independent/jose_expected.json` (python3
+//! `cryptography`, see `jose_expected.py`); RFC 3339 times from `date -u -d @<exp> +%FT%TZ`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SKRCTL: &str = env!("CARGO_BIN_EXE_skrctl");
+const EXPECTED: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/independent/jose_expected.json"
+));
+
+fn real(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/real")
+        .join(rel)
+}
+
+fn expected() -> Value {
+    serde_json::from_str(EXPECTED).unwrap()
+}
+
+const JWKS: &str = "maa-tokens/jwks/secretnetwork-known-maa-keys.jwks.json";
+const CERT: &str = "maa-tokens/jwks/maa-sharedeus2-signing-cert-J0pAPdf.der";
+const RELEASE: &str =
+    "thomvanl-skr-sample/sample-responses/2-keyvault-release-key/keyvault-release-key-reponse-body.json";
+
+/// Runs skrctl with a configuration that does not exist (so no /etc file is read) unless the
+/// arguments give one; returns (status, stdout JSON or Null, stderr).
+fn run(args: &[&str]) -> (i32, Value, String) {
+    let mut cmd = Command::new(SKRCTL);
+    if !args.contains(&"--config") {
+        cmd.args(["--config", "/nonexistent/skrd-test.toml"]);
+    }
+    let out = cmd.args(args).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap(),
+        json,
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// RFC 3339 of a time one minute after the token's iat.
+fn inside(t: &Value) -> String {
+    let secs = t["iat"].as_i64().unwrap() + 60;
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[test]
+fn every_real_token_with_the_jwks_and_the_certificate() {
+    for t in expected()["tokens"].as_array().unwrap() {
+        let file = real(t["file"].as_str().unwrap());
+        let at = inside(t);
+        for (keys, source) in [(JWKS, "jwks"), (CERT, "cert")] {
+            let (code, out, err) = run(&[
+                "token",
+                "verify",
+                file.to_str().unwrap(),
+                "--keys",
+                real(keys).to_str().unwrap(),
+                "--issuer",
+                t["iss"].as_str().unwrap(),
+                "--at",
+                &at,
+                "--json",
+            ]);
+            let ok = t["verifies_with"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["source"] == source);
+            assert_eq!(
+                code,
+                if ok { 0 } else { 1 },
+                "{file:?} {source}: {out} {err}"
+            );
+            assert_eq!(out["verified"], ok);
+            assert_eq!(out["kid"], t["header"]["kid"]);
+            assert_eq!(out["issuer"], t["iss"]);
+            assert_eq!(out["claims"]["exp"], t["exp"]);
+            assert_eq!(
+                out["claims"]["x-ms-attestation-type"],
+                t["attestation_type"]
+            );
+            if ok {
+                assert!(out["error"].is_null());
+            } else {
+                // Not in the JWKS: unknown kid. The kid-less certificate is tried and fails.
+                let want = if source == "jwks" {
+                    "jwt-unknown-kid"
+                } else {
+                    "jws-signature-invalid"
+                };
+                assert_eq!(out["error"]["code"], want, "{file:?} {source}");
+            }
+        }
+    }
+}
+
+fn jesserc() -> (PathBuf, Value) {
+    let t = expected()["tokens"][0].clone();
+    (real(t["file"].as_str().unwrap()), t)
+}
+
+#[test]
+fn expires_at_and_human_output() {
+    let (file, t) = jesserc();
+    let (code, out, _) = run(&[
+        "token",
+        "verify",
+        file.to_str().unwrap(),
+        "--keys",
+        real(CERT).to_str().unwrap(),
+        "--issuer",
+        "https://sharedeus2.eus2.attest.azure.net/",
+        "--at",
+        &inside(&t),
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    // date -u -d @1734747894 +%FT%TZ
+    assert_eq!(out["expires_at"], "2024-12-21T02:24:54Z");
+    let out = Command::new(SKRCTL)
+        .args([
+            "token",
+            "verify",
+            file.to_str().unwrap(),
+            "--keys",
+            real(JWKS).to_str().unwrap(),
+        ])
+        .args([
+            "--issuer",
+            "https://sharedeus2.eus2.attest.azure.net",
+            "--at",
+            &inside(&t),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("token verified"), "{text}");
+    assert!(
+        text.contains("compliance status: azure-compliant-cvm"),
+        "{text}"
+    );
+}
+
+#[test]
+fn refusals_exit_1_with_the_specific_code() {
+    let (file, t) = jesserc();
+    let f = file.to_str().unwrap();
+    let keys = real(JWKS);
+    let k = keys.to_str().unwrap();
+    let iss = "https://sharedeus2.eus2.attest.azure.net";
+    // Expired: every real token is, at the real current time.
+    let (code, out, _) = run(&["token", "verify", f, "--keys", k, "--issuer", iss, "--json"]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (1, Some("jwt-expired"))
+    );
+    // Wrong issuer.
+    let (code, out, _) = run(&[
+        "token",
+        "verify",
+        f,
+        "--keys",
+        k,
+        "--issuer",
+        "https://sharedweu.weu.attest.azure.net",
+        "--at",
+        &inside(&t),
+        "--json",
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (1, Some("jwt-issuer-mismatch"))
+    );
+    // Not valid yet: 301 s before nbf with the default 300 s skew; --skew widens it.
+    let nbf = t["nbf"].as_i64().unwrap();
+    let before = time::OffsetDateTime::from_unix_timestamp(nbf - 301)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (code, out, _) = run(&[
+        "token", "verify", f, "--keys", k, "--issuer", iss, "--at", &before, "--json",
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (1, Some("jwt-not-yet-valid"))
+    );
+    let (code, _, _) = run(&[
+        "token", "verify", f, "--keys", k, "--issuer", iss, "--at", &before, "--skew", "301",
+    ]);
+    assert_eq!(code, 0);
+    // Tampered and truncated tokens.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let parts: Vec<&str> = text.trim().split('.').collect();
+    let cases = [
+        (format!("{}.{}", parts[0], parts[1]), "jws-segment-count"),
+        (format!("{}.{}.{}.{}", parts[0], parts[1], parts[2], parts[2]), "jws-segment-count"),
+        (format!("{}.{}x.{}", parts[0], parts[1], parts[2]), "jose-base64-invalid"),
+        (format!("{}.{}.{}", parts[0], &parts[1][4..], parts[2]), "jws-signature-invalid"),
+        // {"alg":"none","kid":"J0pA…","typ":"JWT"} in base64url, the real payload and signature.
+        (
+            format!(
+                "eyJhbGciOiJub25lIiwia2lkIjoiSjBwQVBkZlhYSHFXV2ltZ3JIODUzd01JZGg1L2ZMZTF6NnVTWFlQWENhMD0iLCJ0eXAiOiJKV1QifQ.{}.{}",
+                parts[1], parts[2]
+            ),
+            "jws-alg-none",
+        ),
+    ];
+    for (i, (token, want)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("t{i}.jwt"));
+        std::fs::write(&path, token).unwrap();
+        let (code, out, err) = run(&[
+            "token",
+            "verify",
+            path.to_str().unwrap(),
+            "--keys",
+            k,
+            "--issuer",
+            iss,
+            "--at",
+            &inside(&t),
+            "--json",
+        ]);
+        assert_eq!(
+            (code, out["error"]["code"].as_str()),
+            (1, Some(*want)),
+            "case {i}: {err}"
+        );
+        assert_eq!(out["verified"], false);
+    }
+}
+
+#[test]
+fn unusable_inputs_exit_2() {
+    let (file, t) = jesserc();
+    let f = file.to_str().unwrap();
+    let k = real(JWKS);
+    let k = k.to_str().unwrap();
+    let iss = "https://sharedeus2.eus2.attest.azure.net";
+    // No --keys: fetching /certs needs the network client (not in this release).
+    let (code, out, _) = run(&["token", "verify", f, "--issuer", iss, "--json"]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("usage-keys-missing"))
+    );
+    assert!(out["error"]["message"].as_str().unwrap().contains("--keys"));
+    // No --issuer and no configuration.
+    let (code, out, _) = run(&["token", "verify", f, "--keys", k, "--json"]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("usage-issuer-missing"))
+    );
+    // Bad --at, unreadable files, a key file that holds no key.
+    let (code, out, _) = run(&[
+        "token",
+        "verify",
+        f,
+        "--keys",
+        k,
+        "--issuer",
+        iss,
+        "--at",
+        "yesterday",
+        "--json",
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("usage-invalid-time"))
+    );
+    let (code, out, _) = run(&[
+        "token",
+        "verify",
+        "/nonexistent.jwt",
+        "--keys",
+        k,
+        "--issuer",
+        iss,
+        "--json",
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("file-unreadable"))
+    );
+    let (code, out, _) = run(&["token", "verify", f, "--keys", f, "--issuer", iss, "--json"]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("jose-key-source-unrecognised"))
+    );
+    // The issuer from the configuration's attestation.provider.
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("skrd.toml");
+    std::fs::write(&conf, format!("[attestation]\nprovider = \"{iss}\"\n")).unwrap();
+    let (code, out, err) = run(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "token",
+        "verify",
+        f,
+        "--keys",
+        k,
+        "--at",
+        &inside(&t),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out} {err}");
+}
+
+// ---- release verify -----------------------------------------------------------------------
+
+/// Writes x5c[2] of the real response (DigiCert Global Root G2: its SHA-256 equals
+/// `openssl x509 -in /etc/ssl/certs/DigiCert_Global_Root_G2.pem -noout -fingerprint -sha256`)
+/// as PEM, and the MAA signing certificate as an unrelated root.
+fn roots(dir: &Path) -> (PathBuf, PathBuf) {
+    use base64::Engine;
+    let body: Value = serde_json::from_slice(&std::fs::read(real(RELEASE)).unwrap()).unwrap();
+    let header = body["value"].as_str().unwrap().split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    let root_b64 = header["x5c"][2].as_str().unwrap();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(root_b64)
+        .unwrap();
+    use sha2::Digest;
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&der)),
+        "cb3ccbb76031e5e0138f8dd39a23f9de47ffc35e43c1144cea27d46a5ab1cb5f"
+    );
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in root_b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(chunk).unwrap());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    let good = dir.join("digicert-g2.pem");
+    std::fs::write(&good, pem).unwrap();
+    (good, real(CERT))
+}
+
+const AT: &str = "2022-12-24T00:00:00Z";
+
+#[test]
+fn release_verified_with_the_right_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, _) = roots(dir.path());
+    let (code, out, err) = run(&[
+        "release",
+        "verify",
+        real(RELEASE).to_str().unwrap(),
+        "--root",
+        good.to_str().unwrap(),
+        "--at",
+        AT,
+        "--host",
+        "skr-kvq6srllol2jntw.vault.azure.net",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out} {err}");
+    let x = &expected()["release"];
+    assert_eq!(out["verified"], true);
+    assert_eq!(out["request"], x["request"]);
+    assert_eq!(out["key"]["kid"], x["key"]["kid"]);
+    assert_eq!(out["key"]["kty"], x["key"]["kty"]);
+    assert_eq!(out["key"]["key_size"], x["key"]["n_bits"]);
+    assert_eq!(out["key"]["key_ops"], x["key"]["key_ops"]);
+    let w = &out["key"]["wrapping"];
+    let xk = &x["key"]["key_hsm"];
+    assert_eq!(w["kid"], xk["header"]["kid"]);
+    assert_eq!(w["enc"], xk["header"]["enc"]);
+    assert_eq!(w["alg"], xk["header"]["alg"]);
+    assert_eq!(w["ciphertext_len"], xk["ciphertext_len"]);
+    assert_eq!(w["rsa_block_len"], xk["rsa_block_len"]);
+    assert_eq!(w["aes_kwp_len"], xk["aes_kwp_len"]);
+    assert_eq!(out["release_policy"], x["release_policy"]);
+    let subjects: Vec<Value> = x["x5c"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].clone())
+        .collect();
+    assert_eq!(out["chain"], Value::Array(subjects));
+    // An RSA-3072 transfer key would leave 2640 - 384 = 2256 bytes (a multiple of 8).
+    let (code, out, _) = run(&[
+        "release",
+        "verify",
+        real(RELEASE).to_str().unwrap(),
+        "--root",
+        good.to_str().unwrap(),
+        "--at",
+        AT,
+        "--transfer-key-bits",
+        "3072",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(out["key"]["wrapping"]["rsa_block_len"], 384);
+    assert_eq!(out["key"]["wrapping"]["aes_kwp_len"], 2256);
+}
+
+#[test]
+fn release_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, wrong) = roots(dir.path());
+    let resp = real(RELEASE);
+    let r = resp.to_str().unwrap();
+    let g = good.to_str().unwrap();
+    let check = |args: &[&str], want: &str| {
+        let mut all = vec!["release", "verify"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let (code, out, err) = run(&all);
+        assert_eq!(
+            (code, out["error"]["code"].as_str()),
+            (1, Some(want)),
+            "{args:?}: {err}"
+        );
+        assert_eq!(out["verified"], false);
+        out
+    };
+    // Expired today; before the leaf's notBefore (2022-09-23T16:14:06Z) not yet valid.
+    let out = check(&[r, "--root", g], "chain-cert-expired");
+    // The payload is still described (unverified) to help the operator.
+    assert_eq!(out["key"]["wrapping"]["ciphertext_len"], 2640);
+    check(
+        &[r, "--root", g, "--at", "2022-09-23T16:14:05Z"],
+        "chain-cert-not-yet-valid",
+    );
+    check(
+        &[r, "--root", wrong.to_str().unwrap(), "--at", AT],
+        "chain-root-untrusted",
+    );
+    check(
+        &[
+            r,
+            "--root",
+            g,
+            "--at",
+            AT,
+            "--host",
+            "myvault.managedhsm.azure.net",
+        ],
+        "chain-name-mismatch",
+    );
+    check(
+        &[r, "--root", g, "--at", AT, "--transfer-key-bits", "2056"],
+        "release-ciphertext-length",
+    );
+    // Flipped payload byte and flipped signature byte.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let body: Value = serde_json::from_slice(&std::fs::read(&resp).unwrap()).unwrap();
+    let parts: Vec<String> = body["value"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .map(str::to_string)
+        .collect();
+    for (seg, want) in [
+        (1usize, "jws-signature-invalid"),
+        (2, "jws-signature-invalid"),
+    ] {
+        let mut p = parts.clone();
+        let mut bytes = b64.decode(&p[seg]).unwrap();
+        let i = bytes.len() / 2;
+        bytes[i] ^= 0x04;
+        p[seg] = b64.encode(&bytes);
+        let path = dir.path().join(format!("flip{seg}.json"));
+        std::fs::write(&path, serde_json::json!({"value": p.join(".")}).to_string()).unwrap();
+        check(&[path.to_str().unwrap(), "--root", g, "--at", AT], want);
+    }
+    // Unusable: no such file, a root file that is not a certificate.
+    let (code, out, _) = run(&[
+        "release",
+        "verify",
+        "/nonexistent.json",
+        "--root",
+        g,
+        "--json",
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("file-unreadable"))
+    );
+    let (code, _, _) = run(&["release", "verify", r, "--root", r, "--json"]);
+    assert_eq!(code, 2);
+}
+
+/// Without --root the system bundle is used. The sample chains to DigiCert Global Root G2,
+/// which Debian's ca-certificates ships; on a system without it the verdict is "untrusted".
+#[test]
+fn release_with_the_system_bundle() {
+    let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    let Ok(text) = std::fs::read_to_string(bundle) else {
+        eprintln!("no {} here: system-bundle test skipped", bundle.display());
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (good, _) = roots(dir.path());
+    let root_pem = std::fs::read_to_string(good).unwrap();
+    let root_b64: String = root_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let bundle_b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let has_root = bundle_b64.contains(&root_b64);
+    let (code, out, err) = run(&[
+        "release",
+        "verify",
+        real(RELEASE).to_str().unwrap(),
+        "--at",
+        AT,
+        "--json",
+    ]);
+    if has_root {
+        assert_eq!(code, 0, "{out} {err}");
+        assert_eq!(out["roots"], "/etc/ssl/certs/ca-certificates.crt");
+    } else {
+        assert_eq!(
+            (code, out["error"]["code"].as_str()),
+            (1, Some("chain-root-untrusted"))
+        );
+    }
+}
