@@ -15,5 +15,8 @@ case $t in
     fuzz_cert_table) cp $real/constellation/aws-snp-history/certs_valid-2023-06.bin "$dir"/ ;;
     fuzz_config)     cp config/skrd.toml tests/fixtures/config/*.toml "$dir"/ ;;
     fuzz_release_policy) find $real/policies -type f -exec cp -t "$dir" {} + ;;
+    fuzz_jws)        find $real/maa-tokens -name "*.jwt" -exec cp -t "$dir" {} + ;
+                     cp $real/maa-tokens/jwks/*.json "$dir"/ ;;
+    fuzz_key_hsm)    cp $real/thomvanl-skr-sample/sample-responses/3-keyvault-release-key-decoded/key_hsm-decoded.json "$dir"/ ;;
     *) ;;
 esac
