@@ -50,7 +50,10 @@ fn name(cn: &str) -> Vec<u8> {
 }
 
 fn sha256_with_rsa() -> Vec<u8> {
-    der::seq(&[&der::oid("1.2.840.113549.1.1.11"), &der::tlv(tag::NULL, &[])])
+    der::seq(&[
+        &der::oid("1.2.840.113549.1.1.11"),
+        &der::tlv(tag::NULL, &[]),
+    ])
 }
 
 fn extension(oid: &str, critical: bool, value: &[u8]) -> Vec<u8> {
@@ -91,7 +94,8 @@ impl AkCa {
                     what: "not a PKCS#8 RSA private key",
                 }
             })?;
-            let cert_der = pem_to_der(&std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?)?;
+            let cert_der =
+                pem_to_der(&std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?)?;
             return Ok(Self {
                 key,
                 cert_der,
@@ -107,15 +111,26 @@ impl AkCa {
             &random_serial(),
             &sha256_with_rsa(),
             &subject,
-            &der::seq(&[&der::time(now), &der::time(now + time::Duration::days(3650))]),
+            &der::seq(&[
+                &der::time(now),
+                &der::time(now + time::Duration::days(3650)),
+            ]),
             &subject,
             &spki,
             &der::explicit(
                 3,
                 &der::seq(&[
-                    &extension("2.5.29.19", true, &der::seq(&[&der::tlv(tag::BOOLEAN, &[0xFF])])),
+                    &extension(
+                        "2.5.29.19",
+                        true,
+                        &der::seq(&[&der::tlv(tag::BOOLEAN, &[0xFF])]),
+                    ),
                     &extension("2.5.29.15", true, &der::tlv(tag::BIT_STRING, &[0x01, 0x06])),
-                    &extension("2.5.29.14", false, &der::tlv(tag::OCTET_STRING, &key_id(&spki))),
+                    &extension(
+                        "2.5.29.14",
+                        false,
+                        &der::tlv(tag::OCTET_STRING, &key_id(&spki)),
+                    ),
                 ]),
             ),
         ]);
@@ -139,11 +154,8 @@ impl AkCa {
         exponent: u32,
         subject_cn: &str,
     ) -> Result<Vec<u8>, EmulatorError> {
-        let ak = RsaPublicKey::new(
-            BigUint::from_bytes_be(modulus),
-            BigUint::from(exponent),
-        )
-        .map_err(EmulatorError::KeyGen)?;
+        let ak = RsaPublicKey::new(BigUint::from_bytes_be(modulus), BigUint::from(exponent))
+            .map_err(EmulatorError::KeyGen)?;
         let spki = spki_of(&ak)?;
         let ca_spki = spki_of(&self.key.to_public_key())?;
         let now = time::OffsetDateTime::now_utc() - time::Duration::days(1);

@@ -57,7 +57,16 @@ pub struct TestTcb {
 impl TestTcb {
     /// The 8 TCB_VERSION bytes, Milan/Genoa layout.
     pub fn to_bytes(self) -> [u8; 8] {
-        [self.bootloader, self.tee, 0, 0, 0, 0, self.snp, self.microcode]
+        [
+            self.bootloader,
+            self.tee,
+            0,
+            0,
+            0,
+            0,
+            self.snp,
+            self.microcode,
+        ]
     }
 }
 
@@ -164,12 +173,10 @@ impl TestAmdChain {
 
     /// Loads a stored chain.
     pub fn load(dir: &Path) -> Result<Self, EmulatorError> {
-        let platform: PlatformFile =
-            serde_json::from_str(&read_text(dir, PLATFORM_JSON)?).map_err(|source| {
-                EmulatorError::StateJson {
-                    path: dir.join(PLATFORM_JSON),
-                    source,
-                }
+        let platform: PlatformFile = serde_json::from_str(&read_text(dir, PLATFORM_JSON)?)
+            .map_err(|source| EmulatorError::StateJson {
+                path: dir.join(PLATFORM_JSON),
+                source,
             })?;
         let chip_id = hex::decode(&platform.chip_id)
             .ok()
@@ -178,12 +185,13 @@ impl TestAmdChain {
                 path: dir.join(PLATFORM_JSON),
                 what: "chip_id is not 128 hex digits",
             })?;
-        let vcek_key = P384SigningKey::from_pkcs8_pem(&read_text(dir, VCEK_KEY)?).map_err(|_| {
-            EmulatorError::StateCorrupt {
-                path: dir.join(VCEK_KEY),
-                what: "not a PKCS#8 P-384 private key",
-            }
-        })?;
+        let vcek_key =
+            P384SigningKey::from_pkcs8_pem(&read_text(dir, VCEK_KEY)?).map_err(|_| {
+                EmulatorError::StateCorrupt {
+                    path: dir.join(VCEK_KEY),
+                    what: "not a PKCS#8 P-384 private key",
+                }
+            })?;
         Ok(Self {
             ark_der: pem_to_der(&read_text(dir, ARK_PEM)?)?,
             ask_der: pem_to_der(&read_text(dir, ASK_PEM)?)?,
@@ -225,12 +233,25 @@ impl TestAmdChain {
         let ark_ext = [
             extension("2.5.29.15", true, &der::tlv(tag::BIT_STRING, &[0x01, 0x06])),
             extension("2.5.29.14", false, &der::tlv(tag::OCTET_STRING, &ark_ski)),
-            extension("2.5.29.19", true, &der::seq(&[&der::tlv(tag::BOOLEAN, &[0xFF])])),
+            extension(
+                "2.5.29.19",
+                true,
+                &der::seq(&[&der::tlv(tag::BOOLEAN, &[0xFF])]),
+            ),
             extension("2.5.29.31", false, &crl_dp(crl)),
         ];
         let ark_der = sign_pss(
             &ark_key,
-            &tbs(0x20000, &ark_name, &ark_name, not_before, years(25), &ark_spki, &ark_ext, true),
+            &tbs(
+                0x20000,
+                &ark_name,
+                &ark_name,
+                not_before,
+                years(25),
+                &ark_spki,
+                &ark_ext,
+                true,
+            ),
             true,
         )?;
         let ask_ext = [
@@ -246,7 +267,16 @@ impl TestAmdChain {
         ];
         let ask_der = sign_pss(
             &ark_key,
-            &tbs(0x20002, &ark_name, &ask_name, not_before, years(25), &ask_spki, &ask_ext, true),
+            &tbs(
+                0x20002,
+                &ark_name,
+                &ask_name,
+                not_before,
+                years(25),
+                &ask_spki,
+                &ask_ext,
+                true,
+            ),
             true,
         )?;
         let vcek_ext = vcek_extensions(&chip_id, tcb);
@@ -268,13 +298,18 @@ impl TestAmdChain {
         let key_pem = |k: &RsaPrivateKey| {
             k.to_pkcs8_pem(LineEnding::LF)
                 .map(|p| p.to_string())
-                .map_err(|_| EmulatorError::Encode { what: "RSA key PEM" })
+                .map_err(|_| EmulatorError::Encode {
+                    what: "RSA key PEM",
+                })
         };
         write_atomic(dir, ARK_KEY, key_pem(&ark_key)?.as_bytes())?;
         write_atomic(dir, ASK_KEY, key_pem(&ask_key)?.as_bytes())?;
-        let vcek_key_pem = vcek_key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|_| EmulatorError::Encode { what: "VCEK key PEM" })?;
+        let vcek_key_pem =
+            vcek_key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|_| EmulatorError::Encode {
+                    what: "VCEK key PEM",
+                })?;
         write_atomic(dir, VCEK_KEY, vcek_key_pem.as_bytes())?;
         write_atomic(dir, ARK_PEM, cert_pem(&ark_der)?.as_bytes())?;
         write_atomic(dir, ASK_PEM, cert_pem(&ask_der)?.as_bytes())?;
@@ -355,7 +390,8 @@ fn crl_dp(uri: &str) -> Vec<u8> {
 
 /// VCEK extensions in the order of AMD's real Genoa VCEKs.
 fn vcek_extensions(chip_id: &[u8; 64], tcb: TestTcb) -> Vec<Vec<u8>> {
-    let ext = |suffix: &str, value: Vec<u8>| extension(&format!("{AMD_ARC}.{suffix}"), false, &value);
+    let ext =
+        |suffix: &str, value: Vec<u8>| extension(&format!("{AMD_ARC}.{suffix}"), false, &value);
     let int = |v: u8| der::uint_u64(u64::from(v));
     vec![
         ext("1", int(0)),

@@ -31,7 +31,10 @@ pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
         out.push(len as u8);
     } else {
         let bytes = len.to_be_bytes();
-        let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len() - 1);
+        let first = bytes
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(bytes.len() - 1);
         let significant = &bytes[first..];
         out.push(0x80 | significant.len() as u8);
         out.extend_from_slice(significant);

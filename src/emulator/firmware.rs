@@ -148,7 +148,8 @@ impl TestFirmware {
 
     /// The certificate table of an extended report: VCEK, ASK, ARK (PROTOCOLS.md §2.4).
     pub fn cert_table(&self) -> Vec<u8> {
-        let entry = |g: &str, der: &[u8]| (sev_guest::guid_bytes(g).unwrap_or([0; 16]), der.to_vec());
+        let entry =
+            |g: &str, der: &[u8]| (sev_guest::guid_bytes(g).unwrap_or([0; 16]), der.to_vec());
         sev_guest::encode_cert_table(&[
             entry(sev_guest::guid::VCEK, &self.chain.vcek_der),
             entry(sev_guest::guid::ASK, &self.chain.ask_der),

@@ -37,7 +37,8 @@ pub struct VarDataInputs {
     pub user_data: [u8; 64],
 }
 
-/// The variable data JSON in the current HCL shape, keys in the real order.
+/// The variable data JSON in the current HCL shape, keys in the real order; `user-data` in
+/// upper-case hex as in real HCL reports.
 pub fn var_data_json(inputs: &VarDataInputs) -> Vec<u8> {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let e = inputs.ak_exponent.to_be_bytes();
@@ -107,9 +108,15 @@ mod tests {
         assert_eq!(hcl.len(), 2048);
         assert_eq!(&hcl[..4], b"HCLA");
         // ReportSize = 0x4C0 + 20 + n (PROTOCOLS.md §4.2, verified on real reports there).
-        assert_eq!(u32::from_le_bytes(hcl[8..12].try_into().unwrap()), 0x4C0 + 20 + 11);
+        assert_eq!(
+            u32::from_le_bytes(hcl[8..12].try_into().unwrap()),
+            0x4C0 + 20 + 11
+        );
         assert_eq!(hcl[0x20..0x4C0], report[..]);
-        assert_eq!(u32::from_le_bytes(hcl[0x4D0..0x4D4].try_into().unwrap()), 11);
+        assert_eq!(
+            u32::from_le_bytes(hcl[0x4D0..0x4D4].try_into().unwrap()),
+            11
+        );
         assert_eq!(&hcl[0x4D4..0x4D4 + 11], var);
         assert!(hcl[0x4D4 + 11..].iter().all(|b| *b == 0));
         assert!(matches!(

@@ -209,7 +209,7 @@ impl ErrorCode for EvidenceError {
 }
 
 /// A source of raw evidence.
-pub trait EvidenceSource: Send {
+pub trait EvidenceSource: Send + std::fmt::Debug {
     /// The kind of evidence it yields.
     fn kind(&self) -> EvidenceKind;
     /// Gathers evidence for `request` (blocking: TPM commands or an ioctl).
@@ -301,7 +301,8 @@ impl<F: SevGuestFirmware + Send> EvidenceSource for SevGuestSource<F> {
                 .get_ext_report(request.report_data, request.vmpl)?
         } else {
             (
-                self.firmware.get_report(request.report_data, request.vmpl)?,
+                self.firmware
+                    .get_report(request.report_data, request.vmpl)?,
                 None,
             )
         };

@@ -76,7 +76,10 @@ pub enum VtpmError {
         source: tss_esapi::Error,
     },
     /// The TCTI could not connect to the TPM.
-    #[error("cannot reach the TPM through TCTI {tcti:?} ({source}); {}", tcti_hint(tcti))]
+    #[error(
+        "cannot reach the TPM through TCTI {tcti:?} ({source}); {}",
+        tcti_hint(tcti)
+    )]
     Unreachable {
         /// The TCTI string used.
         tcti: String,
@@ -270,8 +273,20 @@ type Job = Box<dyn FnOnce(&mut VtpmSession) + Send>;
 /// Dropping the last handle stops the owner thread (and closes the TCTI).
 #[derive(Debug)]
 pub struct Vtpm {
-    jobs: mpsc::Sender<Job>,
+    jobs: Option<mpsc::Sender<Job>>,
+    owner: Option<thread::JoinHandle<()>>,
     tcti: String,
+}
+
+impl Drop for Vtpm {
+    /// Stops the owner thread and waits for it, so the TPM connection is closed on return
+    /// (swtpm serves one connection at a time).
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(owner) = self.owner.take() {
+            let _ = owner.join();
+        }
+    }
 }
 
 static TSS2_LOG_ONCE: Once = Once::new();
@@ -291,15 +306,14 @@ impl Vtpm {
     /// Errors: [`VtpmError::TctiInvalid`], [`VtpmError::Unreachable`].
     pub fn open(tcti: &str) -> Result<Self, VtpmError> {
         quiet_tss2_log();
-        let name_conf =
-            TctiNameConf::from_str(tcti).map_err(|source| VtpmError::TctiInvalid {
-                tcti: tcti.to_string(),
-                source,
-            })?;
+        let name_conf = TctiNameConf::from_str(tcti).map_err(|source| VtpmError::TctiInvalid {
+            tcti: tcti.to_string(),
+            source,
+        })?;
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), VtpmError>>(1);
         let tcti_owned = tcti.to_string();
-        thread::Builder::new()
+        let owner = thread::Builder::new()
             .name("skrd-tpm".to_string())
             .spawn(move || {
                 let mut session = match VtpmSession::connect(&tcti_owned, name_conf) {
@@ -317,9 +331,15 @@ impl Vtpm {
                 }
             })
             .map_err(|_| VtpmError::OwnerThreadGone)?;
-        ready_rx.recv().map_err(|_| VtpmError::OwnerThreadGone)??;
+        let ready = ready_rx.recv().map_err(|_| VtpmError::OwnerThreadGone);
+        if !matches!(ready, Ok(Ok(()))) {
+            let _ = owner.join();
+            ready??;
+            return Err(VtpmError::OwnerThreadGone);
+        }
         Ok(Self {
-            jobs,
+            jobs: Some(jobs),
+            owner: Some(owner),
             tcti: tcti.to_string(),
         })
     }
@@ -340,6 +360,8 @@ impl Vtpm {
     {
         let (tx, rx) = mpsc::sync_channel(1);
         self.jobs
+            .as_ref()
+            .ok_or(VtpmError::OwnerThreadGone)?
             .send(Box::new(move |session: &mut VtpmSession| {
                 let _ = tx.send(f(session));
             }))
@@ -426,7 +448,10 @@ impl VtpmSession {
         };
         let mut context = Context::new(name_conf).map_err(unreachable)?;
         // Probe with a harmless command; a TPM that was never started answers TPM_RC_INITIALIZE.
-        if context.get_tpm_property(tss_esapi::constants::PropertyTag::NvBufferMax).is_err() {
+        if context
+            .get_tpm_property(tss_esapi::constants::PropertyTag::NvBufferMax)
+            .is_err()
+        {
             context.startup(StartupType::Clear).map_err(unreachable)?;
             context
                 .get_tpm_property(tss_esapi::constants::PropertyTag::NvBufferMax)
@@ -447,10 +472,9 @@ impl VtpmSession {
             .execute_without_session(|ctx| ctx.get_capability(CapabilityType::Handles, handle, 1))
             .map_err(cmd("GetCapability(handles)"))?;
         match data {
-            CapabilityData::Handles(list) => Ok(list
-                .as_ref()
-                .iter()
-                .any(|h| u32::from(*h) == handle)),
+            CapabilityData::Handles(list) => {
+                Ok(list.as_ref().iter().any(|h| u32::from(*h) == handle))
+            }
             _ => Ok(false),
         }
     }
@@ -469,11 +493,22 @@ impl VtpmSession {
         NvIndexTpmHandle::new(index).map_err(cmd("NV index handle"))
     }
 
+    /// An ESYS object for an NV index. Taken without a session: tpm2-tss 3.2 crashes in
+    /// `Esys_TR_FromTPMPublic` when a password session is set.
+    fn nv_object(&mut self, index: u32) -> Result<ObjectHandle, VtpmError> {
+        let tpm_handle = TpmHandle::NvIndex(Self::nv_tpm_handle(index)?);
+        self.context
+            .execute_without_session(|ctx| ctx.tr_from_tpm_public(tpm_handle))
+            .map_err(cmd("TR_FromTPMPublic(NV index)"))
+    }
+
     /// Full chunked read of an NV index with owner authorization (empty password).
     pub fn read_nv(&mut self, index: u32) -> Result<Vec<u8>, VtpmError> {
         let handle = Self::nv_tpm_handle(index)?;
         self.context
-            .execute_with_session(Some(AuthSession::Password), |ctx| nv::read_full(ctx, NvAuth::Owner, handle))
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                nv::read_full(ctx, NvAuth::Owner, handle)
+            })
             .map_err(cmd("NV_Read"))
     }
 
@@ -530,10 +565,9 @@ impl VtpmSession {
 
     /// Undefines an NV index (owner authorization).
     pub fn undefine_nv(&mut self, index: u32) -> Result<(), VtpmError> {
-        let tpm_handle = TpmHandle::NvIndex(Self::nv_tpm_handle(index)?);
+        let object = self.nv_object(index)?;
         self.context
             .execute_with_session(Some(AuthSession::Password), |ctx| {
-                let object = ctx.tr_from_tpm_public(tpm_handle)?;
                 ctx.nv_undefine_space(Provision::Owner, NvIndexHandle::from(object))
             })
             .map_err(cmd("NV_UndefineSpace"))
@@ -549,27 +583,27 @@ impl VtpmSession {
                 size,
             });
         }
-        let tpm_handle = TpmHandle::NvIndex(Self::nv_tpm_handle(index)?);
         let chunk = nv::max_nv_buffer_size(&mut self.context)
             .map_err(cmd("GetCapability(NV buffer max)"))?
             .max(1);
-        self.context
+        let object = self.nv_object(index)?;
+        let result = self
+            .context
             .execute_with_session(Some(AuthSession::Password), |ctx| {
-                let object = ctx.tr_from_tpm_public(tpm_handle)?;
                 let handle = NvIndexHandle::from(object);
                 for (i, part) in data.chunks(chunk).enumerate() {
                     let buffer = MaxNvBuffer::try_from(part.to_vec())?;
                     let offset = u16::try_from(i * chunk).map_err(|_| {
-                        tss_esapi::Error::WrapperError(
-                            tss_esapi::WrapperErrorKind::WrongParamSize,
-                        )
+                        tss_esapi::Error::WrapperError(tss_esapi::WrapperErrorKind::WrongParamSize)
                     })?;
                     ctx.nv_write(NvAuth::Owner, handle, buffer, offset)?;
                 }
-                let mut object = object;
-                ctx.tr_close(&mut object)
+                Ok(())
             })
-            .map_err(cmd("NV_Write"))
+            .map_err(cmd("NV_Write"));
+        let mut object = object;
+        let _ = self.context.tr_close(&mut object);
+        result
     }
 
     /// See [`Vtpm::read_hcl_report`].
@@ -604,7 +638,9 @@ impl VtpmSession {
         }
         let persistent = PersistentTpmHandle::new(AK_HANDLE).map_err(cmd("AK handle"))?;
         self.context
-            .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::Persistent(persistent)))
+            .execute_without_session(|ctx| {
+                ctx.tr_from_tpm_public(TpmHandle::Persistent(persistent))
+            })
             .map(KeyHandle::from)
             .map_err(cmd("TR_FromTPMPublic(AK)"))
     }
@@ -714,8 +750,7 @@ impl VtpmSession {
     /// PolicyPCR digest over PCR0-7 with their current values, from a trial session.
     fn pcr_policy_digest(&mut self) -> Result<(Digest, Digest), VtpmError> {
         let values = self.read_pcrs()?;
-        let pcr_digest =
-            Digest::try_from(pcr_digest(&values)).map_err(cmd("PCR digest"))?;
+        let pcr_digest = Digest::try_from(pcr_digest(&values)).map_err(cmd("PCR digest"))?;
         let selection = Self::pcr_selection()?;
         let session = self.start_session(SessionType::Trial)?;
         let policy_session = PolicySession::try_from(session).map_err(cmd("trial session"))?;
@@ -811,8 +846,19 @@ impl VtpmSession {
         let certified = self
             .context
             .execute_with_sessions(
-                (Some(AuthSession::Password), Some(AuthSession::Password), None),
-                |ctx| ctx.certify(ObjectHandle::from(key), ak, Data::default(), SignatureScheme::Null),
+                (
+                    Some(AuthSession::Password),
+                    Some(AuthSession::Password),
+                    None,
+                ),
+                |ctx| {
+                    ctx.certify(
+                        ObjectHandle::from(key),
+                        ak,
+                        Data::default(),
+                        SignatureScheme::Null,
+                    )
+                },
             )
             .map_err(cmd("Certify(ephemeral key, AK)"));
         self.flush_key(key);
@@ -860,7 +906,9 @@ impl VtpmSession {
             let policy_session = PolicySession::try_from(session).map_err(cmd("policy session"))?;
             let selection = Self::pcr_selection()?;
             self.context
-                .execute_without_session(|ctx| ctx.policy_pcr(policy_session, pcr_digest, selection))
+                .execute_without_session(|ctx| {
+                    ctx.policy_pcr(policy_session, pcr_digest, selection)
+                })
                 .map_err(cmd("PolicyPCR"))?;
             self.context
                 .execute_with_sessions((Some(session), None, None), |ctx| {
