@@ -291,8 +291,11 @@ impl Drop for Vtpm {
 
 static TSS2_LOG_ONCE: Once = Once::new();
 
-/// Silence libtss2's own stderr logging unless the operator asked for it.
-fn quiet_tss2_log() {
+/// Silences libtss2's own stderr logging (`TSS2_LOG=all+none`) unless the operator set
+/// `TSS2_LOG`. [`Vtpm::open`] calls it, but setting an environment variable races with other
+/// threads reading the environment: binaries call this first thing in `main`, while they are
+/// still single-threaded.
+pub fn quiet_tss2_log() {
     TSS2_LOG_ONCE.call_once(|| {
         if std::env::var_os("TSS2_LOG").is_none() {
             std::env::set_var("TSS2_LOG", "all+none");

@@ -72,6 +72,7 @@ fn fail(code: &str, message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    skrd::evidence::vtpm::quiet_tss2_log();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
