@@ -6,6 +6,9 @@
 //! tests/fixtures/real/amd-certs and oak/, and from independent tools (openssl, python
 //! `cryptography`), never from skrd's own parsers.
 
+// Test crate: helpers outside #[test] functions fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::BTreeSet;
@@ -47,9 +50,21 @@ fn test_firmware_reports_have_the_abi_layout_and_verify_independently() {
     assert_eq!(u32_at(&report, 0x048), 0, "KEY_INFO: VCEK");
     assert_eq!(report[0x50..0x90], report_data);
     assert_eq!(report[0x160..0x180], [0xFF; 32], "REPORT_ID_MA");
-    assert_eq!(report[0x188..0x18A], [0x19, 0x11], "Genoa CPUID family/model");
-    assert_eq!(report[0x180..0x188], report[0x038..0x040], "REPORTED == CURRENT TCB");
-    assert_eq!(report[0x330..0x4A0], [0u8; 368], "reserved tail of the signature");
+    assert_eq!(
+        report[0x188..0x18A],
+        [0x19, 0x11],
+        "Genoa CPUID family/model"
+    );
+    assert_eq!(
+        report[0x180..0x188],
+        report[0x038..0x040],
+        "REPORTED == CURRENT TCB"
+    );
+    assert_eq!(
+        report[0x330..0x4A0],
+        [0u8; 368],
+        "reserved tail of the signature"
+    );
     // ECDSA P-384 over [0, 0x2A0), r/s little-endian, chip id and SPLs == VCEK (python).
     common::verify_report_independently(&report, &common::chain_cache_dir().join("vcek.pem"));
 
@@ -130,13 +145,22 @@ fn extended_report_carries_the_cert_table() {
     let rt = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(rt.path(), br#"{"keys":[]}"#).unwrap();
     let (_, dgst) = common::openssl(&["dgst", "-sha256", "-r", rt.path().to_str().unwrap()]);
-    assert_eq!(hex::encode(&e.report[0x50..0x70]), dgst.split(' ').next().unwrap());
+    assert_eq!(
+        hex::encode(&e.report[0x50..0x70]),
+        dgst.split(' ').next().unwrap()
+    );
     assert!(e.cert_table.is_some());
 }
 
 /// `openssl x509 -text` lines that describe structure (not key material or dates).
 fn structure(pem_or_der: &Path, der: bool) -> Vec<String> {
-    let mut args = vec!["x509", "-noout", "-text", "-in", pem_or_der.to_str().unwrap()];
+    let mut args = vec![
+        "x509",
+        "-noout",
+        "-text",
+        "-in",
+        pem_or_der.to_str().unwrap(),
+    ];
     if der {
         args.extend(["-inform", "der"]);
     }
@@ -173,15 +197,29 @@ fn test_chain_has_the_structure_of_amds_genoa_chain() {
     let real_vcek = Path::new(REAL).join("oak/genoa_oc_vcek.der");
     // Names, serials, PSS parameters (incl. explicit vs default trailer), key types, extension
     // lists and basic constraints are line-for-line those of AMD's certificates.
-    assert_eq!(structure(&dir.join("test-ark.pem"), false), structure(&real_ark, false));
-    assert_eq!(structure(&dir.join("test-ask.pem"), false), structure(&real_ask, false));
-    assert_eq!(structure(&dir.join("vcek.pem"), false), structure(&real_vcek, true));
+    assert_eq!(
+        structure(&dir.join("test-ark.pem"), false),
+        structure(&real_ark, false)
+    );
+    assert_eq!(
+        structure(&dir.join("test-ask.pem"), false),
+        structure(&real_ask, false)
+    );
+    assert_eq!(
+        structure(&dir.join("vcek.pem"), false),
+        structure(&real_vcek, true)
+    );
 
     // openssl verifies the chain; with -x509_strict ours fails exactly like AMD's real chain
     // (the VCEK has no authority key identifier).
     let real_vcek_pem = tempfile::NamedTempFile::new().unwrap();
     let (ok, _) = common::openssl(&[
-        "x509", "-inform", "der", "-in", real_vcek.to_str().unwrap(), "-out",
+        "x509",
+        "-inform",
+        "der",
+        "-in",
+        real_vcek.to_str().unwrap(),
+        "-out",
         real_vcek_pem.path().to_str().unwrap(),
     ]);
     assert!(ok);
@@ -237,7 +275,10 @@ print(load(sys.argv[1]).extensions.get_extension_for_oid(x509.ObjectIdentifier('
 "#;
     let out = common::python(
         script,
-        &[dir.join("vcek.pem").to_str().unwrap(), real_vcek.to_str().unwrap()],
+        &[
+            dir.join("vcek.pem").to_str().unwrap(),
+            real_vcek.to_str().unwrap(),
+        ],
     );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 9, "{out}");
@@ -249,7 +290,10 @@ print(load(sys.argv[1]).extensions.get_extension_for_oid(x509.ObjectIdentifier('
     assert_eq!(lines[3], lines[7]);
     let chain = TestAmdChain::load(dir).unwrap();
     assert_eq!(lines[8], hex::encode(chain.chip_id));
-    let oids: BTreeSet<&str> = lines[0].split('\'').filter(|s| s.starts_with('1')).collect();
+    let oids: BTreeSet<&str> = lines[0]
+        .split('\'')
+        .filter(|s| s.starts_with('1'))
+        .collect();
     assert_eq!(oids.len(), 11);
 }
 
@@ -268,7 +312,11 @@ fn sign_report_binary_writes_a_verifiable_report() {
         .arg(&table)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let line: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(line["report_size"], 1184);
     let report = std::fs::read(&out).unwrap();

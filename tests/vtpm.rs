@@ -4,6 +4,9 @@
 //! object names) and from independent tools (tpm2-tools reading the same NV indices and objects,
 //! openssl and python `cryptography`), never from skrd's own readers.
 
+// Test crate: helpers outside #[test] functions fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Instant;
