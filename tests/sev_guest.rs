@@ -353,3 +353,45 @@ fn real_device_is_absent_on_this_machine() {
         "sev-guest-absent"
     );
 }
+
+#[test]
+fn virtee_sev_accepts_the_test_platform() {
+    // Third-party cross-check: the `sev` crate (virtee) parses our report, re-serialises it to
+    // the same bytes, and verifies ARK -> ASK -> VCEK -> report with its own RustCrypto code.
+    use sev::certs::snp::{ca, Certificate, Chain, Verifiable};
+    use sev::firmware::guest::AttestationReport;
+    use sev::parser::ByteParser;
+
+    let dir = common::chain_cache_dir();
+    let pem = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let chain = Chain {
+        ca: ca::Chain {
+            ark: Certificate::from_pem(&pem("test-ark.pem")).unwrap(),
+            ask: Certificate::from_pem(&pem("test-ask.pem")).unwrap(),
+        },
+        vek: Certificate::from_pem(&pem("vcek.pem")).unwrap(),
+    };
+    let bytes = firmware().get_report([0x5A; 64], 0).unwrap();
+    let report = AttestationReport::from_bytes(&bytes).unwrap();
+    assert_eq!(report.version, 3);
+    assert_eq!(report.to_bytes().unwrap().as_ref(), &bytes[..]);
+    (&chain, &report).verify().unwrap();
+
+    let mut tampered = bytes.clone();
+    tampered[0x50] ^= 0xFF;
+    let tampered = AttestationReport::from_bytes(&tampered).unwrap();
+    assert!((&chain, &tampered).verify().is_err());
+
+    // AMD's real Genoa ARK does not sign our ASK.
+    let real = Chain {
+        ca: ca::Chain {
+            ark: Certificate::from_pem(
+                &std::fs::read(Path::new(REAL).join("amd-certs/virtee-sev/genoa-ark.pem")).unwrap(),
+            )
+            .unwrap(),
+            ask: Certificate::from_pem(&pem("test-ask.pem")).unwrap(),
+        },
+        vek: Certificate::from_pem(&pem("vcek.pem")).unwrap(),
+    };
+    assert!((&real, &report).verify().is_err());
+}

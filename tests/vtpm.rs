@@ -329,6 +329,21 @@ fn ephemeral_key_is_certified_and_decrypts_in_the_tpm() {
             .code(),
         "tpm-ciphertext-too-long"
     );
+
+    // Every key and session was flushed (tpm2_getcap lists nothing left behind).
+    drop(tpm);
+    for what in [
+        "handles-transient",
+        "handles-loaded-session",
+        "handles-saved-session",
+    ] {
+        let left = p.tpm.tpm2_tool("tpm2_getcap", &[what]);
+        assert!(
+            String::from_utf8_lossy(&left).trim().is_empty(),
+            "{what}: {}",
+            String::from_utf8_lossy(&left)
+        );
+    }
 }
 
 #[test]
