@@ -443,7 +443,13 @@ fn provision_binary_is_idempotent_and_prints_json() {
 #[test]
 fn collect_through_the_evidence_source_and_time_it() {
     let p = provisioned();
-    let mut source = VtpmSource::open(&p.tpm.tcti()).unwrap();
+    let log_dir = tempfile::tempdir().unwrap();
+    let config = SourceConfig {
+        event_log: log_dir.path().join("binary_bios_measurements"),
+        ..SourceConfig::with_tcti(&p.tpm.tcti())
+    };
+    std::fs::write(&config.event_log, b"event log bytes").unwrap();
+    let mut source = VtpmSource::open(&config).unwrap();
     let request = CollectRequest {
         quote_nonce: b"nonce".to_vec(),
         ..CollectRequest::for_runtime_data(b"")
@@ -471,7 +477,6 @@ fn collect_through_the_evidence_source_and_time_it() {
     drop(source);
 
     // Auto selection picks the vTPM when the HCL index exists.
-    let config = SourceConfig { tcti: p.tpm.tcti() };
     let auto = open_source(SourceSelection::Auto, &config).unwrap();
     assert_eq!(auto.kind(), skrd::evidence::EvidenceKind::Vtpm);
 }
@@ -520,9 +525,7 @@ fn unprovisioned_tpm_gives_specific_errors() {
         !std::path::Path::new("/dev/sev-guest").exists(),
         "this test expects a machine without /dev/sev-guest"
     );
-    let config = SourceConfig {
-        tcti: tpm_proc.tcti(),
-    };
+    let config = SourceConfig::with_tcti(&tpm_proc.tcti());
     let err = open_source(SourceSelection::Auto, &config).unwrap_err();
     assert!(matches!(err, EvidenceError::NoSource { .. }), "{err:?}");
     assert_eq!(err.code(), "no-evidence-source");

@@ -21,6 +21,8 @@ pub use vtpm::{AkPublic, DecryptScheme, EphemeralKey, OaepHash, PcrQuote, Vtpm, 
 
 /// Production TCTI: the kernel's TPM resource manager.
 pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+/// The TCG boot event log (PROTOCOLS.md §4.1), sent to MAA as `TcgLogs`.
+pub const DEFAULT_EVENT_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
 
 /// Which kind of evidence a source yields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,12 +52,25 @@ pub enum SourceSelection {
 pub struct SourceConfig {
     /// TCTI of the vTPM, e.g. [`DEFAULT_TCTI`].
     pub tcti: String,
+    /// The TCG event log file, e.g. [`DEFAULT_EVENT_LOG`].
+    pub event_log: PathBuf,
+}
+
+impl SourceConfig {
+    /// The production paths with another TCTI.
+    pub fn with_tcti(tcti: &str) -> Self {
+        Self {
+            tcti: tcti.to_string(),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for SourceConfig {
     fn default() -> Self {
         Self {
             tcti: DEFAULT_TCTI.to_string(),
+            event_log: PathBuf::from(DEFAULT_EVENT_LOG),
         }
     }
 }
@@ -107,6 +122,8 @@ pub struct VtpmEvidence {
     pub quote: PcrQuote,
     /// The certified ephemeral key, when requested.
     pub ephemeral_key: Option<EphemeralKey>,
+    /// The TCG event log, `None` when the file does not exist (MAA accepts an empty log).
+    pub event_log: Option<Vec<u8>>,
 }
 
 /// Evidence from `/dev/sev-guest` (PROTOCOLS.md §1.1 steps 2-3).
@@ -152,6 +169,9 @@ impl Evidence {
                     ("pcr-quote.sig", e.quote.signature.clone()),
                     ("pcr-values.bin", e.quote.pcr_values.concat()),
                 ];
+                if let Some(log) = &e.event_log {
+                    files.push(("tcg-event-log.bin", log.clone()));
+                }
                 if let Some(k) = &e.ephemeral_key {
                     files.push(("enc-key-pub.tpm2b", k.tpm2b_public.clone()));
                     files.push(("enc-key-certify-info.attest", k.certify_info.clone()));
@@ -183,6 +203,14 @@ pub enum EvidenceError {
     /// `/dev/sev-guest` failed.
     #[error(transparent)]
     SevGuest(#[from] SevGuestError),
+    /// The TCG event log exists but cannot be read.
+    #[error("cannot read the TCG event log {path}: {source}; run skrd as root (securityfs is root-only)")]
+    EventLog {
+        /// The log file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// Automatic selection found neither source.
     #[error(
         "no evidence source: the vTPM has no HCL report ({vtpm}) and {sev_guest_path} is not \
@@ -203,6 +231,7 @@ impl ErrorCode for EvidenceError {
         match self {
             Self::Vtpm(e) => e.code(),
             Self::SevGuest(e) => e.code(),
+            Self::EventLog { .. } => "tcg-log-unreadable",
             Self::NoSource { .. } => "no-evidence-source",
         }
     }
@@ -220,19 +249,21 @@ pub trait EvidenceSource: Send + std::fmt::Debug {
 #[derive(Debug)]
 pub struct VtpmSource {
     vtpm: Vtpm,
+    event_log: PathBuf,
 }
 
 impl VtpmSource {
-    /// Opens the vTPM behind `tcti`.
-    pub fn open(tcti: &str) -> Result<Self, VtpmError> {
-        Ok(Self {
-            vtpm: Vtpm::open(tcti)?,
-        })
+    /// Opens the vTPM of `config`.
+    pub fn open(config: &SourceConfig) -> Result<Self, VtpmError> {
+        Ok(Self::new(Vtpm::open(&config.tcti)?, config))
     }
 
     /// Wraps an open handle.
-    pub fn new(vtpm: Vtpm) -> Self {
-        Self { vtpm }
+    pub fn new(vtpm: Vtpm, config: &SourceConfig) -> Self {
+        Self {
+            vtpm,
+            event_log: config.event_log.clone(),
+        }
     }
 
     /// The TPM handle (for decrypting with the ephemeral key later).
@@ -247,6 +278,16 @@ impl EvidenceSource for VtpmSource {
     }
 
     fn collect(&mut self, request: &CollectRequest) -> Result<Evidence, EvidenceError> {
+        let event_log = match std::fs::read(&self.event_log) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(EvidenceError::EventLog {
+                    path: self.event_log.clone(),
+                    source,
+                })
+            }
+        };
         let nonce = request.quote_nonce.clone();
         let want_key = request.ephemeral_key;
         // One job on the owner thread: no interleaving with other users of the handle.
@@ -266,6 +307,7 @@ impl EvidenceSource for VtpmSource {
                 ak_cert,
                 quote,
                 ephemeral_key,
+                event_log,
             })
         })?;
         Ok(Evidence::Vtpm(evidence))
@@ -321,12 +363,12 @@ pub fn open_source(
     config: &SourceConfig,
 ) -> Result<Box<dyn EvidenceSource>, EvidenceError> {
     match selection {
-        SourceSelection::Vtpm => Ok(Box::new(VtpmSource::open(&config.tcti)?)),
+        SourceSelection::Vtpm => Ok(Box::new(VtpmSource::open(config)?)),
         SourceSelection::SevGuest => Ok(Box::new(SevGuestSource::new(DevSevGuest::open()?))),
         SourceSelection::Auto => {
             let vtpm_problem = match Vtpm::open(&config.tcti) {
                 Ok(vtpm) => match vtpm.nv_index_exists(vtpm::HCL_REPORT_NV_INDEX) {
-                    Ok(true) => return Ok(Box::new(VtpmSource::new(vtpm))),
+                    Ok(true) => return Ok(Box::new(VtpmSource::new(vtpm, config))),
                     Ok(false) => VtpmError::HclReportAbsent {
                         index: vtpm::HCL_REPORT_NV_INDEX,
                     },
