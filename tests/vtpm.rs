@@ -476,6 +476,30 @@ fn collect_through_the_evidence_source_and_time_it() {
     assert!(files.iter().any(|(n, _)| *n == "hcl-report.bin"));
     drop(source);
 
+    // Per-operation medians (printed for the performance notes; not asserted).
+    let tpm = Vtpm::open(&p.tpm.tcti()).unwrap();
+    let median = |f: &dyn Fn()| {
+        let mut t: Vec<_> = (0..7)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect();
+        t.sort();
+        t[3]
+    };
+    eprintln!(
+        "medians: HCL read {:?}, AK ReadPublic {:?}, AK cert read {:?}, PCR0-7 quote {:?}, \
+         ephemeral key create+certify {:?}",
+        median(&|| drop(tpm.read_hcl_report().unwrap())),
+        median(&|| drop(tpm.read_ak_public().unwrap())),
+        median(&|| drop(tpm.read_ak_cert().unwrap())),
+        median(&|| drop(tpm.quote_pcrs(&[]).unwrap())),
+        median(&|| drop(tpm.create_ephemeral_key().unwrap())),
+    );
+    drop(tpm);
+
     // Auto selection picks the vTPM when the HCL index exists.
     let auto = open_source(SourceSelection::Auto, &config).unwrap();
     assert_eq!(auto.kind(), skrd::evidence::EvidenceKind::Vtpm);
