@@ -53,6 +53,7 @@ python3 -m json.tool "$work/provisioned.json"
 field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$work/provisioned.json" "$1"; }
 ark=$(field ark_pem)
 vcek=$(field vcek_pem)
+chain=$(field cert_chain_pem)   # ASK then ARK, as THIM serves them
 
 cat >"$work/skrd.toml" <<TOML
 # Demo configuration: the swtpm above and the emulator's TEST AMD root (never in production).
@@ -68,15 +69,16 @@ step "2. skrctl evidence collect --source vtpm (reads the vTPM through tss-esapi
 "$bin/skrctl" --config "$work/skrd.toml" evidence collect --source vtpm --out "$work/evidence"
 ls -l "$work/evidence"
 
-step "3. skrctl evidence verify hcl-report.bin --cert vcek.pem"
-"$bin/skrctl" --config "$work/skrd.toml" evidence verify "$work/evidence/hcl-report.bin" --cert "$vcek"
+step "3. skrctl evidence verify hcl-report.bin --cert vcek.pem --cert cert-chain.pem"
+"$bin/skrctl" --config "$work/skrd.toml" evidence verify "$work/evidence/hcl-report.bin" \
+    --cert "$vcek" --cert "$chain"
 
 step "4. the same report with one byte of its runtime data changed must be refused"
 cp "$work/evidence/hcl-report.bin" "$work/tampered.bin"
 # Offset 0x4D4 + 2 is inside the runtime-data JSON, which REPORT_DATA binds.
 printf 'X' | dd of="$work/tampered.bin" bs=1 seek=$((0x4D4 + 2)) conv=notrunc status=none
 set +e
-"$bin/skrctl" --config "$work/skrd.toml" evidence verify "$work/tampered.bin" --cert "$vcek"
+"$bin/skrctl" --config "$work/skrd.toml" evidence verify "$work/tampered.bin" --cert "$vcek" --cert "$chain"
 status=$?
 set -e
 if [ "$status" -ne 1 ]; then echo "demo: FAILED: a tampered report was not refused (status $status)" >&2; exit 1; fi

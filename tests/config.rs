@@ -95,7 +95,7 @@ fn every_error_in_the_fixture_is_reported_at_its_line() {
         vec![
             e("config-unknown-key", "evidence.sorce", 5, 1),
             e("config-wrong-type", "evidence.tcti", 6, 1),
-            e("config-relative-path", "evidence.sev_guest_device", 7, 1),
+            e("config-relative-path", "evidence.event_log", 7, 1),
             e("config-invalid-guid", "identity.object_id", 11, 1),
             e("config-identity-conflict", "identity.object_id", 11, 1),
             e("config-invalid-url", "attestation.provider", 14, 1),

@@ -59,7 +59,7 @@ const fn f(name: &'static str, kind: Kind) -> Field {
 pub const EVIDENCE: &[Field] = &[
     f("source", Kind::Str),
     f("tcti", Kind::Str),
-    f("sev_guest_device", Kind::Str),
+    f("event_log", Kind::Str),
 ];
 
 /// `[identity]`.
@@ -172,8 +172,8 @@ pub fn suggest<'a>(found: &str, known: impl IntoIterator<Item = &'a str>) -> Opt
 }
 
 /// Edit distance counting insertions, deletions, substitutions and swaps of two adjacent
-/// characters (optimal string alignment); `-` and `_` count as equal, so `sev-guest-device` is
-/// obviously `sev_guest_device` and `tcit` is one swap from `tcti`.
+/// characters (optimal string alignment); `-` and `_` count as equal, so `event-log` is
+/// obviously `event_log` and `tcit` is one swap from `tcti`.
 fn edit_distance(a: &str, b: &str) -> usize {
     let norm = |c: char| if c == '-' { '_' } else { c };
     let a: Vec<char> = a.chars().map(norm).collect();
@@ -207,11 +207,11 @@ mod tests {
 
     #[test]
     fn suggestions_find_typos_and_refuse_strangers() {
-        let known = ["source", "tcti", "sev_guest_device"];
+        let known = ["source", "tcti", "event_log"];
         assert_eq!(suggest("sorce", known), Some("source"));
         assert_eq!(suggest("tcit", known), Some("tcti"));
-        assert_eq!(suggest("sev-guest-device", known), Some("sev_guest_device"));
-        assert_eq!(suggest("sev_guest", known), Some("sev_guest_device"));
+        assert_eq!(suggest("event-log", known), Some("event_log"));
+        assert_eq!(suggest("evnet_log", known), Some("event_log"));
         assert_eq!(suggest("frobnicate", known), None);
         assert_eq!(suggest("", known), None);
     }

@@ -14,8 +14,8 @@ use uuid::Uuid;
 pub mod defaults {
     /// `evidence.tcti`: the kernel's TPM resource manager.
     pub const TCTI: &str = "device:/dev/tpmrm0";
-    /// `evidence.sev_guest_device`.
-    pub const SEV_GUEST_DEVICE: &str = "/dev/sev-guest";
+    /// `evidence.event_log`: the TCG boot event log the kernel exposes (sent to MAA).
+    pub const EVENT_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
     /// `identity.imds_url`: Azure's instance metadata service (plain http, link-local).
     pub const IMDS_URL: &str = "http://169.254.169.254";
     /// `attestation.api_version`: what Microsoft's clients send to `/attest/AzureGuest` and
@@ -66,8 +66,8 @@ pub struct EvidenceSettings {
     pub source: EvidenceSource,
     /// tpm2-tss TCTI string (validated syntax: `NAME` or `NAME:CONFIG`).
     pub tcti: String,
-    /// The SEV guest device (absolute path).
-    pub sev_guest_device: PathBuf,
+    /// The TCG boot event log (absolute path); a missing file means an empty log.
+    pub event_log: PathBuf,
 }
 
 /// Which managed identity requests tokens from IMDS.
@@ -362,8 +362,8 @@ impl Settings {
             ),
             ("evidence.tcti".into(), json!(self.evidence.tcti)),
             (
-                "evidence.sev_guest_device".into(),
-                json!(self.evidence.sev_guest_device.display().to_string()),
+                "evidence.event_log".into(),
+                json!(self.evidence.event_log.display().to_string()),
             ),
         ];
         match &self.identity.identity {

@@ -222,15 +222,15 @@ impl Validator<'_> {
                 }
             },
         );
-        let device = self.parsed(
-            &p(&["evidence", "sev_guest_device"]),
-            Some(PathBuf::from(defaults::SEV_GUEST_DEVICE)),
+        let event_log = self.parsed(
+            &p(&["evidence", "event_log"]),
+            Some(PathBuf::from(defaults::EVENT_LOG)),
             absolute_path,
         );
         Some(EvidenceSettings {
             source: source?,
             tcti: tcti?,
-            sev_guest_device: device?,
+            event_log: event_log?,
         })
     }
 
@@ -690,7 +690,10 @@ mod tests {
         let s = load(&[]).unwrap();
         assert_eq!(s.evidence.source, EvidenceSource::Auto);
         assert_eq!(s.evidence.tcti, "device:/dev/tpmrm0");
-        assert_eq!(s.evidence.sev_guest_device, PathBuf::from("/dev/sev-guest"));
+        assert_eq!(
+            s.evidence.event_log,
+            PathBuf::from("/sys/kernel/security/tpm0/binary_bios_measurements")
+        );
         assert_eq!(s.identity.identity, Identity::SystemAssigned);
         assert_eq!(s.identity.imds_url.as_str(), "http://169.254.169.254/");
         assert_eq!(s.attestation, None);

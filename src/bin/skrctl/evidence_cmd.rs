@@ -1,8 +1,8 @@
 //! `skrctl evidence ...`: inspect and verify SEV-SNP evidence (raw reports and Azure HCL reports).
 //!
 //! This file owns the arguments and the output only; parsing and verification are the library's
-//! (`skrd::format::snp`, `skrd::format::hcl`). One function per subcommand: `verify` today; the
-//! lead adds `collect` (reading evidence from the vTPM or `/dev/sev-guest`) next to it.
+//! (`skrd::format::snp`, `skrd::format::hcl`, `skrd::evidence`). One function per subcommand:
+//! `verify` (pure checks of a file) and `collect` (reads the vTPM or `/dev/sev-guest`).
 //!
 //! The clock is read here, in the binary, and passed into the pure verifier as Unix seconds;
 //! `--at` replaces it so that old real fixtures (and expired chains) can be evaluated.
@@ -24,6 +24,37 @@ pub enum EvidenceCommand {
     /// with --trust-root). For an HCL report, the runtime data must also be bound to the report's
     /// REPORT_DATA. Exit status: 0 verified, 1 rejected, 2 unusable input.
     Verify(VerifyArgs),
+    /// Collect the evidence this machine produces into a directory (for support cases).
+    ///
+    /// vTPM: the HCL report, AK public and certificate, a PCR0-7 quote, the certified ephemeral
+    /// key and the TCG event log. /dev/sev-guest: an extended report over fresh runtime data, the
+    /// runtime data and the host's certificate table. Nothing secret is written.
+    Collect(CollectArgs),
+}
+
+/// Arguments of `skrctl evidence collect`.
+#[derive(Args)]
+pub struct CollectArgs {
+    /// Evidence source (default: `evidence.source` from the configuration, itself "auto").
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    source: Option<SourceArg>,
+
+    /// Directory to write the files into (created when absent; files in it are replaced).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+
+    /// Print one JSON object on stdout instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--source` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SourceArg {
+    /// The vTPM's HCL report (Azure confidential VMs).
+    Vtpm,
+    /// Raw reports from /dev/sev-guest.
+    SevGuest,
 }
 
 /// Arguments of `skrctl evidence verify`.
@@ -59,6 +90,7 @@ pub struct VerifyArgs {
 pub fn run(cmd: EvidenceCommand, config: Option<&Path>) -> Status {
     match cmd {
         EvidenceCommand::Verify(args) => verify(&args, config),
+        EvidenceCommand::Collect(args) => collect(&args, config),
     }
 }
 
@@ -194,6 +226,99 @@ fn verify(args: &VerifyArgs, config: Option<&Path>) -> Status {
         test_root: snp.test_root,
     };
     print_outcome(&outcome, json)
+}
+
+/// `skrctl evidence collect`.
+fn collect(args: &CollectArgs, config: Option<&Path>) -> Status {
+    use skrd::config::EvidenceSource as Configured;
+    use skrd::evidence::{self, CollectRequest, SourceConfig, SourceSelection};
+    let json = args.json;
+    let settings = match settings(config) {
+        Ok(s) => s,
+        Err(p) => return output::unusable(&p, json),
+    };
+    let selection = match (args.source, settings.evidence.source) {
+        (Some(SourceArg::Vtpm), _) | (None, Configured::Vtpm) => SourceSelection::Vtpm,
+        (Some(SourceArg::SevGuest), _) | (None, Configured::SevGuest) => SourceSelection::SevGuest,
+        (None, Configured::Auto) => SourceSelection::Auto,
+    };
+    let sources = SourceConfig {
+        tcti: settings.evidence.tcti.clone(),
+        event_log: settings.evidence.event_log.clone(),
+    };
+    // Fresh runtime data, so that a raw report shows the REPORT_DATA binding working; the vTPM
+    // quote gets the same nonce as qualifying data.
+    let nonce = fresh_nonce();
+    let runtime_data = serde_json::to_vec(&json!({
+        "purpose": "skrctl evidence collect",
+        "nonce": hex::encode(nonce),
+    }))
+    .unwrap_or_default();
+    let mut request = CollectRequest::for_runtime_data(&runtime_data);
+    request.quote_nonce = nonce.to_vec();
+    request.extended = true;
+    let evidence = match evidence::collect(selection, &sources, &request) {
+        Ok(e) => e,
+        Err(e) => return output::unusable(&e.problem(), json),
+    };
+    let files = match write_evidence(&args.out, &evidence.files()) {
+        Ok(f) => f,
+        Err(p) => return output::unusable(&p, json),
+    };
+    let kind = serde_json::to_value(evidence.kind()).unwrap_or(Value::Null);
+    if json {
+        output::print_json(&json!({ "source": kind, "dir": args.out, "files": files }));
+    } else {
+        println!(
+            "collected {} evidence into {}",
+            kind.as_str().unwrap_or("?"),
+            args.out.display()
+        );
+        for f in &files {
+            println!(
+                "  {:<30} {:>6} bytes  sha256 {}",
+                f["name"].as_str().unwrap_or(""),
+                f["bytes"],
+                f["sha256"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Status::Ok
+}
+
+/// 32 random bytes from the kernel.
+fn fresh_nonce() -> [u8; 32] {
+    use rand_core::RngCore;
+    let mut nonce = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    nonce
+}
+
+/// Writes each (name, bytes) into `dir`; returns `{"name", "bytes", "sha256"}` for each.
+fn write_evidence(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<Vec<Value>, Problem> {
+    use sha2::{Digest, Sha256};
+    let unwritable = |path: &Path, e: std::io::Error| {
+        Problem::new(
+            "output-unwritable",
+            format!(
+                "cannot write {}: {e}; choose a writable --out directory",
+                path.display()
+            ),
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(|e| unwritable(dir, e))?;
+    files
+        .iter()
+        .map(|(name, bytes)| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|e| unwritable(&path, e))?;
+            Ok(json!({
+                "name": name,
+                "bytes": bytes.len(),
+                "sha256": hex::encode(Sha256::digest(bytes)),
+            }))
+        })
+        .collect()
 }
 
 /// Certificates and extra roots read from the files given on the command line.
@@ -349,7 +474,7 @@ fn human_summary(outcome: &Outcome) -> String {
     }
     match &outcome.error {
         None if outcome.test_root => out.push_str(
-            "VERIFIED against a TEST root given with --trust-root (not real AMD hardware)\n",
+            "VERIFIED against a TEST root (--trust-root or trust.amd_test_roots; not real AMD hardware)\n",
         ),
         None => out.push_str("VERIFIED\n"),
         Some(p) => out.push_str(&format!("REJECTED: {}\n  code: {}\n", p.message, p.code)),
