@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 /// Secure Key Release daemon for Azure confidential VMs.
 #[derive(Parser)]
-#[command(name = "skrd", version, about)]
+#[command(name = "skrd", version)]
 struct Cli {
     /// Configuration file (default: /etc/skrd/skrd.toml plus /etc/skrd/skrd.toml.d/*.toml).
     #[arg(long, value_name = "FILE")]

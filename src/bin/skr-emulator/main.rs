@@ -16,7 +16,7 @@ use skrd::error::ErrorCode;
 
 /// Local Azure stand-in and test SEV-SNP platform for skrd.
 #[derive(Parser)]
-#[command(name = "skr-emulator", version, about)]
+#[command(name = "skr-emulator", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -15,9 +15,9 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Administer skrd: inspect evidence and check the configuration.
+/// Administer skrd: verify evidence, tokens, release responses and policies; check the configuration.
 #[derive(Parser)]
-#[command(name = "skrctl", version, about, propagate_version = true)]
+#[command(name = "skrctl", version, propagate_version = true)]
 struct Cli {
     /// Configuration file (default: /etc/skrd/skrd.toml plus /etc/skrd/skrd.toml.d/*.toml).
     #[arg(long, global = true, value_name = "FILE")]
