@@ -33,6 +33,7 @@ use crate::evidence::vtpm::{
     Vtpm, VtpmError, VtpmSession, AK_CERT_NV_INDEX, AK_HANDLE, HCL_REPORT_NV_INDEX,
     USER_DATA_NV_INDEX,
 };
+use crate::format::hcl::{report_data_for, HashType};
 
 const VM_ID_FILE: &str = "vm-unique-id";
 
@@ -169,7 +170,7 @@ fn write_hcl_report(
         vm_unique_id: vm_id.to_string(),
         user_data,
     });
-    let report_data = hcl::report_data_for(&var_data);
+    let report_data = report_data_for(HashType::Sha256, &var_data);
     let report = firmware.sign_report(&report_data, 0)?;
     let hcl_report = hcl::build_hcl_report(&report, &var_data, HCL_NV_SIZE)?;
     vtpm.run(move |s| {
