@@ -1,28 +1,21 @@
-//! Building HCL reports like an Azure CVM's paravisor (PROTOCOLS.md §4.2 layout, §4.3 current
-//! variable-data shape, §4.4 REPORT_DATA binding).
-//!
-//! Written independently of `format::hcl` (the parser) so that each checks the other.
+//! The emulator's HCL report content (PROTOCOLS.md §4.3 current variable-data shape) and NV
+//! sizing. The byte layout (§4.2) and the REPORT_DATA binding (§4.4) are
+//! [`crate::format::hcl::encode`] and [`crate::format::hcl::report_data_for`]; the tests below
+//! check the result against the offsets PROTOCOLS.md §4.2 gives, not against `format::hcl`.
 
 use base64::Engine as _;
-use sha2::{Digest as _, Sha256};
 
 use super::EmulatorError;
 use crate::evidence::sev_guest::REPORT_SIZE;
+use crate::format::hcl::report::VARIABLE_DATA_OFFSET;
+use crate::format::hcl::{encode, EncodeParams, HashType};
 
 /// NV index size the emulator provisions: swtpm's NV maximum (real CVMs: 2048 or 2600).
 pub const HCL_NV_SIZE: usize = 2048;
-/// Offset of the IGVM request data (after the 0x20 header and the 1184-byte report).
-pub const IGVM_OFFSET: usize = 0x4C0;
-/// Offset of the variable data.
-pub const VAR_DATA_OFFSET: usize = 0x4D4;
-/// HCL report header version written.
-pub const HCL_VERSION: u32 = 2;
+/// HCL report header version the emulator writes (current Azure paravisors).
+const HCL_VERSION: u32 = 2;
 /// RequestType AkCertRequest (every real sample).
-pub const REQUEST_TYPE_AK_CERT: u32 = 2;
-/// ReportType SNP.
-pub const REPORT_TYPE_SNP: u32 = 2;
-/// ReportDataHashType SHA-256.
-pub const HASH_TYPE_SHA256: u32 = 1;
+const REQUEST_TYPE_AK_CERT: u32 = 2;
 
 /// What goes into the variable data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,43 +50,29 @@ pub fn var_data_json(inputs: &VarDataInputs) -> Vec<u8> {
     .into_bytes()
 }
 
-/// REPORT_DATA = SHA-256(variable data) || 32 zero bytes.
-pub fn report_data_for(var_data: &[u8]) -> [u8; 64] {
-    let mut rd = [0u8; 64];
-    rd[..32].copy_from_slice(&Sha256::digest(var_data));
-    rd
-}
-
-/// An HCL report of `nv_size` bytes: header, SNP report at 0x20, IGVM request data at 0x4C0,
-/// variable data at 0x4D4, zero padding.
+/// An HCL report of `nv_size` bytes (header version 2, AkCertRequest, SHA-256 binding, zero
+/// padding) built by [`encode`]; refuses variable data that would not fit the NV index.
 pub fn build_hcl_report(
     snp_report: &[u8; REPORT_SIZE],
     var_data: &[u8],
     nv_size: usize,
 ) -> Result<Vec<u8>, EmulatorError> {
-    let max = nv_size.saturating_sub(VAR_DATA_OFFSET);
+    let max = nv_size.saturating_sub(VARIABLE_DATA_OFFSET);
     if var_data.len() > max {
         return Err(EmulatorError::VarDataTooLarge {
             len: var_data.len(),
             max,
         });
     }
-    let var_len = var_data.len() as u32;
-    let data_size = 20 + var_len;
-    let mut out = vec![0u8; nv_size];
-    out[0..4].copy_from_slice(b"HCLA");
-    out[4..8].copy_from_slice(&HCL_VERSION.to_le_bytes());
-    out[8..12].copy_from_slice(&(IGVM_OFFSET as u32 + data_size).to_le_bytes());
-    out[12..16].copy_from_slice(&REQUEST_TYPE_AK_CERT.to_le_bytes());
-    // 0x10 status 0, 0x14..0x20 reserved: already zero.
-    out[0x20..IGVM_OFFSET].copy_from_slice(snp_report);
-    out[0x4C0..0x4C4].copy_from_slice(&data_size.to_le_bytes());
-    out[0x4C4..0x4C8].copy_from_slice(&1u32.to_le_bytes());
-    out[0x4C8..0x4CC].copy_from_slice(&REPORT_TYPE_SNP.to_le_bytes());
-    out[0x4CC..0x4D0].copy_from_slice(&HASH_TYPE_SHA256.to_le_bytes());
-    out[0x4D0..0x4D4].copy_from_slice(&var_len.to_le_bytes());
-    out[VAR_DATA_OFFSET..VAR_DATA_OFFSET + var_data.len()].copy_from_slice(var_data);
-    Ok(out)
+    encode(&EncodeParams {
+        version: HCL_VERSION,
+        request_type: REQUEST_TYPE_AK_CERT,
+        hw_report: snp_report,
+        hash_type: HashType::Sha256,
+        variable_data: var_data,
+        pad_to: nv_size,
+    })
+    .map_err(|_| EmulatorError::Encode { what: "HCL report" })
 }
 
 #[cfg(test)]

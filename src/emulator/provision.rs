@@ -33,6 +33,7 @@ use crate::evidence::vtpm::{
     Vtpm, VtpmError, VtpmSession, AK_CERT_NV_INDEX, AK_HANDLE, HCL_REPORT_NV_INDEX,
     USER_DATA_NV_INDEX,
 };
+use crate::format::hcl::{report_data_for, HashType};
 
 const VM_ID_FILE: &str = "vm-unique-id";
 
@@ -169,7 +170,7 @@ fn write_hcl_report(
         vm_unique_id: vm_id.to_string(),
         user_data,
     });
-    let report_data = hcl::report_data_for(&var_data);
+    let report_data = report_data_for(HashType::Sha256, &var_data);
     let report = firmware.sign_report(&report_data, 0)?;
     let hcl_report = hcl::build_hcl_report(&report, &var_data, HCL_NV_SIZE)?;
     vtpm.run(move |s| {
@@ -198,15 +199,7 @@ fn vm_unique_id(state_dir: &Path) -> Result<String, EmulatorError> {
     OsRng.fill_bytes(&mut b);
     b[6] = (b[6] & 0x0F) | 0x40; // version 4
     b[8] = (b[8] & 0x3F) | 0x80; // RFC 4122 variant
-    let h = hex::encode_upper(b);
-    let id = format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    );
+    let id = format!("{:X}", uuid::Uuid::from_bytes(b).hyphenated());
     write_atomic(state_dir, VM_ID_FILE, id.as_bytes())?;
     Ok(id)
 }
@@ -268,4 +261,25 @@ fn ensure_ak(s: &mut VtpmSession) -> Result<bool, VtpmError> {
     let _ = ctx.flush_context(ObjectHandle::from(created.key_handle));
     persisted.map_err(cmd("EvictControl(AK -> 0x81000003)"))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_unique_id_is_an_upper_case_v4_guid_kept_across_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = vm_unique_id(dir.path()).unwrap();
+        // RFC 4122 text form: 8-4-4-4-12 hex digits; version nibble 4, variant 8/9/A/B.
+        let groups: Vec<&str> = id.split('-').collect();
+        let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        assert_eq!(lens, [8, 4, 4, 4, 12], "{id}");
+        assert!(id
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_digit() || ('A'..='F').contains(&c)));
+        assert!(groups[2].starts_with('4'), "{id}");
+        assert!("89AB".contains(&groups[3][..1]), "{id}");
+        assert_eq!(vm_unique_id(dir.path()).unwrap(), id);
+    }
 }

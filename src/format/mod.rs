@@ -6,5 +6,6 @@
 pub mod akv;
 pub mod hcl;
 pub mod jose;
+pub mod json;
 pub mod snp;
 pub mod tpm;

@@ -17,14 +17,13 @@
 //! - Grammar violations are errors; things the grammar allows but that can never match
 //!   (placeholders, non-https authorities, empty claim path segments) are warnings.
 //!
-//! Layout: `json.rs` (order-preserving JSON), `parse.rs` (grammar), `document.rs` (wrappers),
+//! Layout: [`crate::format::json`] (order-preserving JSON, shared), `parse.rs` (grammar), `document.rs` (wrappers),
 //! [`eval`] (evaluation and explanations), `claims.rs` (token payload), `error.rs`.
 
 mod claims;
 mod document;
 mod error;
 pub mod eval;
-mod json;
 mod parse;
 
 pub use claims::{claims_from_json, claims_from_jwt, read_claims};
@@ -219,7 +218,7 @@ pub fn parse_policy_with(
     bytes: &[u8],
     options: ParseOptions,
 ) -> Result<ReleasePolicy, PolicyError> {
-    let node = json::parse(bytes).map_err(|e| PolicyError::not_json(&e))?;
+    let node = crate::format::json::parse(bytes).map_err(|e| PolicyError::not_json(&e))?;
     parse::policy(&node, options)
 }
 

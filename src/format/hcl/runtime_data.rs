@@ -12,6 +12,7 @@
 //! reads them.
 
 use super::error::HclError;
+use crate::format::json::type_name;
 use base64::Engine;
 use serde_json::{Map, Value};
 
@@ -104,18 +105,6 @@ pub struct RuntimeData {
     pub user_data: Option<[u8; 64]>,
     /// The whole JSON document.
     pub other: Value,
-}
-
-/// The JSON type name of a value, for error messages.
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 fn wrong_type(field: &str, expected: &'static str, found: &Value) -> HclError {

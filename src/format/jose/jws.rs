@@ -19,8 +19,8 @@ use signature::Verifier;
 
 use super::b64;
 use super::error::JoseError;
-use super::json::parse_strict;
 use super::jwk::{Jwk, KeySet, PublicKey, MAX_X5C};
+use crate::format::json::parse_strict;
 
 /// Largest compact JWS accepted (real MAA tokens are ~6 KB, the AKV release JWS ~17 KB).
 pub const MAX_COMPACT_LEN: usize = 256 * 1024;

@@ -10,9 +10,9 @@
 use serde_json::{Map, Value};
 
 use super::error::JoseError;
-use super::json::parse_strict;
 use super::jwk::{parse_jwk, Jwk, KeySet};
 use super::jws::{CompactJws, JwsHeader};
+use crate::format::json::{parse_strict, type_name};
 
 /// Default clock-skew allowance: 5 minutes (PROTOCOLS.md §9 "Clock skew").
 pub const DEFAULT_SKEW_S: i64 = 300;
@@ -70,18 +70,6 @@ pub struct VerifiedToken {
     pub not_before: Option<i64>,
     /// `iat`, Unix seconds, if present.
     pub issued_at: Option<i64>,
-}
-
-/// The JSON type name, for messages.
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, JoseError> {

@@ -3,7 +3,7 @@
 //! error out; no I/O, no clock (the validation time is a parameter).
 //!
 //! - [`b64`]: the base64 flavours (lenient decoding, nothing trimmed).
-//! - [`json`]: JSON parsing that refuses duplicate members.
+//! - JSON parsing that refuses duplicate members: [`crate::format::json::parse_strict`].
 //! - [`jws`]: compact JWS parsing and RS256 verification (no `none`, no algorithm confusion).
 //! - [`jwk`]: JWK / JWKS / X.509 certificates as key sources; `kid` matched exactly.
 //! - [`jwt`]: MAA token validation ([`jwt::verify_jwt`]) and typed claim access.
@@ -15,7 +15,6 @@
 
 pub mod b64;
 pub mod error;
-pub mod json;
 pub mod jwk;
 pub mod jws;
 pub mod jwt;

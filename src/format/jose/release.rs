@@ -14,11 +14,11 @@ use sha2::{Digest, Sha256};
 
 use super::b64;
 use super::error::JoseError;
-use super::json::parse_strict;
 use super::jwk::{Jwk, KeyOrigin, PublicKey};
 use super::jws::{CompactJws, JwsHeader, SigAlg};
 use super::x5c::{check_leaf_host, verify_chain, ChainCert, ChainError};
 use crate::error::ErrorCode;
+use crate::format::json::parse_strict;
 
 /// Largest response body accepted (the real one is 17 KB).
 pub const MAX_BODY_LEN: usize = 1024 * 1024;

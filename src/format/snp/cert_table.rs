@@ -78,17 +78,9 @@ pub struct CertTableEntry {
 }
 
 impl CertTableEntry {
-    /// GUID in text form.
+    /// GUID in text form: lower-case hyphenated, bytes in table order (big-endian fields).
     pub fn guid_string(&self) -> String {
-        let h = hex::encode(self.guid);
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
+        uuid::Uuid::from_bytes(self.guid).hyphenated().to_string()
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::document::b64_decode;
 use super::error::ClaimsError;
+use crate::format::json::type_name;
 use serde_json::Value;
 
 /// Decodes the payload (second segment, base64url) of a compact JWT, without verifying it.
@@ -54,14 +55,7 @@ fn object(value: Value) -> Result<Value, ClaimsError> {
         Ok(value)
     } else {
         Err(ClaimsError::NotObject {
-            found: match value {
-                Value::Null => "null",
-                Value::Bool(_) => "boolean",
-                Value::Number(_) => "number",
-                Value::String(_) => "string",
-                Value::Array(_) => "array",
-                Value::Object(_) => "object",
-            },
+            found: type_name(&value),
         })
     }
 }

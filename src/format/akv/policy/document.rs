@@ -16,8 +16,8 @@
 //!   `claims[i]` (so `anyOf[i]` in messages is `claims[i]` in the file).
 
 use super::error::PolicyError;
-use super::json::{self, Node};
 use super::{parse, ParseOptions, PolicyWarning, ReleasePolicy};
+use crate::format::json::{self, Node};
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;

@@ -10,11 +10,11 @@
 //!   unless [`ParseOptions::key_case_insensitive`] is set. A member twice is refused.
 
 use super::error::PolicyError;
-use super::json::Node;
 use super::{
     Authority, ClaimCondition, Combinator, Condition, Group, Operator, ParseOptions, PolicyValue,
     ReleasePolicy, SUPPORTED_VERSION,
 };
+use crate::format::json::Node;
 
 /// Deepest `allOf`/`anyOf` nesting accepted below an authority.
 pub const MAX_DEPTH: usize = 32;
