@@ -21,7 +21,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn is_code(s: &str) -> bool {
     s.contains('-')
         && s.split('-').all(|w| {
-            !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         })
 }
 
@@ -88,7 +90,10 @@ fn every_error_code_is_documented() {
         .iter()
         .filter(|c| !docs.contains(&format!("`{c}`")))
         .collect();
-    assert!(missing.is_empty(), "codes missing from docs/errors*.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "codes missing from docs/errors*.md: {missing:?}"
+    );
 }
 
 #[test]
@@ -96,7 +101,10 @@ fn the_scan_sees_a_known_code_of_each_kind() {
     // Guards the scanner itself: one code from a `fn code` body, one from `Problem::new`.
     let src = "impl X {\n    fn code(&self) -> &'static str {\n        match self {\n            Self::A => \"report-truncated\",\n        }\n    }\n}\nfn f() { Problem::new(\"vcek-missing\", \"x\"); }\n";
     let codes = codes_in(src);
-    assert!(codes.contains("report-truncated") && codes.contains("vcek-missing"), "{codes:?}");
+    assert!(
+        codes.contains("report-truncated") && codes.contains("vcek-missing"),
+        "{codes:?}"
+    );
 }
 
 #[test]
@@ -112,6 +120,9 @@ fn every_skrctl_subcommand_has_a_man_page_section() {
         "token verify",
         "release verify",
     ] {
-        assert!(man.contains(&format!(".SS \"{sub}")), "docs/man/skrctl.1 lacks `{sub}`");
+        assert!(
+            man.contains(&format!(".SS \"{sub}")),
+            "docs/man/skrctl.1 lacks `{sub}`"
+        );
     }
 }
