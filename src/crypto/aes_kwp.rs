@@ -151,31 +151,46 @@ mod tests {
     #[test]
     fn negatives_have_specific_codes() {
         let kek = hex::decode(KEK).unwrap();
-        let good =
-            hex::decode("138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a")
-                .unwrap();
+        let good = hex::decode("138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a")
+            .unwrap();
         // Wrong KEK (same size, one bit flipped).
         let mut wrong = kek.clone();
         wrong[0] ^= 1;
-        assert_eq!(unwrap(&wrong, &good).unwrap_err().code(), "kwp-integrity-failed");
+        assert_eq!(
+            unwrap(&wrong, &good).unwrap_err().code(),
+            "kwp-integrity-failed"
+        );
         // Every single-byte alteration is caught.
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 0x80;
-            assert_eq!(unwrap(&kek, &bad).unwrap_err().code(), "kwp-integrity-failed");
+            assert_eq!(
+                unwrap(&kek, &bad).unwrap_err().code(),
+                "kwp-integrity-failed"
+            );
         }
         // Lengths: truncated, not a multiple of 8, one semiblock, empty.
         for n in [0usize, 7, 8, 15, 17, 31] {
             let data = good.iter().copied().cycle().take(n).collect::<Vec<_>>();
-            assert_eq!(unwrap(&kek, &data).unwrap_err().code(), "kwp-input-length", "{n}");
+            assert_eq!(
+                unwrap(&kek, &data).unwrap_err().code(),
+                "kwp-input-length",
+                "{n}"
+            );
         }
         // An 8-byte input starting with the AIV (reaches n = 0 in aes-kw): error, no panic.
         let aiv = [0xa6, 0x59, 0x59, 0xa6, 0, 0, 0, 0];
         assert_eq!(unwrap(&kek, &aiv).unwrap_err().code(), "kwp-input-length");
         // KEK sizes.
         for n in [0usize, 8, 15, 17, 31, 33, 64] {
-            assert_eq!(unwrap(&vec![1; n], &good).unwrap_err().code(), "kwp-kek-length");
-            assert_eq!(wrap(&vec![1; n], b"x").unwrap_err().code(), "kwp-kek-length");
+            assert_eq!(
+                unwrap(&vec![1; n], &good).unwrap_err().code(),
+                "kwp-kek-length"
+            );
+            assert_eq!(
+                wrap(&vec![1; n], b"x").unwrap_err().code(),
+                "kwp-kek-length"
+            );
         }
         assert_eq!(wrap(&kek, b"").unwrap_err().code(), "kwp-plaintext-length");
     }

@@ -87,7 +87,10 @@ mod tests {
             "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8fg",
             "0a1b2c3d-4e5f-6071-8293a-4b5c6d7e8f9",
         ] {
-            assert_eq!(parse_luks_uuid(bad).unwrap_err().code(), "luks-uuid-invalid");
+            assert_eq!(
+                parse_luks_uuid(bad).unwrap_err().code(),
+                "luks-uuid-invalid"
+            );
         }
     }
 

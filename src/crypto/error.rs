@@ -89,9 +89,7 @@ pub enum CryptoError {
     },
 
     /// The RSA transfer key is smaller or larger than supported.
-    #[error(
-        "RSA transfer key of {found} bits is not supported, expected one of {supported:?}"
-    )]
+    #[error("RSA transfer key of {found} bits is not supported, expected one of {supported:?}")]
     TransferKeySize {
         /// Modulus bits.
         found: usize,
@@ -116,7 +114,9 @@ pub enum CryptoError {
     },
 
     /// A `kty` this layer does not know.
-    #[error("released key type \"{found}\" is unknown, expected oct, RSA or EC (with or without -HSM)")]
+    #[error(
+        "released key type \"{found}\" is unknown, expected oct, RSA or EC (with or without -HSM)"
+    )]
     KeyTypeUnknown {
         /// The `kty` found.
         found: String,

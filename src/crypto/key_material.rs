@@ -32,7 +32,11 @@ const OID_EC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1
 
 /// The Key Vault curves: (`crv`, named-curve OID, scalar length in bytes).
 const CURVES: [(&str, ObjectIdentifier, usize); 4] = [
-    ("P-256", ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7"), 32),
+    (
+        "P-256",
+        ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7"),
+        32,
+    ),
     ("P-256K", ObjectIdentifier::new_unwrap("1.3.132.0.10"), 32),
     ("P-384", ObjectIdentifier::new_unwrap("1.3.132.0.34"), 48),
     ("P-521", ObjectIdentifier::new_unwrap("1.3.132.0.35"), 66),

@@ -176,7 +176,13 @@ mod tests {
         let ct = vec![0u8; 256 + 40];
         let (r, k) = split(&ct, 256).unwrap();
         assert_eq!((r.len(), k.len()), (256, 40));
-        for (len, m) in [(256 + 8, 256), (256 + 41, 256), (255, 256), (296, 0), (0, 256)] {
+        for (len, m) in [
+            (256 + 8, 256),
+            (256 + 41, 256),
+            (255, 256),
+            (296, 0),
+            (0, 256),
+        ] {
             let ct = vec![0u8; len];
             assert_eq!(
                 split(&ct, m).unwrap_err().code(),
