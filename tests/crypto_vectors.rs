@@ -551,3 +551,72 @@ fn fuzz_entry_point_survives_vectors_and_garbage() {
     fuzz_unwrap(&[0xa6, 0x59, 0x59, 0xa6, 0, 0, 0, 0]);
     fuzz_unwrap(b"7b1f3a3e-2c1d-4e8f-9a0b-1c2d3e4f5a6b");
 }
+
+#[test]
+fn key_hsm_documents_unwrap_through_the_jose_types() {
+    use skrd::format::jose::release::KeyHsm;
+    let tk = TransferKey::from_private_key(transfer_keys()["rsa2048"].clone()).unwrap();
+    let mut n = 0;
+    for w in expected()["wrapped"].as_array().unwrap() {
+        if w["transfer"] != "rsa2048" {
+            continue;
+        }
+        // §6.3 key_hsm shape, ciphertext unpadded base64url.
+        let doc = json!({"schema_version": "1.0",
+            "header": {"kid": tk.kid(), "alg": "dir", "enc": w["enc"]},
+            "ciphertext": b64::encode_url(&hx(&w["ciphertext"]))});
+        let k = KeyHsm::parse(&serde_json::to_vec(&doc).unwrap()).unwrap();
+        let plain = tk.unwrap_key_hsm(&k).unwrap();
+        assert_eq!(
+            plain.expose(),
+            &hx(&released(w["released"].as_str().unwrap())["plaintext"])[..]
+        );
+        n += 1;
+    }
+    assert_eq!(n, 33);
+    // A key_hsm wrapped to the RSA-3072 key: 384 + 40 bytes still split for RSA-2048 (168
+    // bytes after the first 256 are a valid KWP length), so OAEP is what refuses it.
+    let w = expected()["wrapped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["transfer"] == "rsa3072")
+        .unwrap();
+    let doc = json!({"schema_version": "1.0",
+        "header": {"kid": "x", "alg": "dir", "enc": w["enc"]},
+        "ciphertext": b64::encode_url(&hx(&w["ciphertext"]))});
+    let k = KeyHsm::parse(&serde_json::to_vec(&doc).unwrap()).unwrap();
+    assert_eq!(code(tk.unwrap_key_hsm(&k)), "unwrap-oaep-failed");
+    let short = KeyHsm {
+        ciphertext: k.ciphertext[..200].to_vec(),
+        ..k
+    };
+    assert_eq!(code(tk.unwrap_key_hsm(&short)), "unwrap-ciphertext-length");
+}
+
+/// Trap 17: RSA blocks that begin or end with 0x00 survive base64url and the split unchanged.
+#[test]
+fn rsa_blocks_with_zero_bytes_at_either_end() {
+    let key = &transfer_keys()["rsa2048"];
+    let public = key.to_public_key();
+    let (mut lead, mut trail) = (false, false);
+    for _ in 0..5000 {
+        let ct = rsa_aes_wrap::wrap(&public, WrapAlgorithm::RsaAesKeyWrap256, &[3; 32]).unwrap();
+        let (l, t) = (ct[0] == 0, ct[255] == 0);
+        if (l && !lead) || (t && !trail) {
+            let text = b64::encode_url(&ct);
+            let back = b64::decode_url("ciphertext", &text).unwrap();
+            assert_eq!(back.len(), 296);
+            let plain = rsa_aes_wrap::unwrap(key, WrapAlgorithm::RsaAesKeyWrap256, &back).unwrap();
+            assert_eq!(plain.expose(), &[3; 32]);
+            lead |= l;
+            trail |= t;
+        }
+        if lead && trail {
+            return;
+        }
+    }
+    panic!(
+        "no RSA block with a zero first and last byte in 5000 wraps (lead {lead}, trail {trail})"
+    );
+}

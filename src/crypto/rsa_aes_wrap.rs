@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 
 use super::aes_kwp;
 use super::error::CryptoError;
-use crate::format::jose::release::WrapAlgorithm;
+use crate::format::jose::release::{KeyHsm, WrapAlgorithm};
 use crate::secret::Secret;
 
 /// Size of the AES key-encryption key the wrap side generates (AES-256, §6.4).
@@ -132,6 +132,22 @@ pub fn unwrap(
     unwrap_with_kek(&kek, kwp_block)
 }
 
+/// [`unwrap`] for a parsed `key_hsm` (PROTOCOLS.md §6.3): its ciphertext split by
+/// [`KeyHsm::split`] at the modulus length, its `enc` (which `decode_release_payload` has
+/// checked equals the response's `request.enc`).
+pub fn unwrap_key_hsm(private: &RsaPrivateKey, key_hsm: &KeyHsm) -> Result<Secret, CryptoError> {
+    let modulus_len = rsa::traits::PublicKeyParts::size(private);
+    let (rsa_block, kwp_block) =
+        key_hsm
+            .split(modulus_len)
+            .map_err(|_| CryptoError::CiphertextLength {
+                found: key_hsm.ciphertext.len(),
+                rsa_block_len: modulus_len,
+            })?;
+    let kek = decrypt_kek(private, key_hsm.enc, rsa_block)?;
+    unwrap_with_kek(&kek, kwp_block)
+}
+
 /// Wraps `key_material` to `transfer` the way Key Vault does for `enc` (the emulator's side),
 /// with the operating system's random generator.
 pub fn wrap(
@@ -189,6 +205,22 @@ mod tests {
                 "unwrap-ciphertext-length",
                 "{len} {m}"
             );
+        }
+    }
+
+    #[test]
+    fn split_agrees_with_key_hsm_split() {
+        for len in 0..400usize {
+            for m in [0usize, 1, 128, 256, 384] {
+                let k = KeyHsm {
+                    schema_version: "1.0".into(),
+                    kid: "k".into(),
+                    alg: "dir".into(),
+                    enc: WrapAlgorithm::CkmRsaAesKeyWrap,
+                    ciphertext: vec![0; len],
+                };
+                assert_eq!(split(&k.ciphertext, m).ok(), k.split(m).ok(), "{len} {m}");
+            }
         }
     }
 }

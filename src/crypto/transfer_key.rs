@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::error::CryptoError;
 use super::rsa_aes_wrap;
 use crate::format::jose::b64;
-use crate::format::jose::release::WrapAlgorithm;
+use crate::format::jose::release::{KeyHsm, WrapAlgorithm};
 use crate::secret::Secret;
 
 /// Modulus sizes accepted for a transfer key (§1.1 uses 2048).
@@ -116,6 +116,11 @@ impl TransferKey {
     /// Unwraps a decoded `key_hsm` ciphertext wrapped to this key with `enc`.
     pub fn unwrap(&self, enc: WrapAlgorithm, ciphertext: &[u8]) -> Result<Secret, CryptoError> {
         rsa_aes_wrap::unwrap(&self.private, enc, ciphertext)
+    }
+
+    /// Unwraps a parsed `key_hsm` wrapped to this key ([`rsa_aes_wrap::unwrap_key_hsm`]).
+    pub fn unwrap_key_hsm(&self, key_hsm: &KeyHsm) -> Result<Secret, CryptoError> {
+        rsa_aes_wrap::unwrap_key_hsm(&self.private, key_hsm)
     }
 
     /// The private key, for the unwrap functions of [`rsa_aes_wrap`].
