@@ -12,7 +12,7 @@
 //! HKDF (`D.Bytes()`, §6.5); the EC scalar keeps SEC1's fixed length (RFC 5915: `privateKey` is
 //! ceiling(log2(n)/8) octets), left-padded with zeros if an encoder dropped leading zeros.
 //! Only the oct format is confirmed by a real vector; PKCS#8 is tried first and the PKCS#1 /
-//! SEC1 encodings only when the plaintext is not PKCS#8 at all (§6.4 **[inferred]**). A PKCS#8
+//! SEC1 encodings only when the plaintext is not PKCS#8 at all (§6.4, inferred). A PKCS#8
 //! key of the other algorithm is refused ([`CryptoError::KeyAlgorithm`]). PURE; no I/O.
 
 use const_oid::ObjectIdentifier;
@@ -225,4 +225,75 @@ fn decode_ec(bytes: &[u8]) -> Result<KeyMaterial, CryptoError> {
         description: format!("EC {name}"),
         ikm: Secret::new(ikm),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::error::ErrorCode;
+
+    /// A bare RFC 5915 ECPrivateKey, DER built by hand: SEQUENCE { INTEGER 1,
+    /// OCTET STRING scalar, [0] { OID curve } }.
+    fn sec1(scalar: &[u8], curve_oid_der: &[u8]) -> Secret {
+        let mut body = vec![0x02, 0x01, 0x01, 0x04, scalar.len() as u8];
+        body.extend_from_slice(scalar);
+        if !curve_oid_der.is_empty() {
+            body.extend_from_slice(&[0xa0, curve_oid_der.len() as u8]);
+            body.extend_from_slice(curve_oid_der);
+        }
+        let mut der = vec![0x30, body.len() as u8];
+        der.extend(body);
+        Secret::new(der)
+    }
+
+    const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    /// secp224r1 (1.3.132.0.33): a curve Key Vault does not offer.
+    const P224: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x21];
+
+    #[test]
+    fn short_scalar_is_left_padded_to_the_field_length() {
+        let scalar: Vec<u8> = (1..=31).collect();
+        let m = decode(KeyKind::Ec, &sec1(&scalar, P256)).unwrap();
+        let mut want = vec![0u8];
+        want.extend(&scalar);
+        assert_eq!(m.ikm().expose(), &want[..]);
+        assert_eq!(m.description(), "EC P-256");
+    }
+
+    #[test]
+    fn ec_negatives() {
+        let long: Vec<u8> = (1..=33).collect();
+        assert_eq!(
+            decode(KeyKind::Ec, &sec1(&long, P256)).unwrap_err().code(),
+            "key-material-ec-scalar-length"
+        );
+        assert_eq!(
+            decode(KeyKind::Ec, &sec1(&[], P256)).unwrap_err().code(),
+            "key-material-ec-scalar-length"
+        );
+        assert_eq!(
+            decode(KeyKind::Ec, &sec1(&[7; 28], P224)).unwrap_err(),
+            CryptoError::EcCurve {
+                found: "1.3.132.0.33".into()
+            }
+        );
+        assert_eq!(
+            decode(KeyKind::Ec, &sec1(&[7; 32], &[])).unwrap_err(),
+            CryptoError::EcCurve {
+                found: "absent".into()
+            }
+        );
+    }
+
+    #[test]
+    fn kind_names() {
+        assert_eq!(KeyKind::from_kty("EC-HSM").unwrap().name(), "EC");
+        assert_eq!(KeyKind::from_kty("RSA").unwrap().name(), "RSA");
+        assert_eq!(KeyKind::from_kty("oct-HSM").unwrap().name(), "oct");
+        assert_eq!(
+            KeyKind::from_kty("OKP").unwrap_err().code(),
+            "key-type-unknown"
+        );
+    }
 }

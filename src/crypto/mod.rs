@@ -8,7 +8,7 @@
 //! - [`aes_kwp`]: RFC 5649 AES key wrap with padding (AES-128/192/256 KEKs).
 //! - [`rsa_aes_wrap`]: the three `enc` modes: wrap, unwrap in memory, split for the TPM.
 //! - [`key_material`]: released plaintext (oct raw, RSA/EC PKCS#8) → IKM.
-//! - [`derive`]: IKM + LUKS UUID → the per-volume LUKS2 passphrase.
+//! - [`derive`](mod@derive): IKM + LUKS UUID → the per-volume LUKS2 passphrase.
 //! - [`transfer_key`]: the in-memory RSA transfer key and its runtime-data JWKS.
 //!
 //! Every key, KEK, IKM and passphrase returned is a [`crate::secret::Secret`]. Errors:

@@ -20,6 +20,13 @@
 //! 16-, 24- or 32-byte KEK (AES-256 in every sample; §10 item 9 leaves the others open); the
 //! wrap side always uses AES-256. PURE apart from the operating system's random generator
 //! (KEK, OAEP seed, RSA blinding); no I/O.
+//!
+//! Side channels: the private-key operation uses the `rsa` crate's blinded decryption. That
+//! crate's big-integer arithmetic is not constant-time (RUSTSEC-2023-0071, "Marvin"); the
+//! exposure is small here because the transfer key is ephemeral, decrypts one or two
+//! ciphertexts that arrive in a signature-checked release response, and lives inside the TEE.
+//! Trying the other modes' hashes after a failure (for [`CryptoError::EncMismatch`]) reveals
+//! nothing to anyone but the key holder, who gets only a code.
 
 use rand_core::{CryptoRngCore, OsRng};
 use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
