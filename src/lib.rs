@@ -4,12 +4,14 @@
 //! - [`error`]: the stable, kebab-case error codes every layer maps its errors to.
 //! - [`format`]: PURE wire formats (SNP report, AMD certificates, HCL report, TPM structures).
 //!   Bytes in, typed values or a specific error out; no I/O, no clock (time is passed in).
+//! - [`crypto`]: key unwrap (RSA-OAEP + AES-KWP), released-key IKM, LUKS passphrase, transfer key.
 //! - [`config`]: `/etc/skrd/skrd.toml` and its drop-ins: parse fragments, merge, validate.
 //! - [`evidence`]: I/O edge that gathers evidence: the vTPM (tss-esapi) and `/dev/sev-guest`.
 //! - [`emulator`]: the pieces of `skr-emulator` (test SNP firmware, swtpm provisioning).
 //! - [`secret`]: buffers for key material: locked in memory, wiped on drop, never printed.
 
 pub mod config;
+pub mod crypto;
 pub mod emulator;
 pub mod error;
 pub mod evidence;
