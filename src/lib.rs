@@ -2,7 +2,7 @@
 //!
 //! Module map (arrows in `STYLE.md`: binaries → I/O edges → pure formats):
 //! - [`error`]: the stable, kebab-case error codes every layer maps its errors to.
-//! - [`format`]: PURE wire formats (SNP report, AMD certificates, HCL report, TPM structures).
+//! - [`format`](mod@format): PURE wire formats (SNP report, AMD certificates, HCL report, TPM structures).
 //!   Bytes in, typed values or a specific error out; no I/O, no clock (time is passed in).
 //! - [`crypto`]: key unwrap (RSA-OAEP + AES-KWP), released-key IKM, LUKS passphrase, transfer key.
 //! - [`config`]: `/etc/skrd/skrd.toml` and its drop-ins: parse fragments, merge, validate.
