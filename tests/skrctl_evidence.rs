@@ -661,3 +661,16 @@ fn configured_test_roots_are_trusted_like_trust_root() {
         "{doc}"
     );
 }
+
+#[test]
+fn a_huge_file_is_refused_before_it_is_read_whole() {
+    // A sparse 17 MiB file (e.g. a disk image given by mistake): above the 16 MiB input limit.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.img");
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(17 << 20)
+        .unwrap();
+    let (code, doc) = verify_json(&[s(&path), "--cert", s(&path)]);
+    assert_unusable(code, &doc, "file-too-large");
+}

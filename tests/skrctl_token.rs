@@ -280,7 +280,7 @@ fn unusable_inputs_exit_2() {
     ]);
     assert_eq!(
         (code, out["error"]["code"].as_str()),
-        (2, Some("usage-invalid-time"))
+        (2, Some("invalid-argument"))
     );
     let (code, out, _) = run(&[
         "token",

@@ -158,11 +158,11 @@ fn verify(args: &VerifyArgs, config: Option<&Path>) -> Status {
         Ok(s) => s,
         Err(p) => return output::unusable(&p, json),
     };
-    let now = match evaluation_time(args.at.as_deref()) {
+    let now = match output::parse_at(args.at.as_deref()) {
         Ok(t) => t,
         Err(p) => return output::unusable(&p, json),
     };
-    let bytes = match read_file(&args.file, "evidence") {
+    let bytes = match output::read_input(&args.file, "evidence") {
         Ok(b) => b,
         Err(p) => return output::unusable(&p, json),
     };
@@ -349,44 +349,15 @@ fn load_inputs(args: &VerifyArgs, configured_roots: &[PathBuf]) -> Result<Inputs
     let certs = args
         .certs
         .iter()
-        .map(|p| read_file(p, "certificate").map(|b| (p.clone(), b)))
+        .map(|p| output::read_input(p, "certificate").map(|b| (p.clone(), b)))
         .collect::<Result<Vec<_>, _>>()?;
     let trust_roots = args
         .trust_roots
         .iter()
         .chain(configured_roots)
-        .map(|p| read_file(p, "trust root").map(|b| (p.clone(), b)))
+        .map(|p| output::read_input(p, "trust root").map(|b| (p.clone(), b)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Inputs { certs, trust_roots })
-}
-
-/// Reads a whole file, or says which one could not be read.
-fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, Problem> {
-    std::fs::read(path).map_err(|e| {
-        Problem::new(
-            "file-unreadable",
-            format!("cannot read the {what} file {}: {e}", path.display()),
-        )
-    })
-}
-
-/// The time at which certificates are evaluated: `--at` or the system clock, as Unix seconds.
-fn evaluation_time(at: Option<&str>) -> Result<i64, Problem> {
-    match at {
-        Some(text) => {
-            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                .map(|t| t.unix_timestamp())
-                .map_err(|e| {
-                    Problem::new(
-                        "invalid-argument",
-                        format!(
-                    "--at {text:?} is not an RFC 3339 time ({e}); example: 2024-01-01T00:00:00Z"
-                ),
-                    )
-                })
-        }
-        None => Ok(time::OffsetDateTime::now_utc().unix_timestamp()),
-    }
 }
 
 /// Prints the outcome and returns the exit status (0 verified, 1 rejected).

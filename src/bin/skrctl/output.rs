@@ -50,3 +50,64 @@ pub fn usage_error(e: clap::Error) -> ExitCode {
         _ => ExitCode::from(Status::Unusable as u8),
     }
 }
+
+/// Largest input file any command reads (evidence, certificates, tokens, policies, responses):
+/// far above every real artifact, small enough that a wrong path (a disk image, /dev/zero)
+/// fails fast instead of filling memory.
+pub const MAX_INPUT_FILE: u64 = 16 << 20;
+
+/// Reads an input file whole, or says which one could not be read and why (`file-unreadable`,
+/// `file-too-large`). `what` names it for the operator ("evidence", "certificate", ...).
+pub fn read_input(path: &std::path::Path, what: &str) -> Result<Vec<u8>, Problem> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| {
+        Problem::new(
+            "file-unreadable",
+            format!("cannot read the {what} file {}: {e}", path.display()),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut data = Vec::new();
+    file.take(MAX_INPUT_FILE + 1)
+        .read_to_end(&mut data)
+        .map_err(unreadable)?;
+    if data.len() as u64 > MAX_INPUT_FILE {
+        return Err(Problem::new(
+            "file-too-large",
+            format!(
+                "the {what} file {} is larger than {MAX_INPUT_FILE} bytes; check the path",
+                path.display()
+            ),
+        ));
+    }
+    Ok(data)
+}
+
+/// The evaluation time: `--at` (RFC 3339) or the system clock, as Unix seconds. The clock is
+/// read here, in the binary, and passed into the pure checks.
+pub fn parse_at(at: Option<&str>) -> Result<i64, Problem> {
+    use time::format_description::well_known::Rfc3339;
+    match at {
+        None => Ok(time::OffsetDateTime::now_utc().unix_timestamp()),
+        Some(text) => time::OffsetDateTime::parse(text, &Rfc3339)
+            .map(time::OffsetDateTime::unix_timestamp)
+            .map_err(|e| {
+                Problem::new(
+                    "invalid-argument",
+                    format!(
+                        "--at {text:?} is not an RFC 3339 time ({e}); write e.g. \
+                         2024-12-20T18:30:00Z"
+                    ),
+                )
+            }),
+    }
+}
+
+/// Unix seconds as an RFC 3339 JSON string (the number itself when out of range).
+pub fn rfc3339(secs: i64) -> serde_json::Value {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .map_or_else(|| serde_json::json!(secs), serde_json::Value::String)
+}

@@ -5,15 +5,12 @@
 //! Exit status: 0 allowed (or valid, when no token is given), 1 denied, 2 invalid policy or
 //! unusable input. The token's signature is NOT checked: the claims are read as they are.
 
-use crate::output::{print_json, unusable, Status};
+use crate::output::{self, print_json, unusable, Status};
 use clap::Subcommand;
 use serde_json::{json, Value};
 use skrd::error::{ErrorCode, Problem};
 use skrd::format::akv::policy::{load_document, read_claims, LoadedPolicy, PolicyWarning};
 use std::path::{Path, PathBuf};
-
-/// Largest policy, token or claims file read (real ones are under 20 KiB).
-const MAX_FILE: u64 = 1 << 20;
 
 /// The note printed with every evaluation.
 const UNVERIFIED: &str = "claims are read without verifying the signature; use skrctl token verify";
@@ -60,32 +57,6 @@ pub fn run(cmd: PolicyCommand, _config: Option<&Path>) -> Status {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, Problem> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| {
-        Problem::new(
-            "input-unreadable",
-            format!("cannot open {}: {e}", path.display()),
-        )
-    })?;
-    let mut data = Vec::new();
-    file.take(MAX_FILE + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| {
-            Problem::new(
-                "input-unreadable",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-    if data.len() as u64 > MAX_FILE {
-        return Err(Problem::new(
-            "input-unreadable",
-            format!("{} is larger than {MAX_FILE} bytes", path.display()),
-        ));
-    }
-    Ok(data)
-}
-
 fn invalid(problem: &Problem, json: bool) -> Status {
     if json {
         print_json(&json!({
@@ -102,7 +73,9 @@ fn invalid(problem: &Problem, json: bool) -> Status {
 }
 
 fn check(policy_path: &Path, claims_path: Option<&Path>, json: bool) -> Status {
-    let loaded = match read(policy_path).and_then(|b| load_document(&b).map_err(|e| e.problem())) {
+    let loaded = match output::read_input(policy_path, "policy")
+        .and_then(|b| load_document(&b).map_err(|e| e.problem()))
+    {
         Ok(l) => l,
         Err(p) => return invalid(&p, json),
     };
@@ -124,7 +97,9 @@ fn check(policy_path: &Path, claims_path: Option<&Path>, json: bool) -> Status {
         }
         return Status::Ok;
     };
-    let claims = match read(claims_path).and_then(|b| read_claims(&b).map_err(|e| e.problem())) {
+    let claims = match output::read_input(claims_path, "claims")
+        .and_then(|b| read_claims(&b).map_err(|e| e.problem()))
+    {
         Ok(c) => c,
         Err(p) => {
             if json {

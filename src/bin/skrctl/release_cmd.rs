@@ -7,8 +7,7 @@
 //!
 //! Exit status: 0 verified, 1 refused, 2 unusable (unreadable file, no usable root, bad `--at`).
 
-use crate::output::{print_json, unusable, Status};
-use crate::token_cmd::{parse_at, read, rfc3339};
+use crate::output::{self, print_json, unusable, Status};
 use clap::Subcommand;
 use serde_json::{json, Value};
 use skrd::error::{ErrorCode, Problem};
@@ -80,7 +79,7 @@ fn load_roots(paths: &[PathBuf]) -> Result<(Vec<ChainCert>, String), Problem> {
         for bundle in SYSTEM_BUNDLES {
             let path = Path::new(bundle);
             if path.exists() {
-                let data = read(path, "system CA bundle")?;
+                let data = output::read_input(path, "system CA bundle")?;
                 let (certs, _skipped) = ChainCert::load_pem_bundle(&data);
                 if certs.is_empty() {
                     return Err(Problem::new(
@@ -98,7 +97,7 @@ fn load_roots(paths: &[PathBuf]) -> Result<(Vec<ChainCert>, String), Problem> {
     }
     let mut all = Vec::new();
     for p in paths {
-        let data = read(p, "root certificate file")?;
+        let data = output::read_input(p, "root certificate file")?;
         let certs = ChainCert::load_many(&data).map_err(|e| {
             let mut problem = e.problem();
             problem.message = format!("{}: {}", p.display(), problem.message);
@@ -156,7 +155,7 @@ fn verify(
     transfer_key_bits: usize,
     json: bool,
 ) -> Status {
-    let body = match read(response_file, "release response") {
+    let body = match output::read_input(response_file, "release response") {
         Ok(b) => b,
         Err(p) => return unusable(&p, json),
     };
@@ -164,7 +163,7 @@ fn verify(
         Ok(r) => r,
         Err(p) => return unusable(&p, json),
     };
-    let now = match parse_at(at) {
+    let now = match output::parse_at(at) {
         Ok(n) => n,
         Err(p) => return unusable(&p, json),
     };
@@ -191,7 +190,7 @@ fn verify(
                 print_json(&json!({
                     "verified": true,
                     "error": null,
-                    "at": rfc3339(now),
+                    "at": output::rfc3339(now),
                     "roots": roots_from,
                     "chain": r.chain,
                     "request": request,
@@ -222,7 +221,7 @@ fn verify(
                 print_json(&json!({
                     "verified": false,
                     "error": problem,
-                    "at": rfc3339(now),
+                    "at": output::rfc3339(now),
                     "roots": roots_from,
                     "request": request,
                     "key": key,

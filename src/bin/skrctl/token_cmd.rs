@@ -5,15 +5,13 @@
 //! (a file cannot be read, the key file holds no key, no issuer, bad `--at`, or no `--keys`:
 //! fetching the issuer's `/certs` needs the network client of a later release).
 
-use crate::output::{print_json, unusable, Status};
+use crate::output::{self, print_json, unusable, Status};
 use clap::Subcommand;
 use serde_json::{json, Value};
 use skrd::error::{ErrorCode, Problem};
 use skrd::format::jose::jwk::KeySet;
 use skrd::format::jose::jwt::{decode_unverified, verify_jwt, Validation, DEFAULT_SKEW_S};
 use std::path::{Path, PathBuf};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 /// Token subcommands.
 #[derive(Subcommand)]
@@ -63,39 +61,6 @@ pub fn run(cmd: TokenCommand, config: Option<&Path>) -> Status {
     }
 }
 
-/// Parses `--at` or takes the current time (Unix seconds).
-pub fn parse_at(at: Option<&str>) -> Result<i64, Problem> {
-    match at {
-        None => Ok(OffsetDateTime::now_utc().unix_timestamp()),
-        Some(s) => OffsetDateTime::parse(s, &Rfc3339)
-            .map(OffsetDateTime::unix_timestamp)
-            .map_err(|e| {
-                Problem::new(
-                    "usage-invalid-time",
-                    format!("--at \"{s}\" is not an RFC 3339 time ({e}); write e.g. 2024-12-20T18:30:00Z"),
-                )
-            }),
-    }
-}
-
-/// Unix seconds as RFC 3339 (or the number if out of range).
-pub fn rfc3339(secs: i64) -> Value {
-    OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .map_or_else(|| json!(secs), Value::String)
-}
-
-/// Reads a file, or says which and why not.
-pub fn read(path: &Path, what: &str) -> Result<Vec<u8>, Problem> {
-    std::fs::read(path).map_err(|e| {
-        Problem::new(
-            "file-unreadable",
-            format!("cannot read {what} {}: {e}", path.display()),
-        )
-    })
-}
-
 fn expected_issuer(issuer: Option<String>, config: Option<&Path>) -> Result<String, Problem> {
     if let Some(i) = issuer {
         return Ok(i);
@@ -130,7 +95,7 @@ fn verify(
     json: bool,
     config: Option<&Path>,
 ) -> Status {
-    let token = match read(jwt_file, "token file") {
+    let token = match output::read_input(jwt_file, "token file") {
         Ok(t) => t,
         Err(p) => return unusable(&p, json),
     };
@@ -143,7 +108,7 @@ fn verify(
         );
         return unusable(&p, json);
     };
-    let key_set = match read(keys_path, "key file").and_then(|bytes| {
+    let key_set = match output::read_input(keys_path, "key file").and_then(|bytes| {
         KeySet::from_bytes(&bytes).map_err(|e| {
             let mut p = e.problem();
             p.message = format!("{}: {}", keys_path.display(), p.message);
@@ -157,7 +122,7 @@ fn verify(
         Ok(i) => i,
         Err(p) => return unusable(&p, json),
     };
-    let now = match parse_at(at) {
+    let now = match output::parse_at(at) {
         Ok(n) => n,
         Err(p) => return unusable(&p, json),
     };
@@ -173,7 +138,7 @@ fn verify(
                     "issuer": v.issuer,
                     "kid": v.kid,
                     "claims": v.claims,
-                    "expires_at": rfc3339(v.expires_at),
+                    "expires_at": output::rfc3339(v.expires_at),
                 }));
             } else {
                 println!("token verified");
@@ -181,7 +146,7 @@ fn verify(
                 println!("  kid: {}", v.kid.as_deref().unwrap_or("(none)"));
                 println!(
                     "  expires at: {}",
-                    rfc3339(v.expires_at).as_str().unwrap_or("?")
+                    output::rfc3339(v.expires_at).as_str().unwrap_or("?")
                 );
                 if let Ok(t) = v.attestation_type() {
                     println!("  attestation type: {t}");
@@ -206,7 +171,7 @@ fn verify(
                     "issuer": claims.get("iss"),
                     "kid": kid,
                     "claims": claims,
-                    "expires_at": claims.get("exp").and_then(Value::as_i64).map(rfc3339),
+                    "expires_at": claims.get("exp").and_then(Value::as_i64).map(output::rfc3339),
                 }));
             } else {
                 eprintln!(
