@@ -168,6 +168,19 @@ fn into_value(node: Node) -> Result<Value, String> {
     })
 }
 
+/// An optional array of strings (e.g. a JWK's `key_ops`): absent is empty; otherwise the reason
+/// it is unusable ("is not an array", "has a non-string") for the caller's own error.
+pub fn optional_string_array(value: Option<&Value>) -> Result<Vec<String>, &'static str> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or("has a non-string"))
+            .collect(),
+        Some(_) => Err("is not an array"),
+    }
+}
+
 /// The JSON type name of a value (`"null"`, `"boolean"`, `"number"`, `"string"`, `"array"`,
 /// `"object"`), for error messages; the same names as [`Node::type_name`].
 pub fn type_name(value: &Value) -> &'static str {

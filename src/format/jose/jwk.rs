@@ -313,25 +313,8 @@ pub fn parse_jwk(index: usize, value: &Value) -> Result<Jwk, JoseError> {
         .ok_or_else(|| jwk_err(index, &kid, "kty", "is missing".to_string()))?;
     let alg = opt_str(obj, index, &kid, "alg")?;
     let use_ = opt_str(obj, index, &kid, "use")?;
-    let key_ops = match obj.get("key_ops") {
-        None => Vec::new(),
-        Some(Value::Array(ops)) => ops
-            .iter()
-            .map(|o| {
-                o.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| jwk_err(index, &kid, "key_ops", "has a non-string".to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => {
-            return Err(jwk_err(
-                index,
-                &kid,
-                "key_ops",
-                "is not an array".to_string(),
-            ))
-        }
-    };
+    let key_ops = crate::format::json::optional_string_array(obj.get("key_ops"))
+        .map_err(|reason| jwk_err(index, &kid, "key_ops", reason.to_string()))?;
     let x5c = match obj.get("x5c") {
         None => Vec::new(),
         Some(Value::Array(certs)) => {

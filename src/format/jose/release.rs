@@ -423,18 +423,8 @@ pub fn decode_release_payload(
     let p = "response.key.key.";
     let kid = member_str(key_obj, p, "kid")?.to_string();
     let kty = member_str(key_obj, p, "kty")?.to_string();
-    let key_ops = match key_obj.get("key_ops") {
-        None => Vec::new(),
-        Some(Value::Array(ops)) => ops
-            .iter()
-            .map(|o| {
-                o.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| pay_err("response.key.key.key_ops", "has a non-string"))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(pay_err("response.key.key.key_ops", "not an array")),
-    };
+    let key_ops = crate::format::json::optional_string_array(key_obj.get("key_ops"))
+        .map_err(|reason| pay_err("response.key.key.key_ops", reason))?;
     let (key_size, crv) = if kty.starts_with("RSA") {
         let n = b64::decode_any("response.key.key.n", member_str(key_obj, p, "n")?)?;
         let significant = n.iter().skip_while(|b| **b == 0).count();
