@@ -273,6 +273,9 @@ async fn read_request<S: AsyncRead + Unpin>(
     let mut chunk = [0u8; 8192];
     let head_end = loop {
         if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if pos > MAX_HEAD {
+                return Ok(Some(Err(Malformed::HeadTooLarge)));
+            }
             break pos;
         }
         if buf.len() > MAX_HEAD {
