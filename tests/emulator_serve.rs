@@ -513,3 +513,165 @@ print('ok')
     let (status, _) = get(&c, &token_url(&imds, ""), true);
     assert_eq!(status, 200, "still serving after malformed requests");
 }
+
+#[test]
+fn faults_and_counters() {
+    let dir = common::fresh_state_dir();
+    let faults_file = dir.path().join("faults.toml");
+    // A file fault: the THIM endpoint answers 503 + Retry-After twice, then recovers.
+    std::fs::write(
+        &faults_file,
+        "[thim]\nstatus = 503\nretry_after = 7\ntimes = 2\nbody = '{\"error\":\"unknown\"}'\n",
+    )
+    .unwrap();
+    let emu = Emu::start(dir.path(), &["--faults", faults_file.to_str().unwrap()]);
+    let c = client(Path::new(emu.ep["ca_pem"].as_str().unwrap()));
+    let imds = emu.url("imds");
+    let admin = emu.url("admin");
+    let thim = format!("{imds}/metadata/THIM/amd/certification");
+    for _ in 0..2 {
+        let r = c.get(&thim).header("Metadata", "true").send().unwrap();
+        assert_eq!(r.status().as_u16(), 503);
+        assert_eq!(r.headers()["retry-after"], "7");
+    }
+    assert_eq!(get(&c, &thim, true).0, 200);
+
+    let set = |table: Value| {
+        let r = c
+            .post(format!("{admin}/faults"))
+            .json(&table)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{:?}", r.text());
+    };
+    let token = token_url(&imds, "");
+
+    // Fixed delay is observed.
+    set(serde_json::json!({"imds-token": {"delay_ms": 400}}));
+    let t0 = Instant::now();
+    assert_eq!(get(&c, &token, true).0, 200);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t0.elapsed()
+    );
+
+    // Status + Retry-After.
+    set(serde_json::json!({"imds-token": {"status": 429, "retry_after": 3}}));
+    let r = c.get(&token).header("Metadata", "true").send().unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(r.headers()["retry-after"], "3");
+
+    // Garbage body: not JSON any more.
+    set(serde_json::json!({"imds-token": {"garbage": true}}));
+    let body = c
+        .get(&token)
+        .header("Metadata", "true")
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert!(serde_json::from_slice::<Value>(&body).is_err());
+
+    // Dropped connection and truncated body: client errors, not hangs.
+    set(serde_json::json!({"imds-token": {"drop": true}}));
+    assert!(c.get(&token).header("Metadata", "true").send().is_err());
+    set(serde_json::json!({"*": {"truncate": true}}));
+    let r = c.get(&token).header("Metadata", "true").send();
+    assert!(r.is_err() || r.unwrap().bytes().is_err());
+
+    // Slow body: ~1.2 KB token response at 2000 B/s takes at least half a second.
+    set(serde_json::json!({"imds-token": {"slow_bytes_per_sec": 2000}}));
+    let t0 = Instant::now();
+    let (status, body) = get(&c, &token, true);
+    assert_eq!(status, 200);
+    let len = body.to_string().len() as u128;
+    assert!(
+        t0.elapsed().as_millis() >= len * 1000 / 2000 / 2,
+        "{:?}",
+        t0.elapsed()
+    );
+
+    // Bad fault tables are refused with a reason, the old one stays.
+    let r = c
+        .post(format!("{admin}/faults"))
+        .body(r#"{"x": {"unknown_knob": 1}}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let table: Value = c
+        .get(format!("{admin}/faults"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(table["imds-token"]["slow_bytes_per_sec"], 2000);
+
+    // Counters: every request counted per endpoint, admin requests not; reset zeroes them.
+    set(serde_json::json!({}));
+    let counters: Value = c
+        .get(format!("{admin}/counters"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(counters["thim"], 3);
+    // delay, 429, garbage, drop, truncate, slow.
+    assert_eq!(counters["imds-token"], 6);
+    assert!(counters.get("admin").is_none());
+    let r = c.post(format!("{admin}/counters/reset")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    get(&c, &format!("{}/certs", emu.url("attestation")), false);
+    let counters: Value = c
+        .get(format!("{admin}/counters"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(counters, serde_json::json!({"attestation-certs": 1}));
+}
+
+#[test]
+fn restart_keeps_state_and_sigterm_exits_zero() {
+    let dir = common::fresh_state_dir();
+    let mut emu = Emu::start(dir.path(), &[]);
+    let ca1 = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let ids1 = std::fs::read(dir.path().join("identities.json")).unwrap();
+    let c = client(&dir.path().join("ca.pem"));
+    let certs1: Value = c
+        .get(format!("{}/certs", emu.url("attestation")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    // A slow in-flight request is finished before the exit.
+    c.post(format!("{}/faults", emu.url("admin")))
+        .json(&serde_json::json!({"thim": {"delay_ms": 1000}}))
+        .send()
+        .unwrap();
+    let thim = format!("{}/metadata/THIM/amd/certification", emu.url("imds"));
+    let c2 = c.clone();
+    let inflight = std::thread::spawn(move || get(&c2, &thim, true).0);
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let status = emu.sigterm();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(t0.elapsed() < Duration::from_secs(7), "{:?}", t0.elapsed());
+    assert_eq!(inflight.join().unwrap(), 200);
+
+    let emu2 = Emu::start(dir.path(), &[]);
+    assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca1);
+    assert_eq!(
+        std::fs::read(dir.path().join("identities.json")).unwrap(),
+        ids1
+    );
+    // The old CA file still verifies the new listeners; the MAA key is the same.
+    let c = client(&dir.path().join("ca.pem"));
+    let certs2: Value = c
+        .get(format!("{}/certs", emu2.url("attestation")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(certs1, certs2);
+}
