@@ -675,3 +675,171 @@ fn restart_keeps_state_and_sigterm_exits_zero() {
         .unwrap();
     assert_eq!(certs1, certs2);
 }
+
+#[test]
+fn given_tls_files_are_served_and_help_documents_serve() {
+    // A CA and a server certificate made by openssl (independent of rcgen).
+    let dir = common::fresh_state_dir();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=given-ca",
+            "-keyout",
+            &p("gca.key"),
+            "-out",
+            &p("gca.pem"),
+            "-days",
+            "2",
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=given",
+            "-keyout",
+            &p("g.key"),
+            "-out",
+            &p("g.csr"),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &p("g.csr"),
+            "-CA",
+            &p("gca.pem"),
+            "-CAkey",
+            &p("gca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p("ext.cnf"),
+            "-out",
+            &p("g.pem"),
+        ],
+    ] {
+        let (ok, out) = common::openssl(&args);
+        assert!(ok, "{out}");
+    }
+    let emu = Emu::start(
+        dir.path(),
+        &[
+            "--tls-cert",
+            &p("g.pem"),
+            "--tls-key",
+            &p("g.key"),
+            "--tls-ca",
+            &p("gca.pem"),
+        ],
+    );
+    let ca_pem = std::path::PathBuf::from(emu.ep["ca_pem"].as_str().unwrap());
+    assert_eq!(ca_pem, std::fs::canonicalize(p("gca.pem")).unwrap());
+    let c = client(&ca_pem);
+    let (s, certs) = get(&c, &format!("{}/certs", emu.url("attestation")), false);
+    assert_eq!(s, 200, "{certs}");
+    // The emulator's own CA does not verify these listeners.
+    let own = client(&dir.path().join("ca.pem"));
+    assert!(own
+        .get(format!("{}/certs", emu.url("attestation")))
+        .send()
+        .is_err());
+
+    // A key that does not fit is refused at start with its code.
+    let out = Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+        .args([
+            "serve",
+            "--state-dir",
+            &p("s2"),
+            "--tls-cert",
+            &p("g.pem"),
+            "--tls-key",
+            &p("gca.key"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(emulator-serve-certificate)") || err.contains("(emulator-tls-file-invalid)"),
+        "{err}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--state-dir",
+        "--listen",
+        "--hostname",
+        "--faults",
+        "--tls-cert",
+    ] {
+        assert!(help.contains(opt), "{opt} missing from --help");
+    }
+}
+
+#[test]
+fn loopback_latency_figures() {
+    // DESIGN.md floors (release build): new TLS 1.3 connection 0.9-1.0 ms, reused 0.2 ms p50. This
+    // debug build measured 0.3 ms / 1.5 ms; the bounds catch regressions such as a missing
+    // TCP_NODELAY (40 ms delayed-ACK stalls per new connection). The figures are printed.
+    let dir = common::fresh_state_dir();
+    let emu = Emu::start(dir.path(), &[]);
+    let c = client(Path::new(emu.ep["ca_pem"].as_str().unwrap()));
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        emu.url("attestation")
+    );
+    get(&c, &url, false);
+    let mut reused: Vec<Duration> = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            let r = c.get(&url).send().unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r.bytes().unwrap();
+            t.elapsed()
+        })
+        .collect();
+    let mut fresh: Vec<Duration> = (0..30)
+        .map(|_| {
+            let c = client(Path::new(emu.ep["ca_pem"].as_str().unwrap()));
+            let t = Instant::now();
+            c.get(&url).send().unwrap().bytes().unwrap();
+            t.elapsed()
+        })
+        .collect();
+    reused.sort();
+    fresh.sort();
+    let pct = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "loopback HTTPS: reused p50 {:?} p99 {:?}; new connection p50 {:?} p99 {:?}",
+        pct(&reused, 0.5),
+        pct(&reused, 0.99),
+        pct(&fresh, 0.5),
+        pct(&fresh, 0.99)
+    );
+    assert!(pct(&reused, 0.5) < Duration::from_millis(5));
+    assert!(pct(&fresh, 0.5) < Duration::from_millis(20));
+}

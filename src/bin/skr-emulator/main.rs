@@ -52,6 +52,16 @@ enum Command {
         /// POST {admin}/faults.
         #[arg(long)]
         faults: Option<PathBuf>,
+        /// Serve this PEM certificate chain (server certificate first) instead of issuing one
+        /// from the emulator's CA; needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// PEM file clients should trust with --tls-cert (printed as ca_pem; default: --tls-cert).
+        #[arg(long, requires = "tls_cert")]
+        tls_ca: Option<PathBuf>,
     },
     /// Provision a running swtpm like an Azure CVM vTPM (AK, AK certificate, HCL report).
     ProvisionTpm {
@@ -122,6 +132,9 @@ fn main() -> ExitCode {
             managed_hsm_host,
             hostnames,
             faults,
+            tls_cert,
+            tls_key,
+            tls_ca,
         } => {
             let _ = tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
@@ -139,6 +152,13 @@ fn main() -> ExitCode {
                 managed_hsm_host,
                 extra_hostnames: hostnames,
                 faults,
+                tls: tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| skrd::emulator::server::GivenTls {
+                        cert,
+                        key,
+                        ca: tls_ca,
+                    }),
             };
             let ready = |endpoints: &skrd::emulator::server::Endpoints| {
                 use std::io::Write;

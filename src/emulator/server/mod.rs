@@ -58,6 +58,14 @@ pub enum ServeError {
         /// The library's reason.
         reason: String,
     },
+    /// A given TLS certificate or key file is unusable.
+    #[error("TLS file {path}: {reason}; give a PEM certificate chain (--tls-cert) and its PEM private key (--tls-key)")]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The fault file could not be read.
     #[error("fault file {path}: {source}")]
     FaultsIo {
@@ -96,6 +104,7 @@ impl ErrorCode for ServeError {
             Self::StateIo { .. } => "emulator-state-io",
             Self::Emulator(e) => e.code(),
             Self::Certificate { .. } => "emulator-serve-certificate",
+            Self::TlsFile { .. } => "emulator-tls-file-invalid",
             Self::FaultsIo { .. } => "emulator-faults-unreadable",
             Self::FaultsInvalid { .. } => "emulator-faults-invalid",
             Self::Listen { .. } => "emulator-listen-failed",
@@ -122,6 +131,19 @@ pub struct ServeOptions {
     pub extra_hostnames: Vec<String>,
     /// Initial fault table.
     pub faults: Option<PathBuf>,
+    /// Serve these certificates instead of issuing them.
+    pub tls: Option<GivenTls>,
+}
+
+/// TLS material given on the command line instead of the emulator's own CA.
+#[derive(Debug, Clone)]
+pub struct GivenTls {
+    /// PEM chain, server certificate first.
+    pub cert: PathBuf,
+    /// PEM private key of the server certificate.
+    pub key: PathBuf,
+    /// The PEM file clients should trust (printed as `ca_pem`); default: `cert`.
+    pub ca: Option<PathBuf>,
 }
 
 /// The start-up line.
@@ -177,6 +199,8 @@ fn spawn_listener(
                 _ = shutdown.changed() => return,
             };
             let Ok((tcp, peer)) = accepted else { continue };
+            // Small responses must not wait for delayed ACKs (Nagle): 40 ms per new connection.
+            let _ = tcp.set_nodelay(true);
             let (service, faults, shutdown, done, tls) = (
                 service.clone(),
                 faults.clone(),
@@ -228,8 +252,20 @@ async fn serve(opts: ServeOptions, on_ready: impl FnOnce(&Endpoints)) -> Result<
         opts.managed_hsm_host.clone(),
     ];
     names.extend(opts.extra_hostnames.iter().cloned());
-    let (cert, key) = ca.issue_server(&names)?;
-    let acceptor = tls::acceptor(cert, key)?;
+    let (acceptor, ca_pem) = match &opts.tls {
+        None => {
+            let (cert, key) = ca.issue_server(&names)?;
+            (tls::acceptor(cert, key)?, ca.pem_path.clone())
+        }
+        Some(given) => {
+            let trust = given.ca.as_ref().unwrap_or(&given.cert);
+            let trust = std::fs::canonicalize(trust).map_err(|source| ServeError::StateIo {
+                path: trust.clone(),
+                source,
+            })?;
+            (tls::acceptor_from_files(&given.cert, &given.key)?, trust)
+        }
+    };
 
     let base = opts.listen;
     let addr_at = |i: u16| {
@@ -257,7 +293,7 @@ async fn serve(opts: ServeOptions, on_ready: impl FnOnce(&Endpoints)) -> Result<
         attestation: url("https", 1),
         vault: url("https", 2),
         managed_hsm: url("https", 3),
-        ca_pem: ca.pem_path.clone(),
+        ca_pem,
         admin: url("http", 4),
     };
 

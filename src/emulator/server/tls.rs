@@ -1,7 +1,7 @@
 //! TLS of `skr-emulator serve`: the emulator's own CA (ECDSA P-256, `ca.pem` + `ca-key.pem` in
 //! the state directory, created once and reused), the server certificate it issues at every start
 //! for the configured host names plus `localhost` and IP 127.0.0.1, the rustls acceptor (ring
-//! provider, HTTP/1.1), and the self-signed MAA signing certificate of PROTOCOLS.md §5.1.
+//! provider, HTTP/1.1; or given PEM files instead), and the self-signed MAA signing certificate of PROTOCOLS.md §5.1.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::state::RsaSigner;
@@ -123,10 +124,48 @@ impl Ca {
     }
 }
 
-/// A rustls acceptor (ring provider, TLS 1.2/1.3, ALPN http/1.1) for a certificate and key.
+/// A rustls acceptor for a certificate and key the emulator issued.
 pub fn acceptor(
     cert_der: Vec<u8>,
     key_der: Vec<u8>,
+) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    acceptor_for(
+        vec![CertificateDer::from(cert_der)],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)),
+    )
+}
+
+/// A rustls acceptor for given PEM files: `cert` holds the chain (server certificate first),
+/// `key` its private key (PKCS#8, SEC1 or PKCS#1).
+pub fn acceptor_from_files(
+    cert: &Path,
+    key: &Path,
+) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    let bad = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: rustls::pki_types::pem::Error| ServeError::TlsFile {
+            path,
+            reason: e.to_string(),
+        }
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(bad(cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad(cert))?;
+    if chain.is_empty() {
+        return Err(ServeError::TlsFile {
+            path: cert.to_path_buf(),
+            reason: "no CERTIFICATE block".to_string(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(bad(key))?;
+    acceptor_for(chain, key)
+}
+
+/// A rustls acceptor (ring provider, TLS 1.2/1.3, ALPN http/1.1) for a chain and key.
+fn acceptor_for(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
 ) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls_err = |e: rustls::Error| ServeError::Certificate {
@@ -137,10 +176,7 @@ pub fn acceptor(
         .with_safe_default_protocol_versions()
         .map_err(tls_err)?
         .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert_der)],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)),
-        )
+        .with_single_cert(chain, key)
         .map_err(tls_err)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
