@@ -35,9 +35,22 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// Whether the client speaks HTTP/1.0 (closes after the response unless it asked for
+    /// keep-alive).
+    pub http10: bool,
 }
 
 impl Request {
+    /// Whether the connection stays open after this request.
+    pub fn keep_alive(&self) -> bool {
+        let conn = self.header("connection");
+        if self.http10 {
+            conn.is_some_and(|v| v.eq_ignore_ascii_case("keep-alive"))
+        } else {
+            !conn.is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        }
+    }
+
     /// The first header of that (lower-case) name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -226,6 +239,7 @@ pub fn parse_head(head: &[u8]) -> Result<(Request, usize), Malformed> {
         query,
         headers,
         body: Vec::new(),
+        http10: version == b"HTTP/1.0",
     };
     Ok((req, content_length))
 }
@@ -331,9 +345,7 @@ pub async fn serve_connection<S, V>(
         let (endpoint, resp, mut close) = match parsed {
             Err(why) => (service.malformed_endpoint(), service.malformed(why), true),
             Ok(req) => {
-                let close = req
-                    .header("connection")
-                    .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+                let close = !req.keep_alive();
                 (service.endpoint(&req), service.handle(&req), close)
             }
         };
@@ -417,6 +429,22 @@ mod tests {
         assert_eq!(req.path, "/a/b");
         assert_eq!(req.query_all("resource"), vec!["https://vault.azure.net"]);
         assert_eq!(req.header("metadata"), Some("true"));
+        assert!(req.keep_alive());
+        let (req, _) = parse_head(b"GET / HTTP/1.0").unwrap();
+        assert!(!req.keep_alive());
+    }
+
+    #[test]
+    fn random_heads_never_panic() {
+        use rand_core::{OsRng, RngCore};
+        let alphabet = b"GET /?=&%:\r\n HTTP/1.1 \xff\x00abc+";
+        for _ in 0..20_000 {
+            let len = (OsRng.next_u32() % 64) as usize;
+            let head: Vec<u8> = (0..len)
+                .map(|_| alphabet[(OsRng.next_u32() as usize) % alphabet.len()])
+                .collect();
+            let _ = parse_head(&head);
+        }
     }
 
     #[test]
