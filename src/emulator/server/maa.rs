@@ -110,36 +110,3 @@ impl Service for Attestation {
         "attestation-malformed"
     }
 }
-
-/// A Key Vault or Managed HSM listener: for now every path is a 404 in Key Vault's error shape.
-#[derive(Debug)]
-pub struct Vault {
-    /// `"vault"` or `"managed-hsm"` (prefix of the endpoint names).
-    pub flavour: &'static str,
-}
-
-impl Service for Vault {
-    fn endpoint(&self, _req: &Request) -> &'static str {
-        if self.flavour == "vault" {
-            "vault-other"
-        } else {
-            "managed-hsm-other"
-        }
-    }
-
-    fn handle(&self, _req: &Request) -> Response {
-        azure_error(404, "NotFound", "The requested resource was not found")
-    }
-
-    fn malformed(&self, why: Malformed) -> Response {
-        azure_error(why.status(), "BadParameter", why.describe())
-    }
-
-    fn malformed_endpoint(&self) -> &'static str {
-        if self.flavour == "vault" {
-            "vault-malformed"
-        } else {
-            "managed-hsm-malformed"
-        }
-    }
-}

@@ -1,7 +1,8 @@
 //! `skr-emulator serve`: a local Azure (PROTOCOLS.md §8, DESIGN.md "The emulator") in one
 //! process, one loopback port per service:
 //! - IMDS, plain HTTP ([`imds`]: §2.1 tokens, §2.3 THIM);
-//! - attestation, Key Vault and Managed HSM, HTTPS with the emulator's own CA ([`tls`], [`maa`]);
+//! - attestation, Key Vault and Managed HSM, HTTPS with the emulator's own CA ([`tls`], [`maa`],
+//!   [`vault`]);
 //! - admin, plain HTTP ([`admin`]: faults and counters of [`faults`]).
 //!
 //! Start-up contract: once every listener accepts, exactly one JSON line is printed on stdout,
@@ -16,6 +17,7 @@ pub mod imds;
 pub mod maa;
 pub mod state;
 pub mod tls;
+pub mod vault;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -303,8 +305,8 @@ async fn serve(opts: ServeOptions, on_ready: impl FnOnce(&Endpoints)) -> Result<
         endpoints.attestation.clone(),
         &opts.attestation_host,
     )?);
-    let vault: Arc<dyn Service> = Arc::new(maa::Vault { flavour: "vault" });
-    let mhsm: Arc<dyn Service> = Arc::new(maa::Vault {
+    let vault: Arc<dyn Service> = Arc::new(vault::Vault { flavour: "vault" });
+    let mhsm: Arc<dyn Service> = Arc::new(vault::Vault {
         flavour: "managed-hsm",
     });
     let admin: Arc<dyn Service> = Arc::new(admin::Admin {
