@@ -510,6 +510,34 @@ print('ok')
         serde_json::from_str::<Value>(&body).unwrap()["error"],
         "invalid_request"
     );
+    // Over TLS too (python3 ssl verifies the listener with ca_pem and the IP SAN on its own).
+    for (svc, code) in [
+        ("attestation", "InvalidParameter"),
+        ("vault", "BadParameter"),
+    ] {
+        let out = common::python(
+            r#"
+import sys, ssl, socket
+host, port = sys.argv[1].rsplit(':', 1)
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+s = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=10), server_hostname=host)
+s.sendall(b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode())
+"#,
+            &[&emu.addr(svc), ca_pem.to_str().unwrap()],
+        );
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        assert!(out.contains(&format!("x-ms-error-code: {code}")), "{out}");
+        let body: Value =
+            serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap().trim()).unwrap();
+        assert_eq!(body["error"]["code"], code);
+    }
     let (status, _) = get(&c, &token_url(&imds, ""), true);
     assert_eq!(status, 200, "still serving after malformed requests");
 }
