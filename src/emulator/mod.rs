@@ -4,7 +4,8 @@
 //!   and implements [`crate::evidence::SevGuestFirmware`];
 //! - [`hcl`]: HCL report building (§4.2-§4.4);
 //! - [`ak_ca`]: the test CA of the vTPM AK certificate;
-//! - [`provision`]: provisioning swtpm like an Azure CVM vTPM (§4.1).
+//! - [`provision`]: provisioning swtpm like an Azure CVM vTPM (§4.1);
+//! - [`server`]: `skr-emulator serve`, the local IMDS / attestation / Key Vault services (§8).
 //!
 //! Everything here serialises its own bytes, independently of `format::*`, so the verifiers can be
 //! cross-checked against it (and both against the real fixtures).
@@ -15,6 +16,7 @@ pub(crate) mod der;
 pub mod firmware;
 pub mod hcl;
 pub mod provision;
+pub mod server;
 
 use std::path::PathBuf;
 

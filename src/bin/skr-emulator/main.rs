@@ -1,9 +1,9 @@
 //! `skr-emulator`: a local stand-in for Azure (IMDS, Attestation, Key Vault, Managed HSM) and a
-//! test SEV-SNP platform. This issue ships the test platform pieces (`provision-tpm`,
-//! `sign-report`); the HTTP services arrive with the emulator issue.
+//! test SEV-SNP platform: `serve` runs the HTTP services (skrd::emulator::server), `provision-tpm`
+//! and `sign-report` drive the test platform.
 //!
-//! Each subcommand prints one JSON line on success; on failure `error: <message> (<code>)` on
-//! stderr and exit status 1.
+//! Each subcommand prints one JSON line on success (`serve`: once every listener accepts); on
+//! failure `error: <message> (<code>)` on stderr and exit status 1.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +24,45 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the local IMDS, attestation, Key Vault and Managed HSM services on loopback.
+    ///
+    /// Prints one JSON line {"imds", "attestation", "vault", "managed_hsm", "ca_pem", "admin"}
+    /// once every listener accepts; logs go to stderr; SIGTERM/SIGINT stop it with status 0.
+    Serve {
+        /// Directory of the emulator's state (CA, keys, identities, test AMD chain); created if absent.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Address of the listeners; port 0 gives each service an ephemeral port, port P gives
+        /// IMDS, attestation, vault, managed_hsm, admin the ports P..P+4.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Host name of the attestation provider (signing certificate CN and server certificate SAN).
+        #[arg(long, default_value = "sharedemu.emu.attest.azure.net")]
+        attestation_host: String,
+        /// Host name of the Key Vault (server certificate SAN).
+        #[arg(long, default_value = "skr-emulator.vault.azure.net")]
+        vault_host: String,
+        /// Host name of the Managed HSM (server certificate SAN).
+        #[arg(long, default_value = "skr-emulator.managedhsm.azure.net")]
+        managed_hsm_host: String,
+        /// More host names for the server certificate (repeatable).
+        #[arg(long = "hostname")]
+        hostnames: Vec<String>,
+        /// Fault table (JSON, or TOML if the name ends in .toml); replace at run time with
+        /// POST {admin}/faults.
+        #[arg(long)]
+        faults: Option<PathBuf>,
+        /// Serve this PEM certificate chain (server certificate first) instead of issuing one
+        /// from the emulator's CA; needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// PEM file clients should trust with --tls-cert (printed as ca_pem; default: --tls-cert).
+        #[arg(long, requires = "tls_cert")]
+        tls_ca: Option<PathBuf>,
+    },
     /// Provision a running swtpm like an Azure CVM vTPM (AK, AK certificate, HCL report).
     ProvisionTpm {
         /// TCTI of the TPM, e.g. "swtpm:host=127.0.0.1,port=2321".
@@ -85,6 +124,55 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Serve {
+            state_dir,
+            listen,
+            attestation_host,
+            vault_host,
+            managed_hsm_host,
+            hostnames,
+            faults,
+            tls_cert,
+            tls_key,
+            tls_ca,
+        } => {
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .try_init();
+            let opts = skrd::emulator::server::ServeOptions {
+                state_dir,
+                listen,
+                attestation_host,
+                vault_host,
+                managed_hsm_host,
+                extra_hostnames: hostnames,
+                faults,
+                tls: tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| skrd::emulator::server::GivenTls {
+                        cert,
+                        key,
+                        ca: tls_ca,
+                    }),
+            };
+            let ready = |endpoints: &skrd::emulator::server::Endpoints| {
+                use std::io::Write;
+                if let Ok(line) = serde_json::to_string(endpoints) {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                }
+            };
+            match skrd::emulator::server::run(opts, ready) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e.code(), &e),
+            }
+        }
         Command::ProvisionTpm {
             tcti,
             state_dir,

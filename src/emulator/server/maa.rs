@@ -1,0 +1,112 @@
+//! The emulated Microsoft Azure Attestation listener (HTTPS), PROTOCOLS.md §5.1: OpenID discovery
+//! (`/.well-known/openid-configuration`) and the signing keys (`/certs`, JWKS with `x5c`). The
+//! attest endpoints (§5.2, §5.3) come with the next emulator session; every other path gets MAA's
+//! error body `{"error": {"code", "message"}}` with the `x-ms-error-code` header.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+
+use super::http::{Malformed, Request, Response, Service};
+use super::state::State;
+use super::tls::maa_certificate;
+use super::ServeError;
+
+/// Claims announced in the discovery document (a subset of the real list).
+const CLAIMS: &[&str] = &[
+    "x-ms-ver",
+    "x-ms-attestation-type",
+    "x-ms-policy-hash",
+    "x-ms-runtime",
+    "x-ms-sevsnpvm-reportdata",
+    "x-ms-sevsnpvm-launchmeasurement",
+    "x-ms-isolation-tee",
+    "x-ms-compliance-status",
+    "nonce",
+];
+
+/// An Azure-style error (`{"error": {"code", "message"}}` + `x-ms-error-code`), shared by the
+/// attestation, Key Vault and Managed HSM listeners.
+pub fn azure_error(status: u16, code: &str, message: &str) -> Response {
+    Response::json(
+        status,
+        &serde_json::json!({"error": {"code": code, "message": message}}),
+    )
+    .with_header("x-ms-error-code", code)
+}
+
+/// The attestation service.
+#[derive(Debug)]
+pub struct Attestation {
+    /// The issuer (the URL clients use, e.g. `https://127.0.0.1:PORT`).
+    pub issuer: String,
+    jwks: serde_json::Value,
+    _state: Arc<State>,
+}
+
+impl Attestation {
+    /// The service: `issuer` is the printed URL; `host` names the signing certificate.
+    pub fn new(state: Arc<State>, issuer: String, host: &str) -> Result<Self, ServeError> {
+        let cert = maa_certificate(&state.maa, host)?;
+        let mut jwk = state.maa.public_jwk();
+        jwk["x5c"] = serde_json::json!([base64::engine::general_purpose::STANDARD.encode(cert)]);
+        Ok(Self {
+            issuer,
+            jwks: serde_json::json!({"keys": [jwk]}),
+            _state: state,
+        })
+    }
+
+    fn metadata(&self) -> serde_json::Value {
+        serde_json::json!({
+            "issuer": self.issuer,
+            "jwks_uri": format!("{}/certs", self.issuer),
+            "revocation_endpoint": format!("{}/revocations", self.issuer),
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["token", "none"],
+            "claims_supported": CLAIMS,
+        })
+    }
+}
+
+fn route(path: &str) -> &'static str {
+    let lower = path.to_ascii_lowercase();
+    match lower.trim_end_matches('/') {
+        "/.well-known/openid-configuration" => "attestation-meta",
+        "/certs" => "attestation-certs",
+        _ => "attestation-other",
+    }
+}
+
+impl Service for Attestation {
+    fn endpoint(&self, req: &Request) -> &'static str {
+        route(&req.path)
+    }
+
+    fn handle(&self, req: &Request) -> Response {
+        let endpoint = route(&req.path);
+        if endpoint == "attestation-other" {
+            return azure_error(404, "NotFound", "The requested resource was not found");
+        }
+        if req.method != "GET" {
+            return azure_error(
+                405,
+                "MethodNotAllowed",
+                "Only GET is supported on this path",
+            );
+        }
+        if endpoint == "attestation-meta" {
+            Response::json(200, &self.metadata())
+        } else {
+            Response::json(200, &self.jwks)
+        }
+    }
+
+    fn malformed(&self, why: Malformed) -> Response {
+        azure_error(why.status(), "InvalidParameter", why.describe())
+    }
+
+    fn malformed_endpoint(&self) -> &'static str {
+        "attestation-malformed"
+    }
+}

@@ -1,0 +1,360 @@
+//! `skr-emulator serve`: a local Azure (PROTOCOLS.md §8, DESIGN.md "The emulator") in one
+//! process, one loopback port per service:
+//! - IMDS, plain HTTP ([`imds`]: §2.1 tokens, §2.3 THIM);
+//! - attestation, Key Vault and Managed HSM, HTTPS with the emulator's own CA ([`tls`], [`maa`],
+//!   [`vault`]);
+//! - admin, plain HTTP ([`admin`]: faults and counters of [`faults`]).
+//!
+//! Start-up contract: once every listener accepts, exactly one JSON line is printed on stdout,
+//! `{"imds", "attestation", "vault", "managed_hsm", "ca_pem", "admin"}`; logs go to stderr;
+//! SIGTERM or SIGINT stops accepting, lets in-flight requests finish (bounded by
+//! [`SHUTDOWN_GRACE`]) and returns `Ok`. State lives in the state directory ([`state`]).
+
+pub mod admin;
+pub mod faults;
+pub mod http;
+pub mod imds;
+pub mod maa;
+pub mod state;
+pub mod tls;
+pub mod vault;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::emulator::amd_chain::TestAmdChain;
+use crate::emulator::EmulatorError;
+use crate::error::ErrorCode;
+use faults::Faults;
+use http::Service;
+
+/// How long in-flight requests may run after SIGTERM.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of `skr-emulator serve`.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A state file could not be read or written.
+    #[error("emulator state file {path}: {source}; check the --state-dir permissions")]
+    StateIo {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The test platform state failed.
+    #[error(transparent)]
+    Emulator(#[from] EmulatorError),
+    /// A certificate or the TLS configuration could not be made.
+    #[error("could not make the {what}: {reason}; delete the state directory's ca*.pem to regenerate the CA")]
+    Certificate {
+        /// What was being made.
+        what: &'static str,
+        /// The library's reason.
+        reason: String,
+    },
+    /// A given TLS certificate or key file is unusable.
+    #[error("TLS file {path}: {reason}; give a PEM certificate chain (--tls-cert) and its PEM private key (--tls-key)")]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The fault file could not be read.
+    #[error("fault file {path}: {source}")]
+    FaultsIo {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The fault file is not a valid fault table.
+    #[error("fault file {path} is not a valid fault table: {reason}; see skr-emulator(1) FAULTS")]
+    FaultsInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}; choose another --listen address or port")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The async runtime or the signal handlers could not start.
+    #[error("cannot start the server runtime: {source}")]
+    Runtime {
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl ErrorCode for ServeError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::StateIo { .. } => "emulator-state-io",
+            Self::Emulator(e) => e.code(),
+            Self::Certificate { .. } => "emulator-serve-certificate",
+            Self::TlsFile { .. } => "emulator-tls-file-invalid",
+            Self::FaultsIo { .. } => "emulator-faults-unreadable",
+            Self::FaultsInvalid { .. } => "emulator-faults-invalid",
+            Self::Listen { .. } => "emulator-listen-failed",
+            Self::Runtime { .. } => "emulator-runtime-failed",
+        }
+    }
+}
+
+/// Options of `skr-emulator serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The state directory (created if absent).
+    pub state_dir: PathBuf,
+    /// Address of the first listener; port 0 = an ephemeral port for each service, otherwise
+    /// IMDS, attestation, vault, managed_hsm, admin take PORT..PORT+4.
+    pub listen: SocketAddr,
+    /// Host name of the attestation provider (signing certificate CN, server certificate SAN).
+    pub attestation_host: String,
+    /// Host name of the Key Vault (server certificate SAN).
+    pub vault_host: String,
+    /// Host name of the Managed HSM (server certificate SAN).
+    pub managed_hsm_host: String,
+    /// More names for the server certificate.
+    pub extra_hostnames: Vec<String>,
+    /// Initial fault table.
+    pub faults: Option<PathBuf>,
+    /// Serve these certificates instead of issuing them.
+    pub tls: Option<GivenTls>,
+}
+
+/// TLS material given on the command line instead of the emulator's own CA.
+#[derive(Debug, Clone)]
+pub struct GivenTls {
+    /// PEM chain, server certificate first.
+    pub cert: PathBuf,
+    /// PEM private key of the server certificate.
+    pub key: PathBuf,
+    /// The PEM file clients should trust (printed as `ca_pem`); default: `cert`.
+    pub ca: Option<PathBuf>,
+}
+
+/// The start-up line.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Endpoints {
+    /// IMDS base URL (plain HTTP).
+    pub imds: String,
+    /// Attestation base URL (HTTPS) = the MAA issuer.
+    pub attestation: String,
+    /// Key Vault base URL (HTTPS).
+    pub vault: String,
+    /// Managed HSM base URL (HTTPS).
+    pub managed_hsm: String,
+    /// The CA certificate (PEM file) that verifies the HTTPS listeners.
+    pub ca_pem: PathBuf,
+    /// Admin base URL (plain HTTP).
+    pub admin: String,
+}
+
+/// Runs the server until SIGTERM/SIGINT; `on_ready` receives the endpoints once all listen.
+pub fn run(opts: ServeOptions, on_ready: impl FnOnce(&Endpoints)) -> Result<(), ServeError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| ServeError::Runtime { source })?;
+    rt.block_on(serve(opts, on_ready))
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })
+}
+
+fn local(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(fallback)
+}
+
+/// Accepts connections until shutdown; each connection holds a clone of `done`.
+fn spawn_listener(
+    listener: TcpListener,
+    service: Arc<dyn Service>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    faults: Arc<Faults>,
+    mut shutdown: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.changed() => return,
+            };
+            let Ok((tcp, peer)) = accepted else { continue };
+            // Small responses must not wait for delayed ACKs (Nagle): 40 ms per new connection.
+            let _ = tcp.set_nodelay(true);
+            let (service, faults, shutdown, done, tls) = (
+                service.clone(),
+                faults.clone(),
+                shutdown.clone(),
+                done.clone(),
+                tls.clone(),
+            );
+            tokio::spawn(async move {
+                let _done = done;
+                tracing::debug!(%peer, "connection");
+                match tls {
+                    None => http::serve_connection(tcp, service, faults, shutdown).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => {
+                                http::serve_connection(stream, service, faults, shutdown).await
+                            }
+                            Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+async fn serve(opts: ServeOptions, on_ready: impl FnOnce(&Endpoints)) -> Result<(), ServeError> {
+    let dir = &opts.state_dir;
+    std::fs::create_dir_all(dir).map_err(|source| ServeError::StateIo {
+        path: dir.clone(),
+        source,
+    })?;
+    let dir = std::fs::canonicalize(dir).map_err(|source| ServeError::StateIo {
+        path: dir.clone(),
+        source,
+    })?;
+    let table = match &opts.faults {
+        Some(path) => faults::load_file(path)?,
+        None => Default::default(),
+    };
+    let faults = Arc::new(Faults::new(table));
+    let st = Arc::new(state::State::load_or_create(&dir)?);
+    let chain = TestAmdChain::load_or_create(&dir)?;
+    let ca = tls::Ca::load_or_create(&dir)?;
+    let mut names = vec![
+        opts.attestation_host.clone(),
+        opts.vault_host.clone(),
+        opts.managed_hsm_host.clone(),
+    ];
+    names.extend(opts.extra_hostnames.iter().cloned());
+    let (acceptor, ca_pem) = match &opts.tls {
+        None => {
+            let (cert, key) = ca.issue_server(&names)?;
+            (tls::acceptor(cert, key)?, ca.pem_path.clone())
+        }
+        Some(given) => {
+            let trust = given.ca.as_ref().unwrap_or(&given.cert);
+            let trust = std::fs::canonicalize(trust).map_err(|source| ServeError::StateIo {
+                path: trust.clone(),
+                source,
+            })?;
+            (tls::acceptor_from_files(&given.cert, &given.key)?, trust)
+        }
+    };
+
+    let base = opts.listen;
+    let addr_at = |i: u16| {
+        let mut a = base;
+        if base.port() != 0 {
+            a.set_port(base.port().saturating_add(i));
+        }
+        a
+    };
+    let mut listeners = Vec::new();
+    for i in 0..5u16 {
+        listeners.push(bind(addr_at(i)).await?);
+    }
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| local(l, addr_at(u16::try_from(i).unwrap_or(0))))
+        .collect();
+    let url = |scheme: &str, i: usize| {
+        let a = addrs.get(i).copied().unwrap_or(base);
+        format!("{scheme}://{a}")
+    };
+    let endpoints = Endpoints {
+        imds: url("http", 0),
+        attestation: url("https", 1),
+        vault: url("https", 2),
+        managed_hsm: url("https", 3),
+        ca_pem,
+        admin: url("http", 4),
+    };
+
+    let imds: Arc<dyn Service> = Arc::new(imds::Imds::new(st.clone(), &chain)?);
+    let maa: Arc<dyn Service> = Arc::new(maa::Attestation::new(
+        st.clone(),
+        endpoints.attestation.clone(),
+        &opts.attestation_host,
+    )?);
+    let vault: Arc<dyn Service> = Arc::new(vault::Vault { flavour: "vault" });
+    let mhsm: Arc<dyn Service> = Arc::new(vault::Vault {
+        flavour: "managed-hsm",
+    });
+    let admin: Arc<dyn Service> = Arc::new(admin::Admin {
+        faults: faults.clone(),
+    });
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| ServeError::Runtime { source })?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|source| ServeError::Runtime { source })?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let services = [
+        (imds, None),
+        (maa, Some(acceptor.clone())),
+        (vault, Some(acceptor.clone())),
+        (mhsm, Some(acceptor)),
+        (admin, None),
+    ];
+    for (listener, (service, tls)) in listeners.into_iter().zip(services) {
+        spawn_listener(
+            listener,
+            service,
+            tls,
+            faults.clone(),
+            stop_rx.clone(),
+            done_tx.clone(),
+        );
+    }
+    drop(done_tx);
+    tracing::info!(?endpoints, "skr-emulator serving");
+    on_ready(&endpoints);
+
+    let signal = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal,
+        "stopping: no new connections, finishing in-flight requests"
+    );
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests still running after the grace period; exiting");
+    }
+    Ok(())
+}
