@@ -1,13 +1,16 @@
 //! The emulated Microsoft Azure Attestation listener (HTTPS), PROTOCOLS.md §5.1: OpenID discovery
-//! (`/.well-known/openid-configuration`) and the signing keys (`/certs`, JWKS with `x5c`). The
-//! attest endpoints (§5.2, §5.3) come with the next emulator session; every other path gets MAA's
-//! error body `{"error": {"code", "message"}}` with the `x-ms-error-code` header.
+//! (`/.well-known/openid-configuration`), the signing keys (`/certs`, JWKS with `x5c`) and
+//! `POST /attest/SevSnpVm` (§5.2, [`super::sevsnpvm`]); every other path gets MAA's error body
+//! `{"error": {"code", "message"}}` with the `x-ms-error-code` header.
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 
+use crate::emulator::amd_chain::TestAmdChain;
+
 use super::http::{Malformed, Request, Response, Service};
+use super::sevsnpvm::{check_api_version, SevSnpVm};
 use super::state::State;
 use super::tls::maa_certificate;
 use super::ServeError;
@@ -41,7 +44,7 @@ pub struct Attestation {
     /// The issuer (the URL clients use, e.g. `https://127.0.0.1:PORT`).
     pub issuer: String,
     jwks: serde_json::Value,
-    _state: Arc<State>,
+    sevsnpvm: SevSnpVm,
 }
 
 impl Attestation {
@@ -50,10 +53,18 @@ impl Attestation {
         let cert = maa_certificate(&state.maa, host)?;
         let mut jwk = state.maa.public_jwk();
         jwk["x5c"] = serde_json::json!([base64::engine::general_purpose::STANDARD.encode(cert)]);
+        // The test ARK of the state directory is trusted explicitly, next to the pinned AMD roots.
+        let ark = TestAmdChain::load_or_create(&state.dir)?.ark_der;
+        let sevsnpvm = SevSnpVm::new(state, issuer.clone(), Some(&ark)).map_err(|e| {
+            ServeError::Certificate {
+                what: "AMD trust store",
+                reason: e.to_string(),
+            }
+        })?;
         Ok(Self {
             issuer,
             jwks: serde_json::json!({"keys": [jwk]}),
-            _state: state,
+            sevsnpvm,
         })
     }
 
@@ -74,6 +85,7 @@ fn route(path: &str) -> &'static str {
     match lower.trim_end_matches('/') {
         "/.well-known/openid-configuration" => "attestation-meta",
         "/certs" => "attestation-certs",
+        "/attest/sevsnpvm" => "attestation-sevsnpvm",
         _ => "attestation-other",
     }
 }
@@ -87,6 +99,19 @@ impl Service for Attestation {
         let endpoint = route(&req.path);
         if endpoint == "attestation-other" {
             return azure_error(404, "NotFound", "The requested resource was not found");
+        }
+        if endpoint == "attestation-sevsnpvm" {
+            if req.method != "POST" {
+                return azure_error(
+                    405,
+                    "MethodNotAllowed",
+                    "Only POST is supported on this path",
+                );
+            }
+            if let Some(refusal) = check_api_version(req) {
+                return refusal;
+            }
+            return self.sevsnpvm.handle(req);
         }
         if req.method != "GET" {
             return azure_error(

@@ -15,6 +15,7 @@ pub mod faults;
 pub mod http;
 pub mod imds;
 pub mod maa;
+pub mod sevsnpvm;
 pub mod state;
 pub mod tls;
 pub mod vault;
