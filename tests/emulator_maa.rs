@@ -297,6 +297,35 @@ fn sevsnpvm_token_verifies_and_matches_real_claims() {
     );
     assert_eq!(vt.claims["iss"], issuer);
 
+    // The SNP claims equal the report bytes read at the §3.2 offsets.
+    for (k, v) in claims_from_bytes(&report, false).as_object().unwrap() {
+        assert_eq!(&vt.claims[k], v, "{k}");
+    }
+
+    // Independent RS256 check against the served JWKS (python3 cryptography, x5c certificate's
+    // key and the n/e members both).
+    let jwks_path = dir.path().join("served-maa-jwks.json");
+    std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+    let out = common::python(
+        r#"
+import sys, json, base64
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa, padding
+from cryptography.hazmat.primitives import hashes
+d = lambda s: base64.urlsafe_b64decode(s + '=' * (-len(s) % 4))
+tok, jwks = sys.argv[1], json.load(open(sys.argv[2]))
+h, p, s = tok.split('.')
+k = [k for k in jwks['keys'] if k['kid'] == json.loads(d(h))['kid']][0]
+pub = rsa.RSAPublicNumbers(int.from_bytes(d(k['e']), 'big'), int.from_bytes(d(k['n']), 'big')).public_key()
+pub.verify(d(s), (h + '.' + p).encode(), padding.PKCS1v15(), hashes.SHA256())
+cert = x509.load_der_x509_certificate(base64.b64decode(k['x5c'][0]))
+cert.public_key().verify(d(s), (h + '.' + p).encode(), padding.PKCS1v15(), hashes.SHA256())
+print('ok')
+"#,
+        &[&token, jwks_path.to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), "ok");
+
     // Claim by claim against the real token. The real one is an AzureGuest token: its SNP facts
     // sit in `x-ms-isolation-tee`, which a SevSnpVm token has at the top level (§5.4, trap 18).
     // Differences on purpose: the real top level's `secureboot`, `x-ms-azurevm-*` and
@@ -471,4 +500,101 @@ fn sevsnpvm_refusals_name_the_failed_check() {
         "{b}"
     );
     assert_eq!(b["error"]["code"], "UnsupportedApiVersionValue");
+}
+
+/// The `x-ms-sevsnpvm-*` values read straight from the report bytes at the offsets of
+/// PROTOCOLS.md §3.2-§3.4 (independent of `skrd::format::snp`); `turin` selects the TCB layout
+/// (Turin: FMC, BL, TEE, SNP at bytes 0-3; Milan/Genoa: BL, TEE at 0-1, SNP at 6; µcode at 7).
+fn claims_from_bytes(r: &[u8], turin: bool) -> Value {
+    let u32le = |at: usize| u32::from_le_bytes(r[at..at + 4].try_into().unwrap());
+    let policy = u64::from_le_bytes(r[0x08..0x10].try_into().unwrap());
+    let tcb = &r[0x180..0x188];
+    let (bl, tee, snp) = if turin {
+        (tcb[1], tcb[2], tcb[3])
+    } else {
+        (tcb[0], tcb[1], tcb[6])
+    };
+    json!({
+        "x-ms-sevsnpvm-authorkeydigest": hex::encode(&r[0x110..0x140]),
+        "x-ms-sevsnpvm-bootloader-svn": bl,
+        "x-ms-sevsnpvm-familyId": hex::encode(&r[0x10..0x20]),
+        "x-ms-sevsnpvm-guestsvn": u32le(0x04),
+        "x-ms-sevsnpvm-hostdata": hex::encode(&r[0xC0..0xE0]),
+        "x-ms-sevsnpvm-idkeydigest": hex::encode(&r[0xE0..0x110]),
+        "x-ms-sevsnpvm-imageId": hex::encode(&r[0x20..0x30]),
+        "x-ms-sevsnpvm-is-debuggable": policy & (1 << 19) != 0,
+        "x-ms-sevsnpvm-launchmeasurement": hex::encode(&r[0x90..0xC0]),
+        "x-ms-sevsnpvm-microcode-svn": tcb[7],
+        "x-ms-sevsnpvm-migration-allowed": policy & (1 << 18) != 0,
+        "x-ms-sevsnpvm-reportdata": hex::encode(&r[0x50..0x90]),
+        "x-ms-sevsnpvm-reportid": hex::encode(&r[0x140..0x160]),
+        "x-ms-sevsnpvm-smt-allowed": policy & (1 << 16) != 0,
+        "x-ms-sevsnpvm-snpfw-svn": snp,
+        "x-ms-sevsnpvm-tee-svn": tee,
+        "x-ms-sevsnpvm-vmpl": u32le(0x30),
+    })
+}
+
+/// Real AMD evidence (oak fixtures: Milan, Genoa, Turin reports with their chips' VCEKs, no
+/// ASK/ARK sent) verifies against the built-in pinned roots; without `runtimeData` there is no
+/// binding to check and no `x-ms-runtime`.
+#[test]
+fn real_amd_reports_verify_against_the_pinned_roots() {
+    let dir = common::fresh_state_dir();
+    let emu = Emu::start(dir.path());
+    let c = emu.client();
+    let issuer = emu.url("attestation");
+    let url = format!("{issuer}/attest/SevSnpVm?api-version=2022-08-01");
+    let jwks: Value = c
+        .get(format!("{issuer}/certs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let keys = KeySet::from_json(&jwks).unwrap();
+    macro_rules! real {
+        ($p:expr) => {
+            &include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/real/",
+                $p
+            ))[..]
+        };
+    }
+    for (name, report, vcek, turin) in [
+        (
+            "genoa",
+            real!("oak/genoa_oc_report.bin"),
+            real!("oak/genoa_oc_vcek.der"),
+            false,
+        ),
+        (
+            "milan",
+            real!("oak/milan_oc_release_report.bin"),
+            real!("oak/milan_oc_release_vcek.der"),
+            false,
+        ),
+        (
+            "turin",
+            real!("oak/turin_oc_report.bin"),
+            real!("oak/turin_oc_vcek.der"),
+            true,
+        ),
+    ] {
+        let inner = json!({
+            "SnpReport": enc(B64::UrlNoPad, report),
+            "VcekCertChain": enc(B64::Std, cert_pem(vcek).unwrap().as_bytes()),
+        });
+        let b = json!({"report": enc(B64::UrlNoPad, inner.to_string().as_bytes())});
+        let (s, _, resp) = post(&c, &url, &b);
+        assert_eq!(s, 200, "{name}: {resp}");
+        let token = resp["token"].as_str().unwrap();
+        let vt = verify_jwt(token.as_bytes(), &keys, &Validation::maa(&issuer, now())).unwrap();
+        let expected = claims_from_bytes(report, turin);
+        for (k, v) in expected.as_object().unwrap() {
+            assert_eq!(&vt.claims[k], v, "{name}: {k}");
+        }
+        assert!(vt.claims.get("x-ms-runtime").is_none(), "{name}");
+        assert!(vt.claims.get("nonce").is_none(), "{name}");
+    }
 }
