@@ -481,6 +481,32 @@ fn sevsnpvm_refusals_name_the_failed_check() {
     let resp = c.post(&url).body("not json").send().unwrap();
     assert_eq!(resp.status().as_u16(), 400);
 
+    // Endorsements (ACI): shape {"Uvm": [base64]} required; well-formed ones make the token
+    // "azure-compliant-uvm" as real ACI tokens are (§5.4); the COSE signature is not checked.
+    let with_endorsements = |e: &[u8]| {
+        let inner = json!({
+            "SnpReport": enc(B64::Url, &report),
+            "VcekCertChain": enc(B64::Url, pem.as_bytes()),
+            "Endorsements": enc(B64::Url, e),
+        });
+        json!({
+            "report": enc(B64::Url, inner.to_string().as_bytes()),
+            "runtimeData": {"data": enc(B64::Url, rt), "dataType": "JSON"},
+        })
+    };
+    let (s, _, resp) = post(&c, &url, &with_endorsements(br#"{"Uvm":["0oRZ"]}"#));
+    assert_eq!(s, 200, "{resp}");
+    let (_, claims) = decode_unverified(resp["token"].as_str().unwrap().as_bytes()).unwrap();
+    assert_eq!(claims["x-ms-compliance-status"], "azure-compliant-uvm");
+    let got = post(&c, &url, &with_endorsements(br#"{"Uvm":"0oRZ"}"#));
+    assert_refused(got, "InvalidParameter", "maa-field-invalid");
+    let got = post(&c, &url, &with_endorsements(b"[]"));
+    assert_refused(got, "InvalidParameter", "maa-field-json-invalid");
+
+    // Only POST on the attest path.
+    let resp = c.get(&url).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+
     // api-version: missing and unknown (PROTOCOLS.md §5.1 lists the accepted ones).
     let good = body(B64::Url, &report, &pem, rt, none);
     let (s, h, b) = post(&c, &format!("{issuer}/attest/SevSnpVm"), &good);

@@ -15,16 +15,33 @@ use super::state::State;
 use super::tls::maa_certificate;
 use super::ServeError;
 
-/// Claims announced in the discovery document (a subset of the real list).
+/// Claims announced in the discovery document (those the emulator issues; the real list is
+/// longer).
 const CLAIMS: &[&str] = &[
     "x-ms-ver",
     "x-ms-attestation-type",
     "x-ms-policy-hash",
     "x-ms-runtime",
-    "x-ms-sevsnpvm-reportdata",
-    "x-ms-sevsnpvm-launchmeasurement",
-    "x-ms-isolation-tee",
+    "x-ms-inittime",
     "x-ms-compliance-status",
+    "x-ms-isolation-tee",
+    "x-ms-sevsnpvm-authorkeydigest",
+    "x-ms-sevsnpvm-bootloader-svn",
+    "x-ms-sevsnpvm-familyId",
+    "x-ms-sevsnpvm-guestsvn",
+    "x-ms-sevsnpvm-hostdata",
+    "x-ms-sevsnpvm-idkeydigest",
+    "x-ms-sevsnpvm-imageId",
+    "x-ms-sevsnpvm-is-debuggable",
+    "x-ms-sevsnpvm-launchmeasurement",
+    "x-ms-sevsnpvm-microcode-svn",
+    "x-ms-sevsnpvm-migration-allowed",
+    "x-ms-sevsnpvm-reportdata",
+    "x-ms-sevsnpvm-reportid",
+    "x-ms-sevsnpvm-smt-allowed",
+    "x-ms-sevsnpvm-snpfw-svn",
+    "x-ms-sevsnpvm-tee-svn",
+    "x-ms-sevsnpvm-vmpl",
     "nonce",
 ];
 
