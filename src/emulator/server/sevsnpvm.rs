@@ -588,10 +588,44 @@ mod tests {
             format!(r#"{{"report":"{inner}","runtimeData":{{"data":"e30","dataType":"XML"}}}}"#);
         let e = parse_attest_request(body.as_bytes()).unwrap_err();
         assert!(e.to_string().contains("runtimeData.dataType"), "{e}");
+        let body = format!(r#"{{"report":"{inner}","nonce":1.5}}"#);
+        let e = parse_attest_request(body.as_bytes()).unwrap_err();
+        assert_eq!(e.code(), "maa-field-invalid");
+        assert!(e.to_string().contains("nonce"), "{e}");
     }
 
     #[test]
-    fn fuzz_never_panics_on_garbage() {
+    fn fuzz_never_panics_on_mutated_bodies() {
+        let report = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/real/oak/genoa_oc_report.bin"
+        ));
+        let inner = json!({"SnpReport": b64::encode_url(report), "VcekCertChain": "AA"});
+        let body = json!({
+            "report": b64::encode_url(inner.to_string().as_bytes()),
+            "runtimeData": {"data": "e30", "dataType": "JSON"},
+            "nonce": 5,
+        })
+        .to_string()
+        .into_bytes();
+        // The unmutated body parses, and the report inside it is the real one.
+        let parsed = parse_attest_request(&body).unwrap();
+        assert_eq!(parsed.snp_report, report.to_vec());
+        assert_eq!(parsed.runtime_data.unwrap().json, Some(json!({})));
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..3000 {
+            let mut b = body.clone();
+            for _ in 0..4 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let at = usize::try_from(seed >> 33).unwrap() % b.len();
+                b[at] = (seed >> 13) as u8;
+            }
+            let cut = usize::try_from(seed >> 40).unwrap() % (b.len() + 1);
+            fuzz_attest_request(&b);
+            fuzz_attest_request(&b[..cut]);
+        }
         for body in [&b""[..], b"{", b"{\"report\":\"\"}", &[0xff, 0xfe, 0x00]] {
             fuzz_attest_request(body);
         }
