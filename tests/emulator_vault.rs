@@ -778,3 +778,100 @@ fn throttling_gives_429_with_retry_after() {
     let (st, _, _) = ctx.call("GET", "managed_hsm", "/keys/t", None);
     assert_eq!(st, 404);
 }
+
+/// Member paths (document order) of a release body's JWS header and payload and of the decoded
+/// `key_hsm`, computed by python3's order-preserving json module.
+const SHAPE_PY: &str = r#"
+import base64, json, sys
+def d(s):
+    return base64.urlsafe_b64decode(s + '=' * (-len(s) % 4))
+def paths(o, pre=''):
+    out = []
+    if isinstance(o, dict):
+        for k, v in o.items():
+            out.append(pre + k)
+            out += paths(v, pre + k + '.')
+    return out
+body = json.load(open(sys.argv[1]))
+h, p, _ = body['value'].split('.')
+payload = json.loads(d(p))
+kh = json.loads(d(payload['response']['key']['key']['key_hsm']))
+skip = {'response.key.attributes.nbf', 'response.key.attributes.exp'}
+print(json.dumps({'header': paths(json.loads(d(h))),
+                  'payload': [x for x in paths(payload) if x not in skip],
+                  'key_hsm': paths(kh)}))
+"#;
+
+const UNWRAP_PY: &str = r#"
+import base64, json, sys
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
+def d(s):
+    return base64.urlsafe_b64decode(s + '=' * (-len(s) % 4))
+body = json.load(open(sys.argv[1]))
+key = serialization.load_pem_private_key(open(sys.argv[2], 'rb').read(), None)
+payload = json.loads(d(body['value'].split('.')[1]))
+kh = json.loads(d(payload['response']['key']['key']['key_hsm']))
+h = {'CKM_RSA_AES_KEY_WRAP': hashes.SHA1, 'RSA_AES_KEY_WRAP_256': hashes.SHA256,
+     'RSA_AES_KEY_WRAP_384': hashes.SHA384}[payload['request']['enc']]
+ct = d(kh['ciphertext'])
+n = key.key_size // 8
+kek = key.decrypt(ct[:n], padding.OAEP(mgf=padding.MGF1(h()), algorithm=h(), label=None))
+print(aes_key_unwrap_with_padding(kek, ct[n:]).hex())
+"#;
+
+#[test]
+fn release_shape_matches_the_real_response_and_python_unwraps_it() {
+    use rsa::pkcs8::EncodePrivateKey;
+    let state = common::fresh_state_dir();
+    let ctx = Ctx::start(state.path(), &[]);
+    let authority = ctx.base("attestation");
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/shape/create",
+        Some(&json!({"kty": "RSA-HSM", "attributes": {"exportable": true}, "release_policy": policy(&authority)})),
+    );
+    assert_eq!(st, 200);
+    let version = version_of(&b);
+    let tk = TransferKey::generate(2048).unwrap();
+    let pem = tk
+        .private_key()
+        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap();
+    let key_file = state.path().join("transfer.pem");
+    std::fs::write(&key_file, pem.as_bytes()).unwrap();
+    let target = ctx.maa_token(runtime_keys(&tk), 3600);
+    let real = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/real/thomvanl-skr-sample/sample-responses/2-keyvault-release-key/keyvault-release-key-reponse-body.json"
+    );
+    let want = common::python(SHAPE_PY, &[real]);
+    let stored = hex::encode(ctx.stored_material("vault", "shape", &version));
+    for enc in [
+        "CKM_RSA_AES_KEY_WRAP",
+        "RSA_AES_KEY_WRAP_256",
+        "RSA_AES_KEY_WRAP_384",
+    ] {
+        let (st, _, resp) = ctx.call(
+            "POST",
+            "vault",
+            &format!("/keys/shape/{version}/release"),
+            Some(&json!({"target": target, "enc": enc})),
+        );
+        assert_eq!(st, 200, "{resp}");
+        let f = state.path().join("release.json");
+        std::fs::write(&f, resp.to_string()).unwrap();
+        let got = common::python(SHAPE_PY, &[f.to_str().unwrap()]);
+        assert_eq!(
+            got, want,
+            "member paths and order differ from the real Key Vault response"
+        );
+        let plain = common::python(
+            UNWRAP_PY,
+            &[f.to_str().unwrap(), key_file.to_str().unwrap()],
+        );
+        assert_eq!(plain.trim(), stored, "{enc}");
+    }
+}
