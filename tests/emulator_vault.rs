@@ -875,3 +875,42 @@ fn release_shape_matches_the_real_response_and_python_unwraps_it() {
         assert_eq!(plain.trim(), stored, "{enc}");
     }
 }
+
+#[test]
+fn import_ec_jwk_stores_pkcs8_that_python_reads() {
+    // python3 cryptography makes the key; it later reads the stored PKCS#8 back.
+    let gen = r#"
+import base64, json
+from cryptography.hazmat.primitives.asymmetric import ec
+k = ec.generate_private_key(ec.SECP384R1())
+n = k.private_numbers()
+b = lambda i: base64.urlsafe_b64encode(i.to_bytes(48, 'big')).rstrip(b'=').decode()
+print(json.dumps({'kty': 'EC', 'crv': 'P-384', 'd': b(n.private_value),
+                  'x': b(n.public_numbers.x), 'y': b(n.public_numbers.y)}))
+"#;
+    let jwk: Value = serde_json::from_str(common::python(gen, &[]).trim()).unwrap();
+    let state = common::fresh_state_dir();
+    let ctx = Ctx::start(state.path(), &[]);
+    let authority = ctx.base("attestation");
+    let (st, _, b) = ctx.call(
+        "PUT",
+        "vault",
+        "/keys/ec-imported",
+        Some(&json!({"key": jwk, "hsm": true, "attributes": {"exportable": true}, "release_policy": policy(&authority)})),
+    );
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["key"]["kty"], "EC-HSM");
+    assert_eq!(b["key"]["crv"], "P-384");
+    assert_eq!(b["key"]["x"], jwk["x"]);
+    let der = ctx.stored_material("vault", "ec-imported", &version_of(&b));
+    let f = state.path().join("ec.der");
+    std::fs::write(&f, der).unwrap();
+    let check = r#"
+import base64, sys
+from cryptography.hazmat.primitives import serialization
+k = serialization.load_der_private_key(open(sys.argv[1], 'rb').read(), None)
+print(base64.urlsafe_b64encode(k.private_numbers().private_value.to_bytes(48, 'big')).rstrip(b'=').decode())
+"#;
+    let d = common::python(check, &[f.to_str().unwrap()]);
+    assert_eq!(d.trim(), jwk["d"].as_str().unwrap());
+}
