@@ -1195,8 +1195,16 @@ impl Service for Vault {
     }
 
     fn handle(&self, req: &Request) -> Response {
-        match self.dispatch(req) {
+        // Key generation and RSA operations take milliseconds to seconds: keep the other
+        // connections of the multi-threaded runtime moving meanwhile.
+        let run = || match self.dispatch(req) {
             Ok(r) | Err(r) => r,
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(run)
+            }
+            _ => run(),
         }
     }
 
@@ -1244,6 +1252,23 @@ mod tests {
         assert!(parse_release_request(br#"{"target":"t","enc":"AES"}"#).is_err());
         assert!(parse_release_request(b"[1]").is_err());
         fuzz_vault_request(b"\xff{");
+    }
+
+    #[test]
+    fn fuzz_entry_survives_mutations() {
+        let seeds: [&[u8]; 3] = [
+            br#"{"target":"a.b.c","enc":"RSA_AES_KEY_WRAP_256","nonce":"n"}"#,
+            br#"{"key":{"kty":"RSA","n":"AQAB","e":"AQAB","d":"AQ","p":"Aw","q":"BQ"},"hsm":true}"#,
+            br#"{"key":{"kty":"EC","crv":"P-256","d":"AA","x":"AA","y":"AA"},"release_policy":{"data":"e30"}}"#,
+        ];
+        for seed in seeds {
+            for i in 0..seed.len() {
+                let mut m = seed.to_vec();
+                m[i] ^= 0x20;
+                fuzz_vault_request(&m);
+                fuzz_vault_request(&seed[..i]);
+            }
+        }
     }
 
     #[test]
