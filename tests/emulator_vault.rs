@@ -868,6 +868,31 @@ fn release_shape_matches_the_real_response_and_python_unwraps_it() {
             got, want,
             "member paths and order differ from the real Key Vault response"
         );
+        // A CA with the same name but another P-256 key must not verify the chain (the
+        // ecdsa-with-SHA256 signature is really checked).
+        let other = tempfile::tempdir().unwrap();
+        let impostor = skrd::emulator::server::tls::Ca::load_or_create(other.path()).unwrap();
+        let pem = std::fs::read_to_string(&impostor.pem_path).unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let roots = vec![ChainCert::from_der("impostor CA", &der).unwrap()];
+        let err = verify_release_response(
+            resp.to_string().as_bytes(),
+            &ReleaseVerification {
+                roots: &roots,
+                now: now(),
+                expected_host: None,
+                rsa_block_len: tk.modulus_len(),
+                expected_key: None,
+                expected_transfer_kid: None,
+            },
+        );
+        let e = err
+            .expect_err("an impostor CA verified the chain")
+            .to_string();
+        assert!(e.contains("signature"), "{e}");
         let plain = common::python(
             UNWRAP_PY,
             &[f.to_str().unwrap(), key_file.to_str().unwrap()],
