@@ -685,6 +685,32 @@ fn release_refusals_and_errors() {
     );
     assert_eq!(st, 400, "{b}");
 
+    // Expired key: 403.
+    let (st, _, _) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/old/create",
+        Some(
+            &json!({"kty": "RSA-HSM", "release_policy": policy(&authority), "tags": {"purpose": "disk"},
+                     "attributes": {"exportable": true, "exp": now() - 60}}),
+        ),
+    );
+    assert_eq!(st, 200);
+    let (_, _, old) = ctx.call("GET", "vault", "/keys/old", None);
+    assert_eq!(old["tags"], json!({"purpose": "disk"}));
+    assert!(old["attributes"]["exp"].as_i64().unwrap() < now());
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/old/release",
+        Some(&json!({"target": good})),
+    );
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (403, Some("Forbidden")),
+        "{b}"
+    );
+
     // Non-exportable key: 400 BadParameter; unknown key / version: 404 KeyNotFound.
     let (st, _, b) = ctx.call(
         "POST",
@@ -796,9 +822,8 @@ body = json.load(open(sys.argv[1]))
 h, p, _ = body['value'].split('.')
 payload = json.loads(d(p))
 kh = json.loads(d(payload['response']['key']['key']['key_hsm']))
-skip = {'response.key.attributes.nbf', 'response.key.attributes.exp'}
 print(json.dumps({'header': paths(json.loads(d(h))),
-                  'payload': [x for x in paths(payload) if x not in skip],
+                  'payload': paths(payload),
                   'key_hsm': paths(kh)}))
 "#;
 
@@ -831,7 +856,10 @@ fn release_shape_matches_the_real_response_and_python_unwraps_it() {
         "POST",
         "vault",
         "/keys/shape/create",
-        Some(&json!({"kty": "RSA-HSM", "attributes": {"exportable": true}, "release_policy": policy(&authority)})),
+        Some(
+            &json!({"kty": "RSA-HSM", "release_policy": policy(&authority),
+                     "attributes": {"exportable": true, "nbf": now() - 60, "exp": now() + 86400}}),
+        ),
     );
     assert_eq!(st, 200);
     let version = version_of(&b);

@@ -168,6 +168,15 @@ struct StoredKey {
     created: i64,
     updated: i64,
     created_ns: u64,
+    /// `attributes.nbf` (not before), Unix seconds.
+    #[serde(default)]
+    nbf: Option<i64>,
+    /// `attributes.exp` (expiry), Unix seconds.
+    #[serde(default)]
+    exp: Option<i64>,
+    /// `tags` as given.
+    #[serde(default)]
+    tags: Map<String, Value>,
 }
 
 impl StoredKey {
@@ -242,6 +251,9 @@ pub fn parse_release_request(body: &[u8]) -> Result<ReleaseRequest, String> {
 struct Common {
     exportable: bool,
     enabled: bool,
+    nbf: Option<i64>,
+    exp: Option<i64>,
+    tags: Map<String, Value>,
     policy: Option<(ReleasePolicy, Option<String>, bool)>,
     key_ops: Option<Vec<String>>,
 }
@@ -259,6 +271,18 @@ fn parse_common(o: &Map<String, Value>) -> Result<Common, String> {
     };
     let exportable = flag("exportable", false)?;
     let enabled = flag("enabled", true)?;
+    let time = |name: &str| match attrs.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+            format!("Property 'attributes.{name}' must be an integer (Unix seconds)")
+        }),
+    };
+    let (nbf, exp) = (time("nbf")?, time("exp")?);
+    let tags = match o.get("tags") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(t)) if t.values().all(Value::is_string) => t.clone(),
+        Some(_) => return Err("Property 'tags' must be an object of strings".to_string()),
+    };
     let policy = match o.get("release_policy") {
         None | Some(Value::Null) => None,
         Some(v @ Value::Object(_)) => {
@@ -291,6 +315,9 @@ fn parse_common(o: &Map<String, Value>) -> Result<Common, String> {
     Ok(Common {
         exportable,
         enabled,
+        nbf,
+        exp,
+        tags,
         policy,
         key_ops,
     })
@@ -844,8 +871,14 @@ impl Vault {
                 "recoverableDays": 90,
                 "exportable": key.exportable,
             },
-            "tags": {},
+            "tags": key.tags,
         });
+        if let Some(nbf) = key.nbf {
+            out["attributes"]["nbf"] = json!(nbf);
+        }
+        if let Some(exp) = key.exp {
+            out["attributes"]["exp"] = json!(exp);
+        }
         if let Some(data) = &key.release_policy {
             let mut p = json!({"data": data, "immutable": key.policy_immutable});
             if let Some(ct) = &key.policy_content_type {
@@ -904,6 +937,9 @@ impl Vault {
             created: now,
             updated: now,
             created_ns: now_ns(),
+            nbf: common.nbf,
+            exp: common.exp,
+            tags: common.tags,
         };
         self.store(&key)?;
         Ok(key)
@@ -955,6 +991,18 @@ impl Vault {
                 ),
             ));
         }
+        let now = now_s();
+        if key.nbf.is_some_and(|nbf| now < nbf) || key.exp.is_some_and(|exp| now >= exp) {
+            return Err(azure_error(
+                403,
+                "Forbidden",
+                &format!(
+                    "Operation release is not allowed on key {}: it is not yet valid (nbf) or \
+                     expired (exp)",
+                    self.kid(&key)
+                ),
+            ));
+        }
         let policy_data = match (&key.release_policy, key.exportable) {
             (Some(p), true) => p,
             _ => {
@@ -972,7 +1020,7 @@ impl Vault {
         let token = verify_jwt(
             body.target.as_bytes(),
             &self.maa_keys,
-            &Validation::maa(&self.attestation, now_s()),
+            &Validation::maa(&self.attestation, now),
         )
         .map_err(|e| {
             forbidden(format!(
@@ -1070,14 +1118,21 @@ impl Vault {
             }
         }
         inner_key.push(("key_hsm", js(&b64url(key_hsm.as_bytes()))));
-        let attributes = ordered(&[
-            ("enabled", key.enabled.to_string()),
+        let mut attributes = vec![("enabled", key.enabled.to_string())];
+        if let Some(nbf) = key.nbf {
+            attributes.push(("nbf", nbf.to_string()));
+        }
+        if let Some(exp) = key.exp {
+            attributes.push(("exp", exp.to_string()));
+        }
+        attributes.extend([
             ("created", key.created.to_string()),
             ("updated", key.updated.to_string()),
             ("recoveryLevel", js("Recoverable+Purgeable")),
             ("recoverableDays", "90".to_string()),
             ("exportable", key.exportable.to_string()),
         ]);
+        let attributes = ordered(&attributes);
         let mut request_echo = vec![
             ("api-version", js(api_version)),
             ("enc", js(body.enc.name())),
@@ -1095,7 +1150,7 @@ impl Vault {
                     ordered(&[
                         ("key", ordered(&inner_key)),
                         ("attributes", attributes),
-                        ("tags", "{}".to_string()),
+                        ("tags", Value::Object(key.tags.clone()).to_string()),
                         (
                             "release_policy",
                             ordered(&[
