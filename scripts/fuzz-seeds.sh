@@ -18,6 +18,7 @@ case $t in
     fuzz_jws)        find $real/maa-tokens -name "*.jwt" -exec cp -t "$dir" {} + ;
                      cp $real/maa-tokens/jwks/*.json "$dir"/ ;;
     fuzz_attest_request) printf %s "{\"report\":\"e30\",\"runtimeData\":{\"data\":\"e30\",\"dataType\":\"JSON\"},\"nonce\":1}" > "$dir"/minimal.json ;;
+    fuzz_vault_request) printf %s "{\"target\":\"a.b.c\",\"enc\":\"RSA_AES_KEY_WRAP_256\"}" > "$dir"/minimal.json ;;
     fuzz_key_hsm)    cp $real/thomvanl-skr-sample/sample-responses/3-keyvault-release-key-decoded/key_hsm-decoded.json "$dir"/ ;;
     *) ;;
 esac

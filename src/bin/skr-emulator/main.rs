@@ -62,6 +62,10 @@ enum Command {
         /// PEM file clients should trust with --tls-cert (printed as ca_pem; default: --tls-cert).
         #[arg(long, requires = "tls_cert")]
         tls_ca: Option<PathBuf>,
+        /// Key Vault / Managed HSM throttling: RSA-2048-equivalent HSM operations allowed per
+        /// 10 s before 429 (Azure: 2000).
+        #[arg(long, default_value_t = skrd::emulator::server::vault::DEFAULT_OPS_LIMIT)]
+        vault_ops_limit: u32,
     },
     /// Provision a running swtpm like an Azure CVM vTPM (AK, AK certificate, HCL report).
     ProvisionTpm {
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
             tls_cert,
             tls_key,
             tls_ca,
+            vault_ops_limit,
         } => {
             let _ = tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
@@ -152,6 +157,7 @@ fn main() -> ExitCode {
                 managed_hsm_host,
                 extra_hostnames: hostnames,
                 faults,
+                vault_ops_limit,
                 tls: tls_cert
                     .zip(tls_key)
                     .map(|(cert, key)| skrd::emulator::server::GivenTls {

@@ -136,6 +136,8 @@ pub struct ServeOptions {
     pub faults: Option<PathBuf>,
     /// Serve these certificates instead of issuing them.
     pub tls: Option<GivenTls>,
+    /// Key Vault / Managed HSM throttling limit: RSA-2048-equivalent operations per 10 s.
+    pub vault_ops_limit: u32,
 }
 
 /// TLS material given on the command line instead of the emulator's own CA.
@@ -306,10 +308,26 @@ async fn serve(opts: ServeOptions, on_ready: impl FnOnce(&Endpoints)) -> Result<
         endpoints.attestation.clone(),
         &opts.attestation_host,
     )?);
-    let vault: Arc<dyn Service> = Arc::new(vault::Vault { flavour: "vault" });
-    let mhsm: Arc<dyn Service> = Arc::new(vault::Vault {
-        flavour: "managed-hsm",
-    });
+    let vault_setup = |flavour: &'static str, base_url: &str| vault::VaultSetup {
+        flavour,
+        base_url: base_url.to_string(),
+        attestation: endpoints.attestation.clone(),
+        cert_names: if flavour == "vault" {
+            vec![opts.vault_host.clone(), opts.managed_hsm_host.clone()]
+        } else {
+            vec![opts.managed_hsm_host.clone(), opts.vault_host.clone()]
+        },
+        ops_limit: opts.vault_ops_limit,
+        ca: &ca,
+    };
+    let vault: Arc<dyn Service> = Arc::new(vault::Vault::new(
+        st.clone(),
+        vault_setup("vault", &endpoints.vault),
+    )?);
+    let mhsm: Arc<dyn Service> = Arc::new(vault::Vault::new(
+        st.clone(),
+        vault_setup("managed-hsm", &endpoints.managed_hsm),
+    )?);
     let admin: Arc<dyn Service> = Arc::new(admin::Admin {
         faults: faults.clone(),
     });

@@ -124,6 +124,47 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// Issues the Key Vault / Managed HSM release-signing certificate (PROTOCOLS.md §6.3): the
+    /// RSA key of `signer`, CN = the first of `names`, SAN DNS = `names` + `localhost`, signed by
+    /// this CA. Returns the certificate DER.
+    pub fn issue_rsa_leaf(
+        &self,
+        signer: &RsaSigner,
+        names: &[String],
+    ) -> Result<Vec<u8>, ServeError> {
+        let pem = signer.pkcs8_pem()?;
+        let key = KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256)
+            .map_err(rcgen_err("vault signing key"))?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            names.first().map_or("localhost", |n| n.as_str()),
+        );
+        dn.push(DnType::OrganizationName, "skr-emulator");
+        params.distinguished_name = dn;
+        let mut sans = Vec::new();
+        for name in names.iter().map(String::as_str).chain(["localhost"]) {
+            let ia5 = name
+                .to_string()
+                .try_into()
+                .map_err(rcgen_err("host name"))?;
+            sans.push(SanType::DnsName(ia5));
+        }
+        params.subject_alt_names = sans;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2049, 12, 31);
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .map_err(rcgen_err("vault signing certificate"))?;
+        Ok(cert.der().to_vec())
+    }
+}
+
 /// A rustls acceptor for a certificate and key the emulator issued.
 pub fn acceptor(
     cert_der: Vec<u8>,

@@ -31,6 +31,8 @@ const OID_SHA256_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.1
 const OID_SHA384_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
 const OID_SHA512_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
 const OID_ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+/// ecdsa-with-SHA256 (RFC 5758), used by the emulator CA (P-256).
+const OID_ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 
 /// A certificate-chain error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,7 +74,7 @@ pub enum ChainError {
     /// A signature algorithm skrd does not verify.
     #[error(
         "certificate \"{subject}\" is signed with {oid}, which skrd does not verify \
-         (supported: sha256/384/512WithRSAEncryption, ecdsa-with-SHA384)"
+         (supported: sha256/384/512WithRSAEncryption, ecdsa-with-SHA384 on P-384, ecdsa-with-SHA256 on P-256)"
     )]
     AlgorithmUnsupported {
         /// Certificate subject.
@@ -388,6 +390,15 @@ fn verify_signed_by(subject: &ChainCert, issuer: &ChainCert) -> Result<(), Chain
             let vk = p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| bad())?;
             let s = p384::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
             vk.verify(msg, &s).map_err(|_| bad())
+        }
+        PublicKey::Ec { crv, x, y } if crv == "P-256" && alg.oid == OID_ECDSA_SHA256 => {
+            let mut sec1 = Vec::with_capacity(65);
+            sec1.push(4);
+            sec1.extend_from_slice(&x);
+            sec1.extend_from_slice(&y);
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, sec1)
+                .verify(msg, sig)
+                .map_err(|_| bad())
         }
         _ => Err(unsupported()),
     }

@@ -1,0 +1,969 @@
+//! `skr-emulator serve` Key Vault / Managed HSM end to end (PROTOCOLS.md §6, §7): keys are
+//! created, imported and read over HTTPS, released to a transfer key put in an MAA token, and the
+//! response verified and unwrapped with skrd's own client code; negatives check the Azure
+//! statuses of §6.7.
+//!
+//! The MAA token is minted here by signing claims with the state directory's MAA key
+//! (`maa-key.pem`), exactly as the attest endpoint does. Expected values come from PROTOCOLS.md
+//! (statuses, header member order, `key_hsm` shape) and from the key material the emulator stored
+//! in its state file; `openssl pkey` independently checks that a released EC key is PKCS#8.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+use serde_json::{json, Value};
+use skrd::crypto::transfer_key::TransferKey;
+use skrd::emulator::server::state::{load_or_create_rsa, maa_kid, MAA_KEY};
+use skrd::format::jose::release::{verify_release_response, ReleaseVerification, WrapAlgorithm};
+use skrd::format::jose::x5c::ChainCert;
+
+struct Emu {
+    child: Child,
+    ep: Value,
+}
+
+impl Emu {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+            .arg("serve")
+            .arg("--state-dir")
+            .arg(dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn skr-emulator");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = tx.send(lines.next().map(|l| l.unwrap_or_default()));
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(Some(v)) => v,
+            _ => {
+                let _ = child.kill();
+                panic!("no start-up line within 120 s");
+            }
+        };
+        let ep: Value = serde_json::from_str(&line).expect("start-up line is JSON");
+        Self { child, ep }
+    }
+
+    fn url(&self, service: &str) -> String {
+        self.ep[service].as_str().unwrap().to_string()
+    }
+
+    fn stop(&mut self) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(ca_pem: &Path) -> reqwest::blocking::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca_pem).unwrap()).unwrap();
+    reqwest::blocking::Client::builder()
+        .add_root_certificate(ca)
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn b64url(b: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn unb64url(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
+}
+
+fn now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+struct Ctx {
+    emu: Emu,
+    http: reqwest::blocking::Client,
+    dir: std::path::PathBuf,
+    vault_token: String,
+    mhsm_token: String,
+}
+
+fn imds_token(emu: &Emu, resource: &str) -> String {
+    let url = format!(
+        "{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={resource}",
+        emu.url("imds")
+    );
+    let body: Value = reqwest::blocking::Client::new()
+        .get(url)
+        .header("Metadata", "true")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+impl Ctx {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let emu = Emu::start(dir, extra);
+        let http = client(Path::new(emu.ep["ca_pem"].as_str().unwrap()));
+        let vault_token = imds_token(&emu, "https%3A%2F%2Fvault.azure.net");
+        let mhsm_token = imds_token(&emu, "https%3A%2F%2Fmanagedhsm.azure.net%2F");
+        Self {
+            emu,
+            http,
+            dir: dir.to_path_buf(),
+            vault_token,
+            mhsm_token,
+        }
+    }
+
+    fn base(&self, service: &str) -> String {
+        self.emu.url(service)
+    }
+
+    fn token(&self, service: &str) -> &str {
+        if service == "vault" {
+            &self.vault_token
+        } else {
+            &self.mhsm_token
+        }
+    }
+
+    /// Sends a request with the right bearer; returns status, headers, JSON body.
+    fn call(
+        &self,
+        method: &str,
+        service: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.call_with(
+            method,
+            service,
+            path,
+            "7.4",
+            Some(self.token(service)),
+            body,
+        )
+    }
+
+    fn call_with(
+        &self,
+        method: &str,
+        service: &str,
+        path: &str,
+        api_version: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let url = format!("{}{path}?api-version={api_version}", self.base(service));
+        let mut rb = self
+            .http
+            .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+        if let Some(t) = bearer {
+            rb = rb.header("Authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = rb.send().unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().unwrap();
+        let json = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+        (status, headers, json)
+    }
+
+    /// The stored release plaintext of a key version (from the state file).
+    fn stored_material(&self, flavour: &str, name: &str, version: &str) -> Vec<u8> {
+        let path = self
+            .dir
+            .join("vault")
+            .join(flavour)
+            .join("keys")
+            .join(name)
+            .join(format!("{version}.json"));
+        let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        unb64url(v["material"].as_str().unwrap())
+    }
+
+    /// An MAA-style token signed with the state directory's MAA key.
+    fn maa_token(&self, claims_extra: Value, exp_offset: i64) -> String {
+        let signer = load_or_create_rsa(&self.dir, MAA_KEY, maa_kid).unwrap();
+        self.sign_maa(&signer, claims_extra, exp_offset)
+    }
+
+    fn sign_maa(
+        &self,
+        signer: &skrd::emulator::server::state::RsaSigner,
+        claims_extra: Value,
+        exp_offset: i64,
+    ) -> String {
+        let iss = self.base("attestation");
+        let t = now();
+        let mut claims = json!({
+            "iss": iss,
+            "iat": t - 10,
+            "nbf": t - 10,
+            "exp": t + exp_offset,
+            "x-ms-ver": "1.0",
+            "x-ms-attestation-type": "sevsnpvm",
+            "x-ms-compliance-status": "azure-compliant-cvm",
+            "x-ms-sevsnpvm-is-debuggable": false,
+        });
+        for (k, v) in claims_extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        let jku = format!("{iss}/certs");
+        signer.sign_jwt(&claims, &[("jku", &jku)]).unwrap()
+    }
+}
+
+fn policy(authority: &str) -> Value {
+    let p = json!({"version": "1.0.0", "anyOf": [{"authority": authority, "allOf": [
+        {"claim": "x-ms-attestation-type", "equals": "sevsnpvm"},
+        {"claim": "x-ms-sevsnpvm-is-debuggable", "equals": "false"}]}]});
+    json!({"contentType": "application/json; charset=utf-8", "data": b64url(p.to_string().as_bytes()), "immutable": false})
+}
+
+fn version_of(bundle: &Value) -> String {
+    bundle["key"]["kid"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The transfer key in the token's runtime keys, after a signing-only key that must be skipped
+/// (§6.2: the first *suitable* key).
+fn runtime_keys(tk: &TransferKey) -> Value {
+    let jwks: Value = serde_json::from_slice(tk.runtime_data()).unwrap();
+    let other = TransferKey::generate(2048).unwrap();
+    let jwks2: Value = serde_json::from_slice(other.runtime_data()).unwrap();
+    let mut sig = jwks2["keys"][0].clone();
+    sig["key_ops"] = json!(["sign"]);
+    sig["kid"] = json!("signing-only");
+    let mut keys = vec![sig];
+    keys.extend(jwks["keys"].as_array().unwrap().iter().cloned());
+    json!({"x-ms-runtime": {"keys": keys},
+           "x-ms-isolation-tee": {"x-ms-runtime": {"keys": [{"kid": "nested", "kty": "RSA", "key_ops": ["encrypt"], "n": "AQAB", "e": "AQAB"}]}}})
+}
+
+#[test]
+fn create_get_import_release_and_restart() {
+    let state = common::fresh_state_dir();
+    let mut ctx = Ctx::start(state.path(), &[]);
+    let authority = ctx.base("attestation");
+
+    // Create + get for each key type (§6.8).
+    let cases: &[(&str, Value)] = &[
+        ("vault", json!({"kty": "RSA-HSM", "key_size": 2048})),
+        ("vault", json!({"kty": "RSA-HSM", "key_size": 3072})),
+        ("vault", json!({"kty": "RSA", "key_size": 4096})),
+        ("vault", json!({"kty": "EC-HSM", "crv": "P-256"})),
+        ("vault", json!({"kty": "EC-HSM", "crv": "P-384"})),
+        ("managed_hsm", json!({"kty": "oct-HSM", "key_size": 256})),
+    ];
+    let mut created = Vec::new();
+    for (i, (svc, req)) in cases.iter().enumerate() {
+        let kty = req["kty"].as_str().unwrap();
+        let hsm = kty.ends_with("-HSM");
+        let mut body = req.clone();
+        body["attributes"] = json!({"exportable": true});
+        body["release_policy"] = policy(&authority);
+        let name = format!("key-{i}");
+        if !hsm {
+            // Exportable keys must be HSM-protected (§7.4): a software key is refused.
+            let (st, _, b) = ctx.call("POST", svc, &format!("/keys/{name}/create"), Some(&body));
+            assert_eq!(
+                (st, b["error"]["code"].as_str()),
+                (400, Some("BadParameter"))
+            );
+            body = req.clone();
+        }
+        let (st, _, b) = ctx.call("POST", svc, &format!("/keys/{name}/create"), Some(&body));
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["key"]["kty"], kty, "{b}");
+        assert_eq!(b["attributes"]["exportable"], hsm);
+        assert_eq!(b.get("release_policy").is_some(), hsm);
+        if let Some(bits) = req["key_size"].as_u64().filter(|_| kty.starts_with("RSA")) {
+            assert_eq!(
+                unb64url(b["key"]["n"].as_str().unwrap()).len() as u64 * 8,
+                bits
+            );
+        }
+        if let Some(crv) = req["crv"].as_str() {
+            assert_eq!(b["key"]["crv"], crv);
+            let len = if crv == "P-256" { 32 } else { 48 };
+            assert_eq!(unb64url(b["key"]["x"].as_str().unwrap()).len(), len);
+        }
+        let version = version_of(&b);
+        assert_eq!(version.len(), 32);
+        let (st, _, g) = ctx.call("GET", svc, &format!("/keys/{name}"), None);
+        assert_eq!(st, 200);
+        assert_eq!(g["key"], b["key"]);
+        let (st, _, g) = ctx.call("GET", svc, &format!("/keys/{name}/{version}"), None);
+        assert_eq!(st, 200);
+        assert_eq!(g["key"], b["key"]);
+        created.push((svc.to_string(), name, b));
+    }
+    // oct keys are Managed HSM only (§7.4).
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/octv/create",
+        Some(&json!({"kty": "oct-HSM", "key_size": 256})),
+    );
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (400, Some("BadParameter"))
+    );
+    // The key file holds private material: 0600.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let (_, name, b) = &created[0];
+        let path = state
+            .path()
+            .join(format!("vault/vault/keys/{name}/{}.json", version_of(b)));
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    // Import an RSA JWK and an oct JWK (§6.8).
+    let rsa_key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
+    let primes = rsa_key.primes();
+    let jwk = json!({"kty": "RSA", "key_ops": ["encrypt", "decrypt"],
+        "n": b64url(&rsa_key.n().to_bytes_be()), "e": b64url(&rsa_key.e().to_bytes_be()),
+        "d": b64url(&rsa_key.d().to_bytes_be()), "p": b64url(&primes[0].to_bytes_be()),
+        "q": b64url(&primes[1].to_bytes_be())});
+    let (st, _, imp) = ctx.call(
+        "PUT",
+        "vault",
+        "/keys/imported-rsa",
+        Some(&json!({"key": jwk, "hsm": true, "attributes": {"exportable": true}, "release_policy": policy(&authority)})),
+    );
+    assert_eq!(st, 200, "{imp}");
+    assert_eq!(imp["key"]["kty"], "RSA-HSM");
+    assert_eq!(imp["key"]["n"], jwk["n"]);
+    assert_eq!(imp["key"]["key_ops"], json!(["encrypt", "decrypt"]));
+    let k = [0x42u8; 32];
+    let (st, _, imp_oct) = ctx.call(
+        "PUT",
+        "managed_hsm",
+        "/keys/imported-oct",
+        Some(
+            &json!({"key": {"kty": "oct-HSM", "k": b64url(&k)}, "hsm": true,
+                      "attributes": {"exportable": true}, "release_policy": policy(&authority)}),
+        ),
+    );
+    assert_eq!(st, 200, "{imp_oct}");
+    let (st, _, too_big) = ctx.call(
+        "PUT",
+        "managed_hsm",
+        "/keys/big",
+        Some(&json!({"key": {"kty": "oct-HSM", "k": b64url(&[1u8; 65])}})),
+    );
+    assert_eq!(st, 400);
+    assert!(too_big["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("maximum size is 64"));
+
+    // Release: oct (mHSM), RSA and EC (vault), each enc mode; verify and unwrap.
+    let ca_der = {
+        let pem = std::fs::read_to_string(ctx.emu.ep["ca_pem"].as_str().unwrap()).unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+    };
+    let roots = vec![ChainCert::from_der("emulator CA", &ca_der).unwrap()];
+    let tk = TransferKey::generate(2048).unwrap();
+    let target = ctx.maa_token(runtime_keys(&tk), 3600);
+    let releasable = [
+        (
+            "managed_hsm",
+            "managed-hsm",
+            created[5].1.clone(),
+            version_of(&created[5].2),
+        ),
+        (
+            "vault",
+            "vault",
+            created[0].1.clone(),
+            version_of(&created[0].2),
+        ),
+        (
+            "vault",
+            "vault",
+            created[3].1.clone(),
+            version_of(&created[3].2),
+        ),
+        (
+            "managed_hsm",
+            "managed-hsm",
+            "imported-oct".to_string(),
+            version_of(&imp_oct),
+        ),
+    ];
+    for (svc, flavour, name, version) in &releasable {
+        for enc in [
+            None,
+            Some("RSA_AES_KEY_WRAP_256"),
+            Some("RSA_AES_KEY_WRAP_384"),
+        ] {
+            let mut body = json!({"target": target, "nonce": "ADE0101"});
+            if let Some(e) = enc {
+                body["enc"] = json!(e);
+            }
+            let path = format!("/keys/{name}/release");
+            let (st, _, resp) = ctx.call("POST", svc, &path, Some(&body));
+            assert_eq!(st, 200, "{resp}");
+            let raw = resp.to_string();
+            let jws = resp["value"].as_str().unwrap();
+            // §6.3: exact header member order.
+            let header = String::from_utf8(unb64url(jws.split('.').next().unwrap())).unwrap();
+            let order: Vec<usize> = [
+                "\"alg\"",
+                "\"kid\"",
+                "\"x5t\"",
+                "\"typ\"",
+                "\"x5t#S256\"",
+                "\"x5c\"",
+            ]
+            .iter()
+            .map(|k| header.find(k).unwrap())
+            .collect();
+            assert!(order.windows(2).all(|w| w[0] < w[1]), "{header}");
+            let expected_key = format!("{}{path}", ctx.base(svc)).replace("/release", "");
+            let host = if *svc == "vault" {
+                "skr-emulator.vault.azure.net"
+            } else {
+                "skr-emulator.managedhsm.azure.net"
+            };
+            let v = verify_release_response(
+                raw.as_bytes(),
+                &ReleaseVerification {
+                    roots: &roots,
+                    now: now(),
+                    expected_host: Some(host),
+                    rsa_block_len: tk.modulus_len(),
+                    expected_key: Some(&expected_key),
+                    expected_transfer_kid: Some(tk.kid()),
+                },
+            )
+            .unwrap_or_else(|e| panic!("{svc}/{name} {enc:?}: {e}"));
+            let want_enc = WrapAlgorithm::from_name(enc.unwrap_or("CKM_RSA_AES_KEY_WRAP")).unwrap();
+            assert_eq!(v.payload.request.enc, want_enc);
+            assert_eq!(v.payload.key_hsm.enc, want_enc);
+            assert!(v.payload.key.kid.ends_with(version.as_str()));
+            // §6.3: the policy is echoed without contentType.
+            assert!(v.payload.release_policy.get("contentType").is_none());
+            let plain = tk.unwrap_key_hsm(&v.payload.key_hsm).unwrap();
+            let stored = ctx.stored_material(flavour, name, version);
+            assert_eq!(plain.expose(), stored.as_slice(), "{name}");
+            if name == "imported-oct" {
+                assert_eq!(stored, k);
+            }
+        }
+    }
+    // The released RSA key is the PKCS#8 of the created key (same modulus), and the EC one is
+    // PKCS#8 per openssl.
+    {
+        use rsa::pkcs8::DecodePrivateKey;
+        let der = ctx.stored_material("vault", &created[0].1, &version_of(&created[0].2));
+        let k = rsa::RsaPrivateKey::from_pkcs8_der(&der).unwrap();
+        assert_eq!(
+            b64url(&k.n().to_bytes_be()),
+            created[0].2["key"]["n"].as_str().unwrap()
+        );
+        let ec = ctx.stored_material("vault", &created[3].1, &version_of(&created[3].2));
+        let f = state.path().join("ec.der");
+        std::fs::write(&f, &ec).unwrap();
+        let (ok, out) = common::openssl(&[
+            "pkey",
+            "-inform",
+            "DER",
+            "-in",
+            f.to_str().unwrap(),
+            "-noout",
+            "-text",
+        ]);
+        assert!(ok, "{out}");
+        assert!(out.contains("P-256") || out.contains("prime256v1"), "{out}");
+    }
+
+    // Restart keeps the keys.
+    ctx.emu.stop();
+    let ctx2 = Ctx::start(state.path(), &[]);
+    for (svc, name, b) in &created {
+        let (st, _, g) = ctx2.call("GET", svc, &format!("/keys/{name}"), None);
+        assert_eq!(st, 200);
+        let want = b["key"]["kid"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap();
+        assert_eq!(version_of(&g), want);
+        assert_eq!(g["key"]["kty"], b["key"]["kty"]);
+        assert_eq!(g["key"].get("n"), b["key"].get("n"));
+    }
+}
+
+#[test]
+fn release_refusals_and_errors() {
+    let state = common::fresh_state_dir();
+    let ctx = Ctx::start(state.path(), &[]);
+    let authority = ctx.base("attestation");
+    let (st, _, _) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/good/create",
+        Some(&json!({"kty": "RSA-HSM", "attributes": {"exportable": true}, "release_policy": policy(&authority)})),
+    );
+    assert_eq!(st, 200);
+    let (st, _, _) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/fixed/create",
+        Some(&json!({"kty": "RSA-HSM"})),
+    );
+    assert_eq!(st, 200);
+    let tk = TransferKey::generate(2048).unwrap();
+    let good = ctx.maa_token(runtime_keys(&tk), 3600);
+
+    // No bearer / wrong audience: 401 + WWW-Authenticate (§6.7).
+    let body = json!({"target": good});
+    let (st, h, b) = ctx.call_with(
+        "POST",
+        "vault",
+        "/keys/good/release",
+        "7.4",
+        None,
+        Some(&body),
+    );
+    assert_eq!(st, 401);
+    assert_eq!(b["error"]["code"], "Unauthorized");
+    let www = h.get("www-authenticate").unwrap().to_str().unwrap();
+    assert!(
+        www.starts_with("Bearer authorization=\"https://login.microsoftonline.com/"),
+        "{www}"
+    );
+    assert!(
+        www.ends_with("resource=\"https://vault.azure.net\""),
+        "{www}"
+    );
+    let mgmt = imds_token(&ctx.emu, "https%3A%2F%2Fmanagement.azure.com");
+    let (st, _, b) = ctx.call_with(
+        "POST",
+        "vault",
+        "/keys/good/release",
+        "7.4",
+        Some(&mgmt),
+        Some(&body),
+    );
+    assert_eq!(st, 401, "{b}");
+    // The Managed HSM token is not valid for Key Vault.
+    let (st, _, _) = ctx.call_with(
+        "GET",
+        "vault",
+        "/keys/good",
+        "7.4",
+        Some(&ctx.mhsm_token),
+        None,
+    );
+    assert_eq!(st, 401);
+
+    // Bad api-version: 400 BadParameter.
+    for v in ["7.2", "2016-10-01"] {
+        let (st, _, b) = ctx.call_with(
+            "GET",
+            "vault",
+            "/keys/good",
+            v,
+            Some(&ctx.vault_token),
+            None,
+        );
+        assert_eq!(
+            (st, b["error"]["code"].as_str()),
+            (400, Some("BadParameter"))
+        );
+    }
+    for v in ["7.3", "7.5", "7.6", "2025-07-01"] {
+        let (st, _, _) = ctx.call_with(
+            "GET",
+            "vault",
+            "/keys/good",
+            v,
+            Some(&ctx.vault_token),
+            None,
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+
+    // Expired MAA token; token signed by another key: 403.
+    let expired = ctx.maa_token(runtime_keys(&tk), -3600);
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/good/release",
+        Some(&json!({"target": expired})),
+    );
+    assert_eq!(st, 403, "{b}");
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = load_or_create_rsa(other_dir.path(), MAA_KEY, maa_kid).unwrap();
+    let forged = ctx.sign_maa(&other, runtime_keys(&tk), 3600);
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/good/release",
+        Some(&json!({"target": forged})),
+    );
+    assert_eq!(st, 403, "{b}");
+
+    // Policy mismatch: 403 naming the unmet condition.
+    let mut claims = runtime_keys(&tk);
+    claims["x-ms-sevsnpvm-is-debuggable"] = json!(true);
+    let debug = ctx.maa_token(claims, 3600);
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/good/release",
+        Some(&json!({"target": debug})),
+    );
+    assert_eq!(st, 403, "{b}");
+    let msg = b["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("x-ms-sevsnpvm-is-debuggable"), "{msg}");
+    assert!(!msg.contains("x-ms-attestation-type"), "{msg}");
+
+    // No suitable transfer key (only the nested one): 400.
+    let nested = ctx.maa_token(json!({"x-ms-isolation-tee": {"x-ms-runtime": {"keys": [{"kid": "n", "kty": "RSA", "key_ops": ["encrypt"], "n": "AQAB", "e": "AQAB"}]}}}), 3600);
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/good/release",
+        Some(&json!({"target": nested})),
+    );
+    assert_eq!(st, 400, "{b}");
+
+    // Expired key: 403.
+    let (st, _, _) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/old/create",
+        Some(
+            &json!({"kty": "RSA-HSM", "release_policy": policy(&authority), "tags": {"purpose": "disk"},
+                     "attributes": {"exportable": true, "exp": now() - 60}}),
+        ),
+    );
+    assert_eq!(st, 200);
+    let (_, _, old) = ctx.call("GET", "vault", "/keys/old", None);
+    assert_eq!(old["tags"], json!({"purpose": "disk"}));
+    assert!(old["attributes"]["exp"].as_i64().unwrap() < now());
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/old/release",
+        Some(&json!({"target": good})),
+    );
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (403, Some("Forbidden")),
+        "{b}"
+    );
+
+    // Non-exportable key: 400 BadParameter; unknown key / version: 404 KeyNotFound.
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/fixed/release",
+        Some(&json!({"target": good})),
+    );
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (400, Some("BadParameter")),
+        "{b}"
+    );
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/nope/release",
+        Some(&json!({"target": good})),
+    );
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (404, Some("KeyNotFound"))
+    );
+    let (st, _, b) = ctx.call(
+        "GET",
+        "vault",
+        &format!("/keys/good/{}", "0".repeat(32)),
+        None,
+    );
+    assert_eq!(
+        (st, b["error"]["code"].as_str()),
+        (404, Some("KeyNotFound"))
+    );
+    // Missing target / bad enc: 400.
+    let (st, _, _) = ctx.call("POST", "vault", "/keys/good/release", Some(&json!({})));
+    assert_eq!(st, 400);
+    let (st, _, _) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/good/release",
+        Some(&json!({"target": good, "enc": "A256KW"})),
+    );
+    assert_eq!(st, 400);
+    // Exportable without policy: 400 (§6.7 "Exportable keys must have release policy").
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/x/create",
+        Some(&json!({"kty": "RSA-HSM", "attributes": {"exportable": true}})),
+    );
+    assert_eq!(st, 400);
+    assert!(b["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Exportable keys must have release policy"));
+    // The good token still works.
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/good/release",
+        Some(&json!({"target": good})),
+    );
+    assert_eq!(st, 200, "{b}");
+}
+
+#[test]
+fn throttling_gives_429_with_retry_after() {
+    let state = common::fresh_state_dir();
+    let ctx = Ctx::start(state.path(), &["--vault-ops-limit", "3"]);
+    let (st, _, _) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/t/create",
+        Some(&json!({"kty": "EC-HSM"})),
+    );
+    assert_eq!(st, 200);
+    for _ in 0..2 {
+        let (st, _, _) = ctx.call("GET", "vault", "/keys/t", None);
+        assert_eq!(st, 200);
+    }
+    let (st, h, b) = ctx.call("GET", "vault", "/keys/t", None);
+    assert_eq!(st, 429, "{b}");
+    let retry: u64 = h
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=11).contains(&retry), "{retry}");
+    // Managed HSM counts separately.
+    let (st, _, _) = ctx.call("GET", "managed_hsm", "/keys/t", None);
+    assert_eq!(st, 404);
+}
+
+/// Member paths (document order) of a release body's JWS header and payload and of the decoded
+/// `key_hsm`, computed by python3's order-preserving json module.
+const SHAPE_PY: &str = r#"
+import base64, json, sys
+def d(s):
+    return base64.urlsafe_b64decode(s + '=' * (-len(s) % 4))
+def paths(o, pre=''):
+    out = []
+    if isinstance(o, dict):
+        for k, v in o.items():
+            out.append(pre + k)
+            out += paths(v, pre + k + '.')
+    return out
+body = json.load(open(sys.argv[1]))
+h, p, _ = body['value'].split('.')
+payload = json.loads(d(p))
+kh = json.loads(d(payload['response']['key']['key']['key_hsm']))
+print(json.dumps({'header': paths(json.loads(d(h))),
+                  'payload': paths(payload),
+                  'key_hsm': paths(kh)}))
+"#;
+
+const UNWRAP_PY: &str = r#"
+import base64, json, sys
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
+def d(s):
+    return base64.urlsafe_b64decode(s + '=' * (-len(s) % 4))
+body = json.load(open(sys.argv[1]))
+key = serialization.load_pem_private_key(open(sys.argv[2], 'rb').read(), None)
+payload = json.loads(d(body['value'].split('.')[1]))
+kh = json.loads(d(payload['response']['key']['key']['key_hsm']))
+h = {'CKM_RSA_AES_KEY_WRAP': hashes.SHA1, 'RSA_AES_KEY_WRAP_256': hashes.SHA256,
+     'RSA_AES_KEY_WRAP_384': hashes.SHA384}[payload['request']['enc']]
+ct = d(kh['ciphertext'])
+n = key.key_size // 8
+kek = key.decrypt(ct[:n], padding.OAEP(mgf=padding.MGF1(h()), algorithm=h(), label=None))
+print(aes_key_unwrap_with_padding(kek, ct[n:]).hex())
+"#;
+
+#[test]
+fn release_shape_matches_the_real_response_and_python_unwraps_it() {
+    use rsa::pkcs8::EncodePrivateKey;
+    let state = common::fresh_state_dir();
+    let ctx = Ctx::start(state.path(), &[]);
+    let authority = ctx.base("attestation");
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/shape/create",
+        Some(
+            &json!({"kty": "RSA-HSM", "release_policy": policy(&authority),
+                     "attributes": {"exportable": true, "nbf": now() - 60, "exp": now() + 86400}}),
+        ),
+    );
+    assert_eq!(st, 200);
+    let version = version_of(&b);
+    let tk = TransferKey::generate(2048).unwrap();
+    let pem = tk
+        .private_key()
+        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap();
+    let key_file = state.path().join("transfer.pem");
+    std::fs::write(&key_file, pem.as_bytes()).unwrap();
+    let target = ctx.maa_token(runtime_keys(&tk), 3600);
+    let real = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/real/thomvanl-skr-sample/sample-responses/2-keyvault-release-key/keyvault-release-key-reponse-body.json"
+    );
+    let want = common::python(SHAPE_PY, &[real]);
+    let stored = hex::encode(ctx.stored_material("vault", "shape", &version));
+    for enc in [
+        "CKM_RSA_AES_KEY_WRAP",
+        "RSA_AES_KEY_WRAP_256",
+        "RSA_AES_KEY_WRAP_384",
+    ] {
+        let (st, _, resp) = ctx.call(
+            "POST",
+            "vault",
+            &format!("/keys/shape/{version}/release"),
+            Some(&json!({"target": target, "enc": enc})),
+        );
+        assert_eq!(st, 200, "{resp}");
+        let f = state.path().join("release.json");
+        std::fs::write(&f, resp.to_string()).unwrap();
+        let got = common::python(SHAPE_PY, &[f.to_str().unwrap()]);
+        assert_eq!(
+            got, want,
+            "member paths and order differ from the real Key Vault response"
+        );
+        // A CA with the same name but another P-256 key must not verify the chain (the
+        // ecdsa-with-SHA256 signature is really checked).
+        let other = tempfile::tempdir().unwrap();
+        let impostor = skrd::emulator::server::tls::Ca::load_or_create(other.path()).unwrap();
+        let pem = std::fs::read_to_string(&impostor.pem_path).unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let roots = vec![ChainCert::from_der("impostor CA", &der).unwrap()];
+        let err = verify_release_response(
+            resp.to_string().as_bytes(),
+            &ReleaseVerification {
+                roots: &roots,
+                now: now(),
+                expected_host: None,
+                rsa_block_len: tk.modulus_len(),
+                expected_key: None,
+                expected_transfer_kid: None,
+            },
+        );
+        let e = err
+            .expect_err("an impostor CA verified the chain")
+            .to_string();
+        assert!(e.contains("signature"), "{e}");
+        let plain = common::python(
+            UNWRAP_PY,
+            &[f.to_str().unwrap(), key_file.to_str().unwrap()],
+        );
+        assert_eq!(plain.trim(), stored, "{enc}");
+    }
+}
+
+#[test]
+fn import_ec_jwk_stores_pkcs8_that_python_reads() {
+    // python3 cryptography makes the key; it later reads the stored PKCS#8 back.
+    let gen = r#"
+import base64, json
+from cryptography.hazmat.primitives.asymmetric import ec
+k = ec.generate_private_key(ec.SECP384R1())
+n = k.private_numbers()
+b = lambda i: base64.urlsafe_b64encode(i.to_bytes(48, 'big')).rstrip(b'=').decode()
+print(json.dumps({'kty': 'EC', 'crv': 'P-384', 'd': b(n.private_value),
+                  'x': b(n.public_numbers.x), 'y': b(n.public_numbers.y)}))
+"#;
+    let jwk: Value = serde_json::from_str(common::python(gen, &[]).trim()).unwrap();
+    let state = common::fresh_state_dir();
+    let ctx = Ctx::start(state.path(), &[]);
+    let authority = ctx.base("attestation");
+    let (st, _, b) = ctx.call(
+        "PUT",
+        "vault",
+        "/keys/ec-imported",
+        Some(&json!({"key": jwk, "hsm": true, "attributes": {"exportable": true}, "release_policy": policy(&authority)})),
+    );
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["key"]["kty"], "EC-HSM");
+    assert_eq!(b["key"]["crv"], "P-384");
+    assert_eq!(b["key"]["x"], jwk["x"]);
+    let der = ctx.stored_material("vault", "ec-imported", &version_of(&b));
+    let f = state.path().join("ec.der");
+    std::fs::write(&f, der).unwrap();
+    let check = r#"
+import base64, sys
+from cryptography.hazmat.primitives import serialization
+k = serialization.load_der_private_key(open(sys.argv[1], 'rb').read(), None)
+print(base64.urlsafe_b64encode(k.private_numbers().private_value.to_bytes(48, 'big')).rstrip(b'=').decode())
+"#;
+    let d = common::python(check, &[f.to_str().unwrap()]);
+    assert_eq!(d.trim(), jwk["d"].as_str().unwrap());
+}
