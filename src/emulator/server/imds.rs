@@ -97,8 +97,19 @@ impl Imds {
         })
     }
 
-    fn metadata_ok(req: &Request) -> bool {
-        req.header("metadata") == Some("true")
+    /// IMDS answers only GET requests carrying `Metadata: true` (SSRF protection, §2.1).
+    fn refuse_unless_get_with_metadata(req: &Request) -> Option<Response> {
+        if req.method != "GET" {
+            return Some(error(405, "invalid_request", "Only GET is supported"));
+        }
+        if req.header("metadata") != Some("true") {
+            return Some(error(
+                400,
+                "bad_request_102",
+                "Required metadata header not specified",
+            ));
+        }
+        None
     }
 
     fn select(&self, req: &Request) -> Result<&Identity, Response> {
@@ -136,15 +147,8 @@ impl Imds {
     }
 
     fn token(&self, req: &Request) -> Response {
-        if req.method != "GET" {
-            return error(405, "invalid_request", "Only GET is supported");
-        }
-        if !Self::metadata_ok(req) {
-            return error(
-                400,
-                "bad_request_102",
-                "Required metadata header not specified",
-            );
+        if let Some(refusal) = Self::refuse_unless_get_with_metadata(req) {
+            return refusal;
         }
         match req.query_all("api-version").as_slice() {
             [] => {
@@ -228,15 +232,8 @@ impl Imds {
     }
 
     fn thim(&self, req: &Request) -> Response {
-        if req.method != "GET" {
-            return error(405, "invalid_request", "Only GET is supported");
-        }
-        if !Self::metadata_ok(req) {
-            return error(
-                400,
-                "bad_request_102",
-                "Required metadata header not specified",
-            );
+        if let Some(refusal) = Self::refuse_unless_get_with_metadata(req) {
+            return refusal;
         }
         Response {
             status: 200,

@@ -94,28 +94,11 @@ impl Ca {
     /// Issues a server certificate (new P-256 key) for `names`, `localhost` and 127.0.0.1.
     /// Returns (certificate DER, PKCS#8 key DER).
     pub fn issue_server(&self, names: &[String]) -> Result<(Vec<u8>, Vec<u8>), ServeError> {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            names.first().map_or("localhost", |n| n.as_str()),
-        );
-        params.distinguished_name = dn;
-        let mut sans = vec![SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST))];
-        for name in names.iter().map(String::as_str).chain(["localhost"]) {
-            let ia5 = name
-                .to_string()
-                .try_into()
-                .map_err(rcgen_err("host name"))?;
-            sans.push(SanType::DnsName(ia5));
-        }
-        params.subject_alt_names = sans;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let mut params = leaf_params(names, None)?;
+        params
+            .subject_alt_names
+            .insert(0, SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2049, 12, 31);
         let key = KeyPair::generate().map_err(rcgen_err("server key"))?;
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
@@ -136,33 +119,44 @@ impl Ca {
         let pem = signer.pkcs8_pem()?;
         let key = KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256)
             .map_err(rcgen_err("vault signing key"))?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            names.first().map_or("localhost", |n| n.as_str()),
-        );
-        dn.push(DnType::OrganizationName, "skr-emulator");
-        params.distinguished_name = dn;
-        let mut sans = Vec::new();
-        for name in names.iter().map(String::as_str).chain(["localhost"]) {
-            let ia5 = name
-                .to_string()
-                .try_into()
-                .map_err(rcgen_err("host name"))?;
-            sans.push(SanType::DnsName(ia5));
-        }
-        params.subject_alt_names = sans;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2049, 12, 31);
+        let params = leaf_params(names, Some("skr-emulator"))?;
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
             .map_err(rcgen_err("vault signing certificate"))?;
         Ok(cert.der().to_vec())
     }
+}
+
+/// End-entity certificate parameters shared by every certificate the CA issues: CN = the first
+/// of `names` (or localhost), optional O, SAN DNS = `names` + `localhost`, not a CA, digital
+/// signature, AKI, valid 2024-01-01 to 2049-12-31.
+fn leaf_params(
+    names: &[String],
+    organization: Option<&str>,
+) -> Result<CertificateParams, ServeError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        names.first().map_or("localhost", |n| n.as_str()),
+    );
+    if let Some(o) = organization {
+        dn.push(DnType::OrganizationName, o);
+    }
+    params.distinguished_name = dn;
+    for name in names.iter().map(String::as_str).chain(["localhost"]) {
+        let ia5 = name
+            .to_string()
+            .try_into()
+            .map_err(rcgen_err("host name"))?;
+        params.subject_alt_names.push(SanType::DnsName(ia5));
+    }
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2049, 12, 31);
+    Ok(params)
 }
 
 /// A rustls acceptor for a certificate and key the emulator issued.
