@@ -12,10 +12,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use common::emulator::Emu;
+
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -27,60 +25,6 @@ use skrd::emulator::amd_chain::{cert_pem, TestAmdChain};
 use skrd::emulator::firmware::TestFirmware;
 use skrd::format::jose::jwk::KeySet;
 use skrd::format::jose::jwt::{decode_unverified, verify_jwt, Validation};
-
-struct Emu {
-    child: Child,
-    ep: Value,
-}
-
-impl Emu {
-    /// Same start-up as tests/emulator_serve.rs: one JSON line on stdout.
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
-            .arg("serve")
-            .arg("--state-dir")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn skr-emulator");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next().map(|l| l.unwrap_or_default()));
-            for _ in lines {}
-        });
-        let Ok(first) = rx.recv_timeout(Duration::from_secs(120)) else {
-            let _ = child.kill();
-            panic!("no start-up line within 120 s");
-        };
-        let ep: Value = serde_json::from_str(&first.expect("a start-up line")).unwrap();
-        Self { child, ep }
-    }
-
-    fn url(&self, service: &str) -> String {
-        self.ep[service].as_str().unwrap().to_string()
-    }
-
-    fn client(&self) -> reqwest::blocking::Client {
-        let pem = std::fs::read(self.ep["ca_pem"].as_str().unwrap()).unwrap();
-        reqwest::blocking::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap()
-    }
-}
-
-impl Drop for Emu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The four base64 flavours of PROTOCOLS.md §5.2 / trap 13.
 #[derive(Clone, Copy, Debug)]
@@ -186,8 +130,8 @@ const REAL_TOKEN: &[u8] = include_bytes!(concat!(
 #[test]
 fn sevsnpvm_token_verifies_and_matches_real_claims() {
     let dir = common::fresh_state_dir();
-    let emu = Emu::start(dir.path());
-    let c = emu.client();
+    let emu = Emu::start(dir.path(), &[]);
+    let c = emu.client(Duration::from_secs(30));
     let issuer = emu.url("attestation");
     let chain = TestAmdChain::load(dir.path()).unwrap();
     let pem = chain_pem(&chain);
@@ -394,8 +338,8 @@ fn resign(chain: &TestAmdChain, report: &[u8], edit: impl FnOnce(&mut Vec<u8>)) 
 #[test]
 fn sevsnpvm_refusals_name_the_failed_check() {
     let dir = common::fresh_state_dir();
-    let emu = Emu::start(dir.path());
-    let c = emu.client();
+    let emu = Emu::start(dir.path(), &[]);
+    let c = emu.client(Duration::from_secs(30));
     let issuer = emu.url("attestation");
     let url = format!("{issuer}/attest/SevSnpVm?api-version=2022-08-01");
     let chain = TestAmdChain::load(dir.path()).unwrap();
@@ -567,8 +511,8 @@ fn claims_from_bytes(r: &[u8], turin: bool) -> Value {
 #[test]
 fn real_amd_reports_verify_against_the_pinned_roots() {
     let dir = common::fresh_state_dir();
-    let emu = Emu::start(dir.path());
-    let c = emu.client();
+    let emu = Emu::start(dir.path(), &[]);
+    let c = emu.client(Duration::from_secs(30));
     let issuer = emu.url("attestation");
     let url = format!("{issuer}/attest/SevSnpVm?api-version=2022-08-01");
     let jwks: Value = c

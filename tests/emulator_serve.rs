@@ -9,11 +9,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use common::emulator::{client as ca_client, Emu};
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -22,84 +23,8 @@ use skrd::emulator::firmware::TestFirmware;
 use skrd::format::jose::jwk::KeySet;
 use skrd::format::jose::jws::CompactJws;
 use skrd::format::snp::{self, AmdCert, Report, TrustStore};
-
-struct Emu {
-    child: Child,
-    ep: Value,
-}
-
-impl Emu {
-    fn start(dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
-            .arg("serve")
-            .arg("--state-dir")
-            .arg(dir)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn skr-emulator");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next().map(|l| l.unwrap_or_default());
-            let _ = tx.send(first);
-            // Exactly one line: anything more on stdout breaks the contract.
-            let more = lines.count();
-            assert_eq!(more, 0, "skr-emulator printed more than one line on stdout");
-        });
-        let first = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(v) => v,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("no start-up line within 120 s");
-            }
-        };
-        let line = first.expect("a start-up line");
-        let ep: Value = serde_json::from_str(&line).expect("start-up line is JSON");
-        Self { child, ep }
-    }
-
-    fn url(&self, service: &str) -> String {
-        self.ep[service].as_str().unwrap().to_string()
-    }
-
-    fn addr(&self, service: &str) -> String {
-        self.url(service).split("://").nth(1).unwrap().to_string()
-    }
-
-    fn sigterm(&mut self) -> std::process::ExitStatus {
-        let pid = i32::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Emu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn client(ca_pem: &Path) -> reqwest::blocking::Client {
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca_pem).unwrap()).unwrap();
-    reqwest::blocking::Client::builder()
-        .add_root_certificate(ca)
-        .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+    ca_client(ca_pem, Duration::from_secs(20))
 }
 
 fn get(c: &reqwest::blocking::Client, url: &str, metadata: bool) -> (u16, Value) {

@@ -12,11 +12,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use common::emulator::{client as ca_client, Emu};
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
@@ -26,72 +25,8 @@ use skrd::emulator::server::state::{load_or_create_rsa, maa_kid, MAA_KEY};
 use skrd::format::jose::release::{verify_release_response, ReleaseVerification, WrapAlgorithm};
 use skrd::format::jose::x5c::ChainCert;
 
-struct Emu {
-    child: Child,
-    ep: Value,
-}
-
-impl Emu {
-    fn start(dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
-            .arg("serve")
-            .arg("--state-dir")
-            .arg(dir)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn skr-emulator");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next().map(|l| l.unwrap_or_default()));
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(Some(v)) => v,
-            _ => {
-                let _ = child.kill();
-                panic!("no start-up line within 120 s");
-            }
-        };
-        let ep: Value = serde_json::from_str(&line).expect("start-up line is JSON");
-        Self { child, ep }
-    }
-
-    fn url(&self, service: &str) -> String {
-        self.ep[service].as_str().unwrap().to_string()
-    }
-
-    fn stop(&mut self) {
-        let pid = i32::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Emu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn client(ca_pem: &Path) -> reqwest::blocking::Client {
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca_pem).unwrap()).unwrap();
-    reqwest::blocking::Client::builder()
-        .add_root_certificate(ca)
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
+    ca_client(ca_pem, Duration::from_secs(60))
 }
 
 fn b64url(b: &[u8]) -> String {
@@ -532,7 +467,7 @@ fn create_get_import_release_and_restart() {
     }
 
     // Restart keeps the keys.
-    ctx.emu.stop();
+    ctx.emu.sigterm();
     let ctx2 = Ctx::start(state.path(), &[]);
     for (svc, name, b) in &created {
         let (st, _, g) = ctx2.call("GET", svc, &format!("/keys/{name}"), None);

@@ -3,6 +3,7 @@
 // Test harness: failing loudly with a message is its job, so panics are allowed here.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod emulator;
 pub mod swtpm;
 
 use std::path::{Path, PathBuf};

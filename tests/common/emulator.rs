@@ -1,0 +1,101 @@
+//! A running `skr-emulator serve` for integration tests: spawned on a state directory, its one
+//! start-up JSON line read (PROTOCOLS.md §8 start-up contract), killed in `Drop`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The emulator process and the endpoints it printed.
+pub struct Emu {
+    pub child: Child,
+    /// The start-up line: `{"imds", "attestation", "vault", "managed_hsm", "ca_pem", "admin"}`.
+    pub ep: Value,
+}
+
+impl Emu {
+    /// Starts `skr-emulator serve --state-dir DIR EXTRA...` and waits for its start-up line.
+    pub fn start(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+            .arg("serve")
+            .arg("--state-dir")
+            .arg(dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn skr-emulator");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next().map(|l| l.unwrap_or_default());
+            let _ = tx.send(first);
+            // Exactly one line: anything more on stdout breaks the contract.
+            let more = lines.count();
+            assert_eq!(more, 0, "skr-emulator printed more than one line on stdout");
+        });
+        let first = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(v) => v,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no start-up line within 120 s");
+            }
+        };
+        let line = first.expect("a start-up line");
+        let ep: Value = serde_json::from_str(&line).expect("start-up line is JSON");
+        Self { child, ep }
+    }
+
+    /// The printed URL of `service`.
+    pub fn url(&self, service: &str) -> String {
+        self.ep[service].as_str().unwrap().to_string()
+    }
+
+    /// `host:port` of `service`.
+    pub fn addr(&self, service: &str) -> String {
+        self.url(service).split("://").nth(1).unwrap().to_string()
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for the exit.
+    pub fn sigterm(&mut self) -> ExitStatus {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// An HTTPS client trusting the emulator's CA.
+    pub fn client(&self, timeout: Duration) -> reqwest::blocking::Client {
+        client(Path::new(self.ep["ca_pem"].as_str().unwrap()), timeout)
+    }
+}
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTPS client trusting `ca_pem`, without proxies, with a total timeout.
+pub fn client(ca_pem: &Path, timeout: Duration) -> reqwest::blocking::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca_pem).unwrap()).unwrap();
+    reqwest::blocking::Client::builder()
+        .add_root_certificate(ca)
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
