@@ -236,20 +236,15 @@ fn key_url_reads_the_live_keys_policy() {
     );
     assert_eq!(json_of(&out)["valid"], true);
     // Claims that satisfy it, and claims that do not.
-    std::fs::write(
-        &claims,
-        json!({"iss": authority, "x-ms-attestation-type": "sevsnpvm"}).to_string(),
-    )
-    .unwrap();
-    let out = run(&["--claims", claims.to_str().unwrap(), "--json"]);
+    let evaluate = |attestation_type: &str| {
+        let c = json!({"iss": authority, "x-ms-attestation-type": attestation_type});
+        std::fs::write(&claims, c.to_string()).unwrap();
+        run(&["--claims", claims.to_str().unwrap(), "--json"])
+    };
+    let out = evaluate("sevsnpvm");
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(json_of(&out)["allowed"], true);
-    std::fs::write(
-        &claims,
-        json!({"iss": authority, "x-ms-attestation-type": "sgx"}).to_string(),
-    )
-    .unwrap();
-    let out = run(&["--claims", claims.to_str().unwrap(), "--json"]);
+    let out = evaluate("sgx");
     assert_eq!(out.status.code(), Some(1));
     let v = json_of(&out);
     assert_eq!(v["allowed"], false);

@@ -570,16 +570,19 @@ fn without_keys_the_configured_providers_keys_are_fetched() {
     let conf = conf.to_str().unwrap();
     let iss = f.emu.url("attestation");
     let signer = load_or_create_rsa(f.dir.path(), MAA_KEY, maa_kid).unwrap();
+    let verify = |jwt: &Path| {
+        run(&[
+            "--config",
+            conf,
+            "token",
+            "verify",
+            jwt.to_str().unwrap(),
+            "--json",
+        ])
+    };
     let good = dir.path().join("good.jwt");
     std::fs::write(&good, emulator_token(&signer, &iss)).unwrap();
-    let (code, out, err) = run(&[
-        "--config",
-        conf,
-        "token",
-        "verify",
-        good.to_str().unwrap(),
-        "--json",
-    ]);
+    let (code, out, err) = verify(&good);
     assert_eq!(code, 0, "{out} {err}");
     assert_eq!(out["verified"], true);
     assert_eq!(out["kid"], signer.kid.as_str());
@@ -591,14 +594,7 @@ fn without_keys_the_configured_providers_keys_are_fetched() {
     forger.kid = signer.kid.clone();
     let forged = dir.path().join("forged.jwt");
     std::fs::write(&forged, emulator_token(&forger, &iss)).unwrap();
-    let (code, out, _) = run(&[
-        "--config",
-        conf,
-        "token",
-        "verify",
-        forged.to_str().unwrap(),
-        "--json",
-    ]);
+    let (code, out, _) = verify(&forged);
     assert_eq!(
         (code, out["error"]["code"].as_str()),
         (1, Some("jws-signature-invalid"))
@@ -608,14 +604,7 @@ fn without_keys_the_configured_providers_keys_are_fetched() {
     let before = f.counters();
     let foreign = dir.path().join("foreign.jwt");
     std::fs::write(&foreign, emulator_token(&signer, "https://evil.example")).unwrap();
-    let (code, out, _) = run(&[
-        "--config",
-        conf,
-        "token",
-        "verify",
-        foreign.to_str().unwrap(),
-        "--json",
-    ]);
+    let (code, out, _) = verify(&foreign);
     assert_eq!(
         (code, out["error"]["code"].as_str()),
         (1, Some("jwt-issuer-mismatch"))
@@ -624,14 +613,7 @@ fn without_keys_the_configured_providers_keys_are_fetched() {
 
     // The provider's keys cannot be fetched: unusable (2), with the network code.
     f.faults(serde_json::json!({"attestation-certs": {"status": 503}}));
-    let (code, out, _) = run(&[
-        "--config",
-        conf,
-        "token",
-        "verify",
-        good.to_str().unwrap(),
-        "--json",
-    ]);
+    let (code, out, _) = verify(&good);
     assert_eq!(
         (code, out["error"]["code"].as_str()),
         (2, Some("net-retries-exhausted"))
