@@ -285,3 +285,20 @@ fn get_key_reads_the_release_policy_from_vault_and_managed_hsm() {
         .unwrap_err();
     assert_eq!(e.code(), "key-get-not-found", "{e}");
 }
+
+#[test]
+fn concurrent_requests_for_one_resource_share_one_imds_call() {
+    let f = Fixture::start();
+    // A slow IMDS makes the two requests overlap.
+    f.faults(json!({"imds-token": {"delay_ms": 300}}));
+    let cache = f.cache(Identity::SystemAssigned);
+    let d = deadline();
+    let (a, b) = rt().block_on(async {
+        tokio::join!(
+            cache.token("https://vault.azure.net", &d),
+            cache.token("https://vault.azure.net", &d)
+        )
+    });
+    assert_eq!(a.unwrap().secret().expose(), b.unwrap().secret().expose());
+    assert_eq!(f.counter("imds-token"), 1);
+}

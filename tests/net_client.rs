@@ -320,3 +320,18 @@ fn bearer_is_sent_but_never_logged_in_errors() {
     assert!(!format!("{err} {err:?}").contains("SECRET-TOKEN-BYTES"));
     assert_eq!(f.counter("vault-get"), 5);
 }
+
+#[test]
+fn slow_body_counts_against_the_attempt_timeout() {
+    let f = Fixture::start();
+    // The THIM document (~5 KiB) at 200 bytes/s takes far longer than the 1 s attempt limit.
+    f.faults(json!({"thim": {"slow_bytes_per_sec": 200, "times": 1}}));
+    let mut s = f.settings();
+    s.request_timeout = Duration::from_secs(1);
+    let client = HttpClient::new(&s).unwrap();
+    let deadline = Deadline::after(Duration::from_secs(60));
+    let r = rt().block_on(client.send(f.thim(), &deadline)).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.attempts, 2);
+    assert_eq!(f.counter("thim"), 2);
+}
