@@ -20,5 +20,8 @@ case $t in
     fuzz_attest_request) printf %s "{\"report\":\"e30\",\"runtimeData\":{\"data\":\"e30\",\"dataType\":\"JSON\"},\"nonce\":1}" > "$dir"/minimal.json ;;
     fuzz_vault_request) printf %s "{\"target\":\"a.b.c\",\"enc\":\"RSA_AES_KEY_WRAP_256\"}" > "$dir"/minimal.json ;;
     fuzz_key_hsm)    cp $real/thomvanl-skr-sample/sample-responses/3-keyvault-release-key-decoded/key_hsm-decoded.json "$dir"/ ;;
+    fuzz_imds_token) printf %s '{"access_token":"eyJ0eXAi.eyJhdWQi.c2ln","refresh_token":"","expires_in":"3599","expires_on":"1506484173","not_before":"1506480273","resource":"https://vault.azure.net/","token_type":"Bearer"}' > "$dir"/documented.json ;
+                     printf %s '{"error":"invalid_resource","error_description":"AADSTS500011"}' > "$dir"/error.json ;;
+    fuzz_openid_config) printf %s '{"jwks_uri":"https://sharedeus2.eus2.attest.azure.net/certs","issuer":"https://sharedeus2.eus2.attest.azure.net","response_types_supported":["token","none"],"id_token_signing_alg_values_supported":["RS256"],"revocation_endpoint":"https://sharedeus2.eus2.attest.azure.net/revocations"}' > "$dir"/sharedeus2.json ;;
     *) ;;
 esac
