@@ -8,6 +8,8 @@
 //! - [`config`]: `/etc/skrd/skrd.toml` and its drop-ins: parse fragments, merge, validate.
 //! - [`evidence`]: I/O edge that gathers evidence: the vTPM (tss-esapi) and `/dev/sev-guest`.
 //! - [`emulator`]: the pieces of `skr-emulator` (test SNP firmware, swtpm provisioning).
+//! - [`volume`]: I/O edge over libcryptsetup: enroll/unenroll/reenroll skrd's LUKS2 keyslot, status, unlock.
+//! - [`keysocket`]: I/O edge: the AF_UNIX key socket systemd-cryptsetup reads crypttab key files from.
 //! - [`secret`]: buffers for key material: locked in memory, wiped on drop, never printed.
 
 pub mod config;
@@ -16,4 +18,6 @@ pub mod emulator;
 pub mod error;
 pub mod evidence;
 pub mod format;
+pub mod keysocket;
 pub mod secret;
+pub mod volume;
