@@ -239,11 +239,16 @@ impl LuksDevice {
             .keyslot_handle()
             .add_by_passphrase(None, passphrase, new_passphrase)
             .map_err(|e| self.failed("add keyslot", &e))?;
+        self.prefer(slot)?;
+        Ok(slot)
+    }
+
+    /// Sets keyslot `slot`'s priority to `prefer` (tried before normal keyslots).
+    pub fn prefer(&mut self, slot: u32) -> Result<(), VolumeError> {
         self.dev
             .keyslot_handle()
             .set_priority(slot, KeyslotPriority::Prefer)
-            .map_err(|e| self.failed("set keyslot priority", &e))?;
-        Ok(slot)
+            .map_err(|e| self.failed("set keyslot priority", &e))
     }
 
     /// Writes `token` as a new LUKS2 token (bound to its keyslot); returns its number.

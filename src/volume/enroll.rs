@@ -124,13 +124,25 @@ pub fn enroll(
             keyslot: slot,
         });
     }
+    let version = key_version.or(spec.key_version.as_deref());
+    // A keyslot that already opens with our passphrase but has no token: an enrollment that
+    // was interrupted between the two writes. Bind a token to it instead of adding another.
+    if let Some(slot) = dev.test_passphrase(None, passphrase.expose())? {
+        let token = with_backup(&mut dev, backup_dir, &spec.name, |dev| {
+            dev.prefer(slot)?;
+            dev.add_token(&new_token(spec, slot, version, now))
+        })?;
+        return Ok(Change::Changed {
+            keyslot: Some(slot),
+            token: Some(token),
+        });
+    }
     let Authorization::Passphrase(auth) = auth;
     if dev.test_passphrase(None, auth.expose())?.is_none() {
         return Err(VolumeError::AuthRefused {
             device: device.to_path_buf(),
         });
     }
-    let version = key_version.or(spec.key_version.as_deref());
     let (slot, token) = with_backup(&mut dev, backup_dir, &spec.name, |dev| {
         add_slot_and_token(dev, spec, auth.expose(), &passphrase, version, now)
     })?;

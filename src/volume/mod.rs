@@ -17,6 +17,8 @@ pub mod error;
 pub mod header;
 pub mod status;
 
+use std::path::{Path, PathBuf};
+
 use uuid::Uuid;
 
 pub use enroll::{enroll, reenroll, unenroll, Authorization, Change};
@@ -77,8 +79,8 @@ impl VolumeSpec {
     }
 
     /// The device node udev gives this volume: `/dev/disk/by-uuid/UUID`.
-    pub fn default_device(&self) -> std::path::PathBuf {
-        std::path::PathBuf::from(format!("/dev/disk/by-uuid/{}", self.uuid))
+    pub fn default_device(&self) -> PathBuf {
+        PathBuf::from(format!("/dev/disk/by-uuid/{}", self.uuid))
     }
 
     /// The passphrase of this volume for key material `ikm`: derived from the configured
@@ -109,6 +111,35 @@ impl VolumeSpec {
             }
         }
         Ok(())
+    }
+
+    /// The volume to work on, from a volume name and/or a device path: the name picks the
+    /// configured volume (device default `/dev/disk/by-uuid/UUID`); a device alone is matched
+    /// to the configured volume with its header's LUKS UUID.
+    pub fn resolve(
+        settings: &Settings,
+        volume: Option<&str>,
+        device: Option<&Path>,
+    ) -> Result<(Self, PathBuf), VolumeError> {
+        if let Some(name) = volume {
+            let spec = Self::from_settings(settings, name)?;
+            let dev = device.map_or_else(|| spec.default_device(), Path::to_path_buf);
+            return Ok((spec, dev));
+        }
+        let Some(device) = device else {
+            return Err(VolumeError::UnknownVolume {
+                volume: String::new(),
+                configured: settings.volumes.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        let uuid = device::LuksDevice::open(device)?.uuid()?;
+        let (name, _) = settings
+            .volume_by_uuid(&uuid)
+            .ok_or_else(|| VolumeError::UuidNotConfigured {
+                device: device.to_path_buf(),
+                found: uuid.to_string(),
+            })?;
+        Ok((Self::from_settings(settings, name)?, device.to_path_buf()))
     }
 
     /// The `/etc/crypttab` line for this volume with skrd's key socket.

@@ -1,0 +1,305 @@
+//! `skrctl volumes | enroll | unenroll | reenroll | unlock`: exit statuses, `--json` shapes,
+//! error codes, the crypttab line; effects checked with the `cryptsetup` CLI. Also: killing
+//! `skrctl enroll` mid-way leaves the recovery slot and the data unchanged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod volume_common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use volume_common::*;
+
+struct Env {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    data: PathBuf,
+    uuid: String,
+}
+
+const KEY: [u8; 32] = [0x5a; 32];
+
+fn setup() -> Env {
+    let dir = tempfile::Builder::new()
+        .prefix("skrctl-volumes-")
+        .tempdir()
+        .unwrap();
+    let (data, uuid) = luks2_image(dir.path(), "data", None);
+    let conf = dir.path().join("skrd.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[attestation]\nprovider = \"https://a.eus.attest.azure.net\"\n\
+             [keys.disk]\nurl = \"{KEY_URL}/v1\"\n\
+             [volumes.data]\nuuid = \"{uuid}\"\nkey = \"disk\"\n\
+             [volumes.logs]\nuuid = \"0b4b3e1c-6f1e-4c2a-9d55-2f1f9a7f0c11\"\nkey = \"disk\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("key"), KEY).unwrap();
+    std::fs::write(dir.path().join("wrong-key"), [1u8; 32]).unwrap();
+    std::fs::write(dir.path().join("recovery"), RECOVERY).unwrap();
+    Env {
+        dir,
+        conf,
+        data,
+        uuid,
+    }
+}
+
+/// skrctl with `fds` (fd number → file) passed as open descriptors.
+fn command(env: &Env, args: &[&str], fds: &[(i32, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skrctl"));
+    cmd.arg("--config").arg(&env.conf).args(args);
+    cmd.stdin(Stdio::null());
+    let files: Vec<(i32, std::fs::File)> = fds
+        .iter()
+        .map(|(n, name)| (*n, std::fs::File::open(env.dir.path().join(name)).unwrap()))
+        .collect();
+    // SAFETY: only async-signal-safe dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            use std::os::fd::AsRawFd;
+            // First move every source above the targets (a source may sit on a target
+            // number), then dup2 (which clears close-on-exec on the target).
+            let mut high = Vec::new();
+            for (n, f) in &files {
+                let tmp = libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64);
+                if tmp < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                high.push((*n, tmp));
+            }
+            for (n, tmp) in high {
+                if libc::dup2(tmp, n) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+fn skrctl(env: &Env, args: &[&str], fds: &[(i32, &str)]) -> (i32, Value, String) {
+    let out = command(env, args, fds).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn enroll_status_unlock_unenroll_through_skrctl() {
+    let env = setup();
+    let backups = env.dir.path().join("backups");
+    let dev_override = format!("data={}", s(&env.data));
+    let (code, v, out) = skrctl(&env, &["volumes", "--json", "--device", &dev_override], &[]);
+    assert_eq!(code, 0, "{out}");
+    let vols = v["volumes"].as_array().unwrap();
+    assert_eq!(vols.len(), 2);
+    assert_eq!(vols[0]["volume"], "data");
+    assert_eq!(vols[0]["present"], true);
+    assert_eq!(vols[0]["luks2"], true);
+    assert_eq!(vols[0]["enrolled_keyslot"], Value::Null);
+    assert_eq!(vols[0]["recovery_keyslots"], serde_json::json!([0]));
+    assert_eq!(vols[1]["volume"], "logs");
+    assert_eq!(vols[1]["present"], false);
+    assert_eq!(vols[1]["problem"]["code"], "volume-device-missing");
+
+    let enroll_args = [
+        "enroll",
+        "--volume",
+        "data",
+        "--device",
+        s(&env.data),
+        "--key-fd",
+        "3",
+        "--recovery-fd",
+        "4",
+        "--backup-dir",
+        s(&backups),
+        "--json",
+    ];
+    let fds = [(3, "key"), (4, "recovery")];
+    let (code, v, out) = skrctl(&env, &enroll_args, &fds);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(v["result"], "enrolled");
+    let slot = v["keyslot"].as_u64().unwrap() as u32;
+    assert_eq!(
+        v["crypttab"],
+        format!(
+            "data UUID={} /run/skrd/luks.sock luks,x-initrd.attach,_netdev",
+            env.uuid
+        )
+    );
+    assert!(opens(&env.data, &python_passphrase(&KEY, &env.uuid), Some(slot)));
+    assert!(opens(&env.data, RECOVERY.as_bytes(), Some(0)));
+    let (code, v, out) = skrctl(&env, &enroll_args, &fds);
+    assert_eq!((code, v["result"].as_str()), (0, Some("unchanged")), "{out}");
+
+    // Human output of volumes names the volume and its slot.
+    let (code, _, out) = skrctl(&env, &["volumes", "--device", &dev_override], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("enrolled (keyslot {slot}, key version v1)")), "{out}");
+
+    // unlock --test: right key opens, wrong key refused (1).
+    let unlock = |key: &str| {
+        skrctl(
+            &env,
+            &["unlock", "data", "--device", s(&env.data), "--key-fd", "3", "--test", "--json"],
+            &[(3, key)],
+        )
+    };
+    let (code, v, out) = unlock("key");
+    assert_eq!((code, v["result"].as_str()), (0, Some("key-opens")), "{out}");
+    let (code, v, out) = unlock("wrong-key");
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(v["error"]["code"], "volume-wrong-key");
+
+    // unenroll, twice.
+    let un = [
+        "unenroll",
+        "--device",
+        s(&env.data),
+        "--backup-dir",
+        s(&backups),
+        "--json",
+    ];
+    let (code, v, out) = skrctl(&env, &un, &[]);
+    assert_eq!((code, v["result"].as_str()), (0, Some("unenrolled")), "{out}");
+    assert_eq!(keyslots(&env.data), vec![0]);
+    let (code, v, out) = skrctl(&env, &un, &[]);
+    assert_eq!((code, v["result"].as_str()), (0, Some("unchanged")), "{out}");
+}
+
+#[test]
+fn refusals_have_codes_and_statuses() {
+    let env = setup();
+    let backups = env.dir.path().join("b");
+    let fds = [(3, "key"), (4, "recovery")];
+    let enroll = |extra: &[&str]| {
+        let mut args = vec![
+            "enroll",
+            "--key-fd",
+            "3",
+            "--recovery-fd",
+            "4",
+            "--backup-dir",
+            s(&backups),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        skrctl(&env, &args, &fds)
+    };
+    // A device whose UUID is not configured.
+    let (other, _) = luks2_image(env.dir.path(), "other", None);
+    let (code, v, out) = enroll(&["--device", s(&other)]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(v["error"]["code"], "volume-uuid-not-configured");
+    // The configured name on another disk.
+    let (code, v, out) = enroll(&["--volume", "data", "--device", s(&other)]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(v["error"]["code"], "volume-uuid-mismatch");
+    // A name not in the configuration: unusable input.
+    let (code, v, out) = enroll(&["--volume", "nope", "--device", s(&env.data)]);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(v["error"]["code"], "volume-not-configured");
+    // LUKS1.
+    let (l1, _) = luks_image(env.dir.path(), "l1", None, "luks1");
+    let (code, v, out) = enroll(&["--volume", "data", "--device", s(&l1)]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(v["error"]["code"], "volume-not-luks2");
+    // Wrong recovery passphrase (the key file given as recovery).
+    let (code, v, out) = skrctl(
+        &env,
+        &[
+            "enroll", "--volume", "data", "--device", s(&env.data), "--key-fd", "3",
+            "--recovery-fd", "3", "--backup-dir", s(&backups), "--json",
+        ],
+        &[(3, "key")],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(v["error"]["code"], "volume-auth-refused");
+    assert_eq!(keyslots(&env.data), vec![0]);
+    // Usage error: neither --volume nor --device.
+    let (code, _, _) = skrctl(&env, &["enroll", "--key-fd", "3"], &[(3, "key")]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn killed_enroll_leaves_recovery_and_data_unchanged() {
+    let env = setup();
+    let backups = env.dir.path().join("b");
+    // A known pattern in the data area (device-mapper is not needed: the image file's data
+    // segment starts at the offset luksDump reports).
+    let off = data_offset(&env.data);
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&env.data).unwrap();
+        f.seek(SeekFrom::Start(off as u64)).unwrap();
+        f.write_all(&[0xC3; 1 << 20]).unwrap();
+    }
+    let data_before = bytes(&env.data, off..off + (1 << 20));
+    let args = [
+        "enroll",
+        "--volume",
+        "data",
+        "--device",
+        s(&env.data),
+        "--key-fd",
+        "3",
+        "--recovery-fd",
+        "4",
+        "--backup-dir",
+        s(&backups),
+    ];
+    let fds = [(3, "key"), (4, "recovery")];
+    for delay_ms in [0u64, 5, 20, 40, 60, 80, 100, 120, 140, 160, 180, 200, 230, 260] {
+        let mut child = command(&env, &args, &fds).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // SIGKILL: no chance to clean up or restore anything.
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            opens(&env.data, RECOVERY.as_bytes(), Some(0)),
+            "recovery slot broken after kill at {delay_ms} ms"
+        );
+        assert_eq!(bytes(&env.data, off..off + (1 << 20)), data_before);
+        // Put the volume back to "not enrolled" for the next round, as an operator would.
+        let (code, _, out) = skrctl(
+            &env,
+            &["unenroll", "--volume", "data", "--device", s(&env.data), "--backup-dir", s(&backups)],
+            &[],
+        );
+        assert_eq!(code, 0, "unenroll after kill at {delay_ms} ms: {out}");
+        // A slot left without its token (killed between the two writes) is adopted by the
+        // next enroll, never duplicated; clean it with cryptsetup here.
+        for slot in keyslots(&env.data) {
+            if slot != 0 {
+                let (ok, _, err) = run(
+                    "cryptsetup",
+                    &["luksKillSlot", "--batch-mode", "--key-file", "-", s(&env.data), &slot.to_string()],
+                    RECOVERY.as_bytes(),
+                );
+                assert!(ok, "{err}");
+            }
+        }
+    }
+    // Finally a clean enroll succeeds with exactly one skrd slot.
+    let (code, _, out) = skrctl(&env, &args, &fds);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(keyslots(&env.data).len(), 2);
+    assert_eq!(tokens(&env.data).len(), 1);
+    assert_eq!(bytes(&env.data, off..off + (1 << 20)), data_before);
+}
