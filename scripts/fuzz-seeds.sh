@@ -20,5 +20,7 @@ case $t in
     fuzz_attest_request) printf %s "{\"report\":\"e30\",\"runtimeData\":{\"data\":\"e30\",\"dataType\":\"JSON\"},\"nonce\":1}" > "$dir"/minimal.json ;;
     fuzz_vault_request) printf %s "{\"target\":\"a.b.c\",\"enc\":\"RSA_AES_KEY_WRAP_256\"}" > "$dir"/minimal.json ;;
     fuzz_key_hsm)    cp $real/thomvanl-skr-sample/sample-responses/3-keyvault-release-key-decoded/key_hsm-decoded.json "$dir"/ ;;
+    fuzz_luks_token) printf %s '{"type":"azure-skr","keyslots":["1"],"skrd_token_version":1,"key_url":"https://v.vault.azure.net/keys/disk","key_version":"v1","kdf":"skrd luks2 v1","volume":"data","created_at":1}' > "$dir"/token.json
+                     printf %s '1a2b3c4d5e6f7081/cryptsetup/data' > "$dir"/peer.txt ;;
     *) ;;
 esac

@@ -86,10 +86,7 @@ struct Server {
 
 /// Serves with `answer(volume)`: `Some(delay)` → the volume's passphrase after `delay`,
 /// `None` → refused, a missing volume → never answered.
-fn start(
-    plan: HashMap<&'static str, Option<Duration>>,
-    options: ServeOptions,
-) -> Server {
+fn start(plan: HashMap<&'static str, Option<Duration>>, options: ServeOptions) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run/skrd/luks.sock");
     let socket = KeySocket::bind(&path).unwrap();

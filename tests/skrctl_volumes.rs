@@ -99,6 +99,26 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The descriptors of `enroll_args`: key on 3, recovery passphrase on 4.
+const FDS: [(i32, &str); 2] = [(3, "key"), (4, "recovery")];
+
+/// `enroll --volume data --device IMG --key-fd 3 --recovery-fd 4 --backup-dir DIR`.
+fn enroll_args<'a>(env: &'a Env, backups: &'a Path) -> Vec<&'a str> {
+    vec![
+        "enroll",
+        "--volume",
+        "data",
+        "--device",
+        s(&env.data),
+        "--key-fd",
+        "3",
+        "--recovery-fd",
+        "4",
+        "--backup-dir",
+        s(backups),
+    ]
+}
+
 #[test]
 fn enroll_status_unlock_unenroll_through_skrctl() {
     let env = setup();
@@ -117,21 +137,9 @@ fn enroll_status_unlock_unenroll_through_skrctl() {
     assert_eq!(vols[1]["present"], false);
     assert_eq!(vols[1]["problem"]["code"], "volume-device-missing");
 
-    let enroll_args = [
-        "enroll",
-        "--volume",
-        "data",
-        "--device",
-        s(&env.data),
-        "--key-fd",
-        "3",
-        "--recovery-fd",
-        "4",
-        "--backup-dir",
-        s(&backups),
-        "--json",
-    ];
-    let fds = [(3, "key"), (4, "recovery")];
+    let mut enroll_args = enroll_args(&env, &backups);
+    enroll_args.push("--json");
+    let fds = FDS;
     let (code, v, out) = skrctl(&env, &enroll_args, &fds);
     assert_eq!(code, 0, "{out}");
     assert_eq!(v["result"], "enrolled");
@@ -143,26 +151,50 @@ fn enroll_status_unlock_unenroll_through_skrctl() {
             env.uuid
         )
     );
-    assert!(opens(&env.data, &python_passphrase(&KEY, &env.uuid), Some(slot)));
+    assert!(opens(
+        &env.data,
+        &python_passphrase(&KEY, &env.uuid),
+        Some(slot)
+    ));
     assert!(opens(&env.data, RECOVERY.as_bytes(), Some(0)));
     let (code, v, out) = skrctl(&env, &enroll_args, &fds);
-    assert_eq!((code, v["result"].as_str()), (0, Some("unchanged")), "{out}");
+    assert_eq!(
+        (code, v["result"].as_str()),
+        (0, Some("unchanged")),
+        "{out}"
+    );
 
     // Human output of volumes names the volume and its slot.
     let (code, _, out) = skrctl(&env, &["volumes", "--device", &dev_override], &[]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(&format!("enrolled (keyslot {slot}, key version v1)")), "{out}");
+    assert!(
+        out.contains(&format!("enrolled (keyslot {slot}, key version v1)")),
+        "{out}"
+    );
 
     // unlock --test: right key opens, wrong key refused (1).
     let unlock = |key: &str| {
         skrctl(
             &env,
-            &["unlock", "data", "--device", s(&env.data), "--key-fd", "3", "--test", "--json"],
+            &[
+                "unlock",
+                "data",
+                "--device",
+                s(&env.data),
+                "--key-fd",
+                "3",
+                "--test",
+                "--json",
+            ],
             &[(3, key)],
         )
     };
     let (code, v, out) = unlock("key");
-    assert_eq!((code, v["result"].as_str()), (0, Some("key-opens")), "{out}");
+    assert_eq!(
+        (code, v["result"].as_str()),
+        (0, Some("key-opens")),
+        "{out}"
+    );
     let (code, v, out) = unlock("wrong-key");
     assert_eq!(code, 1, "{out}");
     assert_eq!(v["error"]["code"], "volume-wrong-key");
@@ -177,10 +209,18 @@ fn enroll_status_unlock_unenroll_through_skrctl() {
         "--json",
     ];
     let (code, v, out) = skrctl(&env, &un, &[]);
-    assert_eq!((code, v["result"].as_str()), (0, Some("unenrolled")), "{out}");
+    assert_eq!(
+        (code, v["result"].as_str()),
+        (0, Some("unenrolled")),
+        "{out}"
+    );
     assert_eq!(keyslots(&env.data), vec![0]);
     let (code, v, out) = skrctl(&env, &un, &[]);
-    assert_eq!((code, v["result"].as_str()), (0, Some("unchanged")), "{out}");
+    assert_eq!(
+        (code, v["result"].as_str()),
+        (0, Some("unchanged")),
+        "{out}"
+    );
 }
 
 #[test]
@@ -221,14 +261,9 @@ fn refusals_have_codes_and_statuses() {
     assert_eq!(code, 1, "{out}");
     assert_eq!(v["error"]["code"], "volume-not-luks2");
     // Wrong recovery passphrase (the key file given as recovery).
-    let (code, v, out) = skrctl(
-        &env,
-        &[
-            "enroll", "--volume", "data", "--device", s(&env.data), "--key-fd", "3",
-            "--recovery-fd", "3", "--backup-dir", s(&backups), "--json",
-        ],
-        &[(3, "key")],
-    );
+    let mut args = enroll_args(&env, &backups);
+    args.push("--json");
+    let (code, v, out) = skrctl(&env, &args, &[(3, "key"), (4, "key")]);
     assert_eq!(code, 1, "{out}");
     assert_eq!(v["error"]["code"], "volume-auth-refused");
     assert_eq!(keyslots(&env.data), vec![0]);
@@ -246,26 +281,19 @@ fn killed_enroll_leaves_recovery_and_data_unchanged() {
     let off = data_offset(&env.data);
     {
         use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new().write(true).open(&env.data).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&env.data)
+            .unwrap();
         f.seek(SeekFrom::Start(off as u64)).unwrap();
         f.write_all(&[0xC3; 1 << 20]).unwrap();
     }
     let data_before = bytes(&env.data, off..off + (1 << 20));
-    let args = [
-        "enroll",
-        "--volume",
-        "data",
-        "--device",
-        s(&env.data),
-        "--key-fd",
-        "3",
-        "--recovery-fd",
-        "4",
-        "--backup-dir",
-        s(&backups),
-    ];
-    let fds = [(3, "key"), (4, "recovery")];
-    for delay_ms in [0u64, 5, 20, 40, 60, 80, 100, 120, 140, 160, 180, 200, 230, 260] {
+    let args = enroll_args(&env, &backups);
+    let fds = FDS;
+    for delay_ms in [
+        0u64, 5, 20, 40, 60, 80, 100, 120, 140, 160, 180, 200, 230, 260,
+    ] {
         let mut child = command(&env, &args, &fds).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         // SIGKILL: no chance to clean up or restore anything.
@@ -279,7 +307,15 @@ fn killed_enroll_leaves_recovery_and_data_unchanged() {
         // Put the volume back to "not enrolled" for the next round, as an operator would.
         let (code, _, out) = skrctl(
             &env,
-            &["unenroll", "--volume", "data", "--device", s(&env.data), "--backup-dir", s(&backups)],
+            &[
+                "unenroll",
+                "--volume",
+                "data",
+                "--device",
+                s(&env.data),
+                "--backup-dir",
+                s(&backups),
+            ],
             &[],
         );
         assert_eq!(code, 0, "unenroll after kill at {delay_ms} ms: {out}");
@@ -287,12 +323,7 @@ fn killed_enroll_leaves_recovery_and_data_unchanged() {
         // next enroll, never duplicated; clean it with cryptsetup here.
         for slot in keyslots(&env.data) {
             if slot != 0 {
-                let (ok, _, err) = run(
-                    "cryptsetup",
-                    &["luksKillSlot", "--batch-mode", "--key-file", "-", s(&env.data), &slot.to_string()],
-                    RECOVERY.as_bytes(),
-                );
-                assert!(ok, "{err}");
+                kill_slot(&env.data, slot, RECOVERY.as_bytes());
             }
         }
     }

@@ -33,16 +33,7 @@ fn enroll_adds_exactly_one_slot_and_token() {
     let key = ikm(7);
     let backups = t.path().join("backups");
 
-    let change = volume::enroll(
-        &img,
-        &spec,
-        &key,
-        Authorization::Passphrase(&recovery()),
-        None,
-        &backups,
-        NOW,
-    )
-    .unwrap();
+    let change = enroll(&img, &spec, &key, &backups, NOW).unwrap();
     let Change::Changed {
         keyslot: Some(slot),
         ..
@@ -86,16 +77,7 @@ fn enroll_adds_exactly_one_slot_and_token() {
 
     // Idempotent: a second enroll changes nothing.
     let header = bytes(&img, 0..data_offset(&img));
-    let again = volume::enroll(
-        &img,
-        &spec,
-        &key,
-        Authorization::Passphrase(&recovery()),
-        None,
-        &backups,
-        NOW + 1,
-    )
-    .unwrap();
+    let again = enroll(&img, &spec, &key, &backups, NOW + 1).unwrap();
     assert_eq!(
         again,
         Change::Unchanged {
@@ -121,16 +103,7 @@ fn unenroll_removes_slot_and_token_and_keeps_recovery() {
     let spec = spec("data", &uuid, None);
     let key = ikm(1);
     let backups = t.path().join("b");
-    volume::enroll(
-        &img,
-        &spec,
-        &key,
-        Authorization::Passphrase(&recovery()),
-        None,
-        &backups,
-        NOW,
-    )
-    .unwrap();
+    enroll(&img, &spec, &key, &backups, NOW).unwrap();
     assert_eq!(keyslots(&img).len(), 2);
     let change = volume::unenroll(&img, &spec, &backups).unwrap();
     assert_eq!(
@@ -158,32 +131,11 @@ fn unenroll_never_removes_the_last_way_in() {
     let (img, uuid) = luks2_image(t.path(), "data", None);
     let spec = spec("data", &uuid, None);
     let backups = t.path().join("b");
-    let change = volume::enroll(
-        &img,
-        &spec,
-        &ikm(2),
-        Authorization::Passphrase(&recovery()),
-        None,
-        &backups,
-        NOW,
-    )
-    .unwrap();
+    let change = enroll(&img, &spec, &ikm(2), &backups, NOW).unwrap();
     let slot = change.keyslot().unwrap();
     // The operator removes the recovery slot with cryptsetup itself (authorized by skrd's).
     let pass = python_passphrase(&[2; 32], &uuid);
-    let (ok, _, err) = run(
-        "cryptsetup",
-        &[
-            "luksKillSlot",
-            "--batch-mode",
-            "--key-file",
-            "-",
-            img.to_str().unwrap(),
-            "0",
-        ],
-        &pass,
-    );
-    assert!(ok, "{err}");
+    kill_slot(&img, 0, &pass);
     let header = bytes(&img, 0..data_offset(&img));
     let err = volume::unenroll(&img, &spec, &backups).unwrap_err();
     assert_eq!(err.code(), "volume-last-recovery-slot");
@@ -200,18 +152,10 @@ fn reenroll_rotates_without_a_gap() {
     let backups = t.path().join("b");
     let old = ikm(3);
     let new = ikm(4);
-    let slot1 = volume::enroll(
-        &img,
-        &v1,
-        &old,
-        Authorization::Passphrase(&recovery()),
-        None,
-        &backups,
-        NOW,
-    )
-    .unwrap()
-    .keyslot()
-    .unwrap();
+    let slot1 = enroll(&img, &v1, &old, &backups, NOW)
+        .unwrap()
+        .keyslot()
+        .unwrap();
     let v2 = spec("data", &uuid, Some("v2"));
     // Wrong old key: refused, header unchanged.
     let header = bytes(&img, 0..data_offset(&img));
@@ -223,13 +167,20 @@ fn reenroll_rotates_without_a_gap() {
     let slot2 = change.keyslot().unwrap();
     assert!(matches!(change, Change::Changed { .. }));
     assert_eq!(keyslots(&img), vec![0, slot2]);
-    assert_ne!(slot1, slot2, "the new slot is added before the old one is removed");
+    assert_ne!(
+        slot1, slot2,
+        "the new slot is added before the old one is removed"
+    );
     let toks = tokens(&img);
     assert_eq!(toks.len(), 1);
     let tok = toks.values().next().unwrap();
     assert_eq!(tok["key_version"], "v2");
     assert_eq!(tok["keyslots"], serde_json::json!([slot2.to_string()]));
-    assert!(opens(&img, &python_passphrase(&[4; 32], &uuid), Some(slot2)));
+    assert!(opens(
+        &img,
+        &python_passphrase(&[4; 32], &uuid),
+        Some(slot2)
+    ));
     assert!(!opens(&img, &python_passphrase(&[3; 32], &uuid), None));
     assert!(opens(&img, RECOVERY.as_bytes(), Some(0)));
     // Repeating it is a no-op.
@@ -251,7 +202,7 @@ fn refusals_leave_the_device_unchanged() {
     let (img, uuid) = luks2_image(t.path(), "data", None);
     let s = spec("data", &uuid, None);
     let before = std::fs::read(&img).unwrap();
-    let enroll = |img: &std::path::Path, s: &skrd::volume::VolumeSpec, auth: &Secret| {
+    let refused = |img: &std::path::Path, s: &skrd::volume::VolumeSpec, auth: &Secret| {
         volume::enroll(
             img,
             s,
@@ -266,26 +217,26 @@ fn refusals_leave_the_device_unchanged() {
     };
     // Wrong recovery passphrase.
     assert_eq!(
-        enroll(&img, &s, &Secret::new(b"wrong".to_vec())),
+        refused(&img, &s, &Secret::new(b"wrong".to_vec())),
         "volume-auth-refused"
     );
     // UUID not the configured one.
     let other = spec("data", "0b4b3e1c-6f1e-4c2a-9d55-2f1f9a7f0c11", None);
-    assert_eq!(enroll(&img, &other, &recovery()), "volume-uuid-mismatch");
+    assert_eq!(refused(&img, &other, &recovery()), "volume-uuid-mismatch");
     assert!(std::fs::read(&img).unwrap() == before);
     // Missing device.
     assert_eq!(
-        enroll(&t.path().join("absent.img"), &s, &recovery()),
+        refused(&t.path().join("absent.img"), &s, &recovery()),
         "volume-device-missing"
     );
     // Not LUKS at all.
     let zeros = t.path().join("zeros.img");
     std::fs::write(&zeros, vec![0u8; 1 << 20]).unwrap();
-    assert_eq!(enroll(&zeros, &s, &recovery()), "volume-not-luks");
+    assert_eq!(refused(&zeros, &s, &recovery()), "volume-not-luks");
     // LUKS1.
     let (l1, l1_uuid) = luks_image(t.path(), "old", None, "luks1");
     assert_eq!(
-        enroll(&l1, &spec("old", &l1_uuid, None), &recovery()),
+        refused(&l1, &spec("old", &l1_uuid, None), &recovery()),
         "volume-not-luks2"
     );
     // Corrupt header: both LUKS2 binary headers (offsets 0 and 16 KiB, per the LUKS2 on-disk
@@ -297,23 +248,14 @@ fn refusals_leave_the_device_unchanged() {
     raw[16384..16384 + 4096].fill(0xA5);
     std::fs::write(&bad, &raw).unwrap();
     assert_eq!(
-        enroll(&bad, &spec("bad", &bad_uuid, None), &recovery()),
+        refused(&bad, &spec("bad", &bad_uuid, None), &recovery()),
         "volume-not-luks"
     );
     assert_eq!(std::fs::read(&bad).unwrap()[16 << 20..], data_before[..]);
     // Backup directory that is a file.
     let file = t.path().join("file");
     std::fs::write(&file, b"x").unwrap();
-    let err = volume::enroll(
-        &img,
-        &s,
-        &ikm(5),
-        Authorization::Passphrase(&recovery()),
-        None,
-        &file,
-        NOW,
-    )
-    .unwrap_err();
+    let err = enroll(&img, &s, &ikm(5), &file, NOW).unwrap_err();
     assert_eq!(err.code(), "volume-backup-dir");
     assert!(std::fs::read(&img).unwrap() == before);
 }
@@ -324,29 +266,11 @@ fn token_disagreeing_with_the_config_is_refused() {
     let backups = t.path().join("b");
     let (img, uuid) = luks2_image(t.path(), "data", None);
     let s = spec("data", &uuid, Some("v1"));
-    volume::enroll(
-        &img,
-        &s,
-        &ikm(6),
-        Authorization::Passphrase(&recovery()),
-        None,
-        &backups,
-        NOW,
-    )
-    .unwrap();
+    enroll(&img, &s, &ikm(6), &backups, NOW).unwrap();
     let mut other_key = s.clone();
     other_key.key_url = "https://fabrikam.vault.azure.net/keys/disk".to_string();
     for err in [
-        volume::enroll(
-            &img,
-            &other_key,
-            &ikm(6),
-            Authorization::Passphrase(&recovery()),
-            None,
-            &backups,
-            NOW,
-        )
-        .unwrap_err(),
+        enroll(&img, &other_key, &ikm(6), &backups, NOW).unwrap_err(),
         volume::unlock(&img, &other_key, &ikm(6), None).unwrap_err(),
         volume::reenroll(&img, &other_key, &ikm(6), &ikm(8), None, &backups, NOW).unwrap_err(),
     ] {
@@ -358,13 +282,7 @@ fn token_disagreeing_with_the_config_is_refused() {
     // A token edited by hand into something skrd did not write.
     let (ok, _, err) = run(
         "cryptsetup",
-        &[
-            "token",
-            "import",
-            "--json-file",
-            "-",
-            img.to_str().unwrap(),
-        ],
+        &["token", "import", "--json-file", "-", img.to_str().unwrap()],
         br#"{"type":"azure-skr","keyslots":[],"key_url":"x"}"#,
     );
     assert!(ok, "{err}");
@@ -382,7 +300,14 @@ fn no_space_for_the_header_backup_changes_nothing() {
     // A 1 MiB tmpfs cannot hold the 16 MiB LUKS2 header backup.
     let (ok, _, err) = run(
         "mount",
-        &["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt.to_str().unwrap()],
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m",
+            "tmpfs",
+            mnt.to_str().unwrap(),
+        ],
         b"",
     );
     if !ok {
@@ -390,15 +315,7 @@ fn no_space_for_the_header_backup_changes_nothing() {
         return;
     }
     let before = std::fs::read(&img).unwrap();
-    let result = volume::enroll(
-        &img,
-        &s,
-        &ikm(5),
-        Authorization::Passphrase(&recovery()),
-        None,
-        &mnt,
-        NOW,
-    );
+    let result = enroll(&img, &s, &ikm(5), &mnt, NOW);
     let leftovers = std::fs::read_dir(&mnt).unwrap().count();
     run("umount", &[mnt.to_str().unwrap()], b"");
     let err = result.unwrap_err();

@@ -7,8 +7,7 @@
 mod volume_common;
 
 use skrd::error::ErrorCode;
-use skrd::secret::Secret;
-use skrd::volume::{self, Authorization};
+use skrd::volume;
 use volume_common::*;
 
 const NOW: u64 = 1_732_395_600;
@@ -31,18 +30,10 @@ fn copied_token_or_borrowed_uuid_never_opens() {
     // Our volume, enrolled.
     let (ours, our_uuid) = luks2_image(t.path(), "data", None);
     let spec = spec("data", &our_uuid, Some("v1"));
-    let slot = volume::enroll(
-        &ours,
-        &spec,
-        &key,
-        Authorization::Passphrase(&Secret::new(RECOVERY.as_bytes().to_vec())),
-        None,
-        &backups,
-        NOW,
-    )
-    .unwrap()
-    .keyslot()
-    .unwrap();
+    let slot = enroll(&ours, &spec, &key, &backups, NOW)
+        .unwrap()
+        .keyslot()
+        .unwrap();
     let our_token = tokens(&ours).values().next().unwrap().clone();
     let our_pass = python_passphrase(&[0x42; 32], &our_uuid);
     assert!(opens(&ours, &our_pass, Some(slot)));
@@ -56,7 +47,11 @@ fn copied_token_or_borrowed_uuid_never_opens() {
     assert_eq!(err.code(), "volume-uuid-mismatch", "{err}");
     // Whatever skrd would derive, neither our passphrase nor one for their UUID opens it.
     assert!(!opens(&theirs, &our_pass, None));
-    assert!(!opens(&theirs, &python_passphrase(&[0x42; 32], &their_uuid), None));
+    assert!(!opens(
+        &theirs,
+        &python_passphrase(&[0x42; 32], &their_uuid),
+        None
+    ));
 
     // 2. The host's volume formatted with OUR UUID (its own passphrase) and our token.
     let fake_dir = t.path().join("fake");
@@ -68,15 +63,6 @@ fn copied_token_or_borrowed_uuid_never_opens() {
     assert_eq!(err.code(), "volume-wrong-key", "{err}");
     assert!(!opens(&fake, &our_pass, None));
     // And skrd refuses to "enroll" over it: the token is there but our key does not open it.
-    let err = volume::enroll(
-        &fake,
-        &spec,
-        &key,
-        Authorization::Passphrase(&Secret::new(RECOVERY.as_bytes().to_vec())),
-        None,
-        &backups,
-        NOW,
-    )
-    .unwrap_err();
+    let err = enroll(&fake, &spec, &key, &backups, NOW).unwrap_err();
     assert_eq!(err.code(), "volume-wrong-key", "{err}");
 }

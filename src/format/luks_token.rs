@@ -78,13 +78,17 @@ pub enum LuksTokenError {
         max: usize,
     },
     /// The top level is not an object.
-    #[error("the LUKS2 token is a JSON {found}, expected an object; the header was not written by skrd")]
+    #[error(
+        "the LUKS2 token is a JSON {found}, expected an object; the header was not written by skrd"
+    )]
     NotObject {
         /// JSON type found.
         found: &'static str,
     },
     /// A required member is absent.
-    #[error("the azure-skr token has no {field:?} member; re-enroll the volume with `skrctl reenroll`")]
+    #[error(
+        "the azure-skr token has no {field:?} member; re-enroll the volume with `skrctl reenroll`"
+    )]
     MissingField {
         /// The member.
         field: &'static str,
@@ -114,7 +118,9 @@ pub enum LuksTokenError {
         found: String,
     },
     /// Not exactly one keyslot.
-    #[error("the azure-skr token lists {found} keyslots, expected exactly 1; re-enroll the volume")]
+    #[error(
+        "the azure-skr token lists {found} keyslots, expected exactly 1; re-enroll the volume"
+    )]
     KeyslotCount {
         /// Number listed.
         found: usize,

@@ -31,7 +31,9 @@ pub enum KeySocketError {
         source: std::io::Error,
     },
     /// The peer runs as another user than allowed.
-    #[error("key socket peer runs as uid {found}, only uid {allowed} (systemd-cryptsetup) is answered")]
+    #[error(
+        "key socket peer runs as uid {found}, only uid {allowed} (systemd-cryptsetup) is answered"
+    )]
     PeerUid {
         /// The peer's uid.
         found: u32,
@@ -45,7 +47,9 @@ pub enum KeySocketError {
     #[error(transparent)]
     PeerName(#[from] PeerNameError),
     /// The client sent more than a key request can be.
-    #[error("key socket client sent more than {max} bytes before EOF; systemd-cryptsetup sends none")]
+    #[error(
+        "key socket client sent more than {max} bytes before EOF; systemd-cryptsetup sends none"
+    )]
     RequestTooLarge {
         /// The limit.
         max: usize,

@@ -130,8 +130,7 @@ impl KeySocket {
             source,
         };
         let listener = UnixListener::bind(path).map_err(bind_err)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(bind_err)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
         Ok(Self {
             listener,
             path: path.to_path_buf(),
@@ -199,11 +198,26 @@ impl KeySocket {
 
 fn log_outcome(outcome: &Outcome) {
     match outcome {
-        Outcome::Answered { volume } => tracing::info!(volume, "passphrase sent to systemd-cryptsetup"),
-        Outcome::Refused { volume } => tracing::warn!(volume, "key request refused; systemd falls back to its passphrase prompt"),
-        Outcome::DeadlineExpired { volume } => tracing::warn!(volume, "no key before the deadline; connection closed without data"),
-        Outcome::PeerRefused { problem } => tracing::warn!(code = problem.code, "{}", problem.message),
-        Outcome::Failed { volume, problem } => tracing::warn!(volume = volume.as_deref().unwrap_or("?"), code = problem.code, "{}", problem.message),
+        Outcome::Answered { volume } => {
+            tracing::info!(volume, "passphrase sent to systemd-cryptsetup")
+        }
+        Outcome::Refused { volume } => tracing::warn!(
+            volume,
+            "key request refused; systemd falls back to its passphrase prompt"
+        ),
+        Outcome::DeadlineExpired { volume } => tracing::warn!(
+            volume,
+            "no key before the deadline; connection closed without data"
+        ),
+        Outcome::PeerRefused { problem } => {
+            tracing::warn!(code = problem.code, "{}", problem.message)
+        }
+        Outcome::Failed { volume, problem } => tracing::warn!(
+            volume = volume.as_deref().unwrap_or("?"),
+            code = problem.code,
+            "{}",
+            problem.message
+        ),
     }
 }
 
@@ -274,7 +288,9 @@ where
         Ok(v) => v,
         Err(e) => {
             close_without_data(stream).await;
-            return Outcome::PeerRefused { problem: e.problem() };
+            return Outcome::PeerRefused {
+                problem: e.problem(),
+            };
         }
     };
     let work = async {

@@ -9,9 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use libcryptsetup_rs::consts::flags::{CryptActivate, CryptPbkdf};
-use libcryptsetup_rs::consts::vals::{
-    CryptKdf, EncryptionFormat, KeyslotInfo, KeyslotPriority,
-};
+use libcryptsetup_rs::consts::vals::{CryptKdf, EncryptionFormat, KeyslotInfo, KeyslotPriority};
 use libcryptsetup_rs::{
     CryptDevice, CryptInit, CryptPbkdfType, CryptTokenInfo, LibcryptErr, TokenInput,
 };
@@ -125,7 +123,10 @@ impl LuksDevice {
 
     /// Size of the header (metadata + keyslot areas) in bytes: what a backup file holds.
     pub fn header_size(&mut self) -> u64 {
-        self.dev.status_handle().get_data_offset().saturating_mul(512)
+        self.dev
+            .status_handle()
+            .get_data_offset()
+            .saturating_mul(512)
     }
 
     /// The `azure-skr` tokens of the header, parsed (a token that does not parse is an error).
@@ -137,9 +138,7 @@ impl LuksDevice {
                 Err(_) => continue,
             };
             let ours = match &status {
-                CryptTokenInfo::External(t) | CryptTokenInfo::ExternalUnknown(t) => {
-                    t == TOKEN_TYPE
-                }
+                CryptTokenInfo::External(t) | CryptTokenInfo::ExternalUnknown(t) => t == TOKEN_TYPE,
                 _ => false,
             };
             if !ours {
@@ -150,11 +149,12 @@ impl LuksDevice {
                 .token_handle()
                 .json_get(id)
                 .map_err(|e| self.failed("read token", &e))?;
-            let token = LuksToken::from_value(&json).map_err(|source| VolumeError::TokenInvalid {
-                device: self.path.clone(),
-                token: id,
-                source,
-            })?;
+            let token =
+                LuksToken::from_value(&json).map_err(|source| VolumeError::TokenInvalid {
+                    device: self.path.clone(),
+                    token: id,
+                    source,
+                })?;
             found.push(FoundToken { id, token });
         }
         Ok(found)
@@ -182,10 +182,7 @@ impl LuksDevice {
         let mut slots = Vec::new();
         for slot in 0..=MAX_KEYSLOT {
             let info = self.dev.keyslot_handle().status(slot);
-            if matches!(
-                info,
-                Ok(KeyslotInfo::Active) | Ok(KeyslotInfo::ActiveLast)
-            ) {
+            if matches!(info, Ok(KeyslotInfo::Active) | Ok(KeyslotInfo::ActiveLast)) {
                 slots.push(ActiveSlot {
                     slot,
                     skrd: skrd.contains(&slot),

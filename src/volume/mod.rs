@@ -129,16 +129,22 @@ impl VolumeSpec {
         let Some(device) = device else {
             return Err(VolumeError::UnknownVolume {
                 volume: String::new(),
-                configured: settings.volumes.keys().cloned().collect::<Vec<_>>().join(", "),
+                configured: settings
+                    .volumes
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         };
         let uuid = device::LuksDevice::open(device)?.uuid()?;
-        let (name, _) = settings
-            .volume_by_uuid(&uuid)
-            .ok_or_else(|| VolumeError::UuidNotConfigured {
-                device: device.to_path_buf(),
-                found: uuid.to_string(),
-            })?;
+        let (name, _) =
+            settings
+                .volume_by_uuid(&uuid)
+                .ok_or_else(|| VolumeError::UuidNotConfigured {
+                    device: device.to_path_buf(),
+                    found: uuid.to_string(),
+                })?;
         Ok((Self::from_settings(settings, name)?, device.to_path_buf()))
     }
 

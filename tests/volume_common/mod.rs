@@ -156,3 +156,40 @@ pub fn data_offset(img: &Path) -> usize {
         .parse()
         .unwrap()
 }
+
+/// `cryptsetup luksKillSlot IMG SLOT`, authorized by `pass`; asserts success.
+pub fn kill_slot(img: &Path, slot: u32, pass: &[u8]) {
+    let slot = slot.to_string();
+    let (ok, _, err) = run(
+        "cryptsetup",
+        &[
+            "luksKillSlot",
+            "--batch-mode",
+            "--key-file",
+            "-",
+            img.to_str().unwrap(),
+            &slot,
+        ],
+        pass,
+    );
+    assert!(ok, "luksKillSlot failed: {err}");
+}
+
+/// `skrd::volume::enroll` authorized by the recovery passphrase, at time `now`.
+pub fn enroll(
+    img: &Path,
+    spec: &VolumeSpec,
+    key: &Secret,
+    backups: &Path,
+    now: u64,
+) -> Result<skrd::volume::Change, skrd::volume::VolumeError> {
+    skrd::volume::enroll(
+        img,
+        spec,
+        key,
+        skrd::volume::Authorization::Passphrase(&Secret::new(RECOVERY.as_bytes().to_vec())),
+        None,
+        backups,
+        now,
+    )
+}

@@ -121,12 +121,19 @@ fn read_fd(fd: i32, what: &str) -> Result<Secret, Problem> {
     if fd < 0 {
         return Err(bad(format!("--{what}-fd {fd} is not a file descriptor")));
     }
-    let file = std::fs::File::open(format!("/dev/fd/{fd}"))
-        .map_err(|e| bad(format!("cannot read the {what} from file descriptor {fd}: {e}")))?;
+    let file = std::fs::File::open(format!("/dev/fd/{fd}")).map_err(|e| {
+        bad(format!(
+            "cannot read the {what} from file descriptor {fd}: {e}"
+        ))
+    })?;
     let mut bytes = Vec::new();
     let read = file.take(MAX_SECRET_INPUT + 1).read_to_end(&mut bytes);
     let secret = Secret::new(bytes);
-    read.map_err(|e| bad(format!("cannot read the {what} from file descriptor {fd}: {e}")))?;
+    read.map_err(|e| {
+        bad(format!(
+            "cannot read the {what} from file descriptor {fd}: {e}"
+        ))
+    })?;
     if secret.is_empty() || secret.len() as u64 > MAX_SECRET_INPUT {
         return Err(bad(format!(
             "the {what} on file descriptor {fd} is {} bytes; expected 1 to {MAX_SECRET_INPUT}",
@@ -218,14 +225,20 @@ fn fail(e: &VolumeError, json: bool) -> Status {
     status
 }
 
+/// Prints what an operation did (and the crypttab line), or its error.
 fn report(
     verb: &str,
     spec: &VolumeSpec,
     device: &Path,
-    change: &Change,
+    result: Result<Change, VolumeError>,
     json: bool,
     headless: bool,
 ) -> Status {
+    let change = match result {
+        Ok(c) => c,
+        Err(e) => return fail(&e, json),
+    };
+    let change = &change;
     let changed = matches!(change, Change::Changed { .. });
     let slot = change.keyslot();
     let crypttab = slot.map(|_| spec.crypttab_line(DEFAULT_SOCKET_PATH, None, headless));
@@ -262,12 +275,12 @@ fn headless(settings: &Settings, volume: &str) -> bool {
         .is_some_and(|v| v.options.headless)
 }
 
-/// Resolves the target, or reports why not.
-fn target(
-    settings: &Settings,
-    t: &Target,
-) -> Result<(VolumeSpec, PathBuf), VolumeError> {
-    VolumeSpec::resolve(settings, t.volume.as_deref(), t.device.as_deref())
+/// Loads the configuration and resolves the target volume, or reports why not.
+fn prepare(config: Option<&Path>, t: &Target) -> Result<(Settings, VolumeSpec, PathBuf), Status> {
+    let settings = load(config).map_err(|p| unusable(&p, t.json))?;
+    let (spec, device) = VolumeSpec::resolve(&settings, t.volume.as_deref(), t.device.as_deref())
+        .map_err(|e| fail(&e, t.json))?;
+    Ok((settings, spec, device))
 }
 
 /// `skrctl volumes`.
@@ -334,13 +347,9 @@ pub fn run_volumes(args: VolumesArgs, config: Option<&Path>) -> Status {
 /// `skrctl enroll`.
 pub fn run_enroll(args: EnrollArgs, config: Option<&Path>) -> Status {
     let json = args.target.json;
-    let settings = match load(config) {
-        Ok(s) => s,
-        Err(p) => return unusable(&p, json),
-    };
-    let (spec, device) = match target(&settings, &args.target) {
+    let (settings, spec, device) = match prepare(config, &args.target) {
         Ok(t) => t,
-        Err(e) => return fail(&e, json),
+        Err(status) => return status,
     };
     let ikm = match read_fd(args.key_fd, "key") {
         Ok(k) => k,
@@ -350,7 +359,7 @@ pub fn run_enroll(args: EnrollArgs, config: Option<&Path>) -> Status {
         Ok(k) => k,
         Err(p) => return unusable(&p, json),
     };
-    match volume::enroll(
+    let result = volume::enroll(
         &device,
         &spec,
         &ikm,
@@ -358,56 +367,43 @@ pub fn run_enroll(args: EnrollArgs, config: Option<&Path>) -> Status {
         args.key_version.as_deref(),
         &args.target.backup_dir,
         now(),
-    ) {
-        Ok(change) => report(
-            "enrolled",
-            &spec,
-            &device,
-            &change,
-            json,
-            headless(&settings, &spec.name),
-        ),
-        Err(e) => fail(&e, json),
-    }
+    );
+    report(
+        "enrolled",
+        &spec,
+        &device,
+        result,
+        json,
+        headless(&settings, &spec.name),
+    )
 }
 
 /// `skrctl unenroll`.
 pub fn run_unenroll(args: UnenrollArgs, config: Option<&Path>) -> Status {
     let json = args.target.json;
-    let settings = match load(config) {
-        Ok(s) => s,
-        Err(p) => return unusable(&p, json),
-    };
-    let (spec, device) = match target(&settings, &args.target) {
+    let (_, spec, device) = match prepare(config, &args.target) {
         Ok(t) => t,
-        Err(e) => return fail(&e, json),
+        Err(status) => return status,
     };
-    match volume::unenroll(&device, &spec, &args.target.backup_dir) {
-        Ok(change) => report("unenrolled", &spec, &device, &change, json, false),
-        Err(e) => fail(&e, json),
-    }
+    let result = volume::unenroll(&device, &spec, &args.target.backup_dir);
+    report("unenrolled", &spec, &device, result, json, false)
 }
 
 /// `skrctl reenroll`.
 pub fn run_reenroll(args: ReenrollArgs, config: Option<&Path>) -> Status {
     let json = args.target.json;
-    let settings = match load(config) {
-        Ok(s) => s,
-        Err(p) => return unusable(&p, json),
-    };
-    let (spec, device) = match target(&settings, &args.target) {
+    let (settings, spec, device) = match prepare(config, &args.target) {
         Ok(t) => t,
-        Err(e) => return fail(&e, json),
+        Err(status) => return status,
     };
-    let keys = read_fd(args.old_key_fd, "old key").and_then(|old| {
-        read_fd(args.key_fd, "key").map(|new| (old, new))
-    });
+    let keys = read_fd(args.old_key_fd, "old key")
+        .and_then(|old| read_fd(args.key_fd, "key").map(|new| (old, new)));
     let (old, new) = match keys {
         Ok(k) => k,
         Err(p) => return unusable(&p, json),
     };
     let version = args.key_version.or_else(|| spec.key_version.clone());
-    match volume::reenroll(
+    let result = volume::reenroll(
         &device,
         &spec,
         &old,
@@ -415,17 +411,15 @@ pub fn run_reenroll(args: ReenrollArgs, config: Option<&Path>) -> Status {
         version.as_deref(),
         &args.target.backup_dir,
         now(),
-    ) {
-        Ok(change) => report(
-            "reenrolled",
-            &spec,
-            &device,
-            &change,
-            json,
-            headless(&settings, &spec.name),
-        ),
-        Err(e) => fail(&e, json),
-    }
+    );
+    report(
+        "reenrolled",
+        &spec,
+        &device,
+        result,
+        json,
+        headless(&settings, &spec.name),
+    )
 }
 
 /// `skrctl unlock`.
