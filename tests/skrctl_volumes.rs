@@ -21,6 +21,7 @@ struct Env {
 }
 
 const KEY: [u8; 32] = [0x5a; 32];
+const NEW_KEY: [u8; 32] = [0xa5; 32];
 
 fn setup() -> Env {
     let dir = tempfile::Builder::new()
@@ -304,28 +305,31 @@ fn killed_enroll_leaves_recovery_and_data_unchanged() {
             "recovery slot broken after kill at {delay_ms} ms"
         );
         assert_eq!(bytes(&env.data, off..off + (1 << 20)), data_before);
-        // Put the volume back to "not enrolled" for the next round, as an operator would.
-        let (code, _, out) = skrctl(
-            &env,
-            &[
-                "unenroll",
-                "--volume",
-                "data",
-                "--device",
-                s(&env.data),
-                "--backup-dir",
-                s(&backups),
-            ],
-            &[],
-        );
+        // Whatever the kill interrupted, running enroll again completes it: exactly one skrd
+        // keyslot and one token (a keyslot written before the token is adopted, not doubled).
+        let (code, _, out) = skrctl(&env, &args, &fds);
+        assert_eq!(code, 0, "enroll after kill at {delay_ms} ms: {out}");
+        assert_eq!(keyslots(&env.data).len(), 2, "after kill at {delay_ms} ms");
+        assert_eq!(tokens(&env.data).len(), 1, "after kill at {delay_ms} ms");
+        // Back to "not enrolled" for the next round; a killed unenroll is completed too.
+        let unenroll = [
+            "unenroll",
+            "--volume",
+            "data",
+            "--device",
+            s(&env.data),
+            "--backup-dir",
+            s(&backups),
+        ];
+        let mut child = command(&env, &unenroll, &[]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(opens(&env.data, RECOVERY.as_bytes(), Some(0)));
+        let (code, _, out) = skrctl(&env, &unenroll, &[]);
         assert_eq!(code, 0, "unenroll after kill at {delay_ms} ms: {out}");
-        // A slot left without its token (killed between the two writes) is adopted by the
-        // next enroll, never duplicated; clean it with cryptsetup here.
-        for slot in keyslots(&env.data) {
-            if slot != 0 {
-                kill_slot(&env.data, slot, RECOVERY.as_bytes());
-            }
-        }
+        assert_eq!(keyslots(&env.data), vec![0], "after kill at {delay_ms} ms");
+        assert!(tokens(&env.data).is_empty(), "after kill at {delay_ms} ms");
     }
     // Finally a clean enroll succeeds with exactly one skrd slot.
     let (code, _, out) = skrctl(&env, &args, &fds);
@@ -333,4 +337,67 @@ fn killed_enroll_leaves_recovery_and_data_unchanged() {
     assert_eq!(keyslots(&env.data).len(), 2);
     assert_eq!(tokens(&env.data).len(), 1);
     assert_eq!(bytes(&env.data, off..off + (1 << 20)), data_before);
+}
+
+#[test]
+fn killed_reenroll_always_leaves_a_working_skrd_keyslot() {
+    let env = setup();
+    let backups = env.dir.path().join("b");
+    std::fs::write(env.dir.path().join("new-key"), NEW_KEY).unwrap();
+    let (code, _, out) = skrctl(&env, &enroll_args(&env, &backups), &FDS);
+    assert_eq!(code, 0, "{out}");
+    let passes = [
+        python_passphrase(&KEY, &env.uuid),
+        python_passphrase(&NEW_KEY, &env.uuid),
+    ];
+    // Rotate back and forth between the two keys, killing each rotation at some point first.
+    let mut current = 0usize;
+    for delay_ms in [0u64, 20, 60, 100, 140, 180, 220, 260] {
+        let (old_file, new_file) = if current == 0 {
+            ("key", "new-key")
+        } else {
+            ("new-key", "key")
+        };
+        let version = if current == 0 { "v2" } else { "v1" };
+        let args = [
+            "reenroll",
+            "--volume",
+            "data",
+            "--device",
+            s(&env.data),
+            "--old-key-fd",
+            "3",
+            "--key-fd",
+            "4",
+            "--key-version",
+            version,
+            "--backup-dir",
+            s(&backups),
+        ];
+        let fds = [(3, old_file), (4, new_file)];
+        let mut child = command(&env, &args, &fds).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The token's keyslot opens with the old or the new key; recovery still opens.
+        let toks = tokens(&env.data);
+        assert_eq!(toks.len(), 1, "after kill at {delay_ms} ms");
+        let slot: u32 = toks.values().next().unwrap()["keyslots"][0]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            opens(&env.data, &passes[0], Some(slot)) || opens(&env.data, &passes[1], Some(slot)),
+            "no working skrd keyslot after kill at {delay_ms} ms"
+        );
+        assert!(opens(&env.data, RECOVERY.as_bytes(), Some(0)));
+        // Running it again completes the rotation: one skrd keyslot, on the new key.
+        let (code, _, out) = skrctl(&env, &args, &fds);
+        assert_eq!(code, 0, "reenroll after kill at {delay_ms} ms: {out}");
+        current = 1 - current;
+        assert_eq!(keyslots(&env.data).len(), 2, "after kill at {delay_ms} ms");
+        assert!(opens(&env.data, &passes[current], None));
+        assert!(!opens(&env.data, &passes[1 - current], None));
+    }
 }

@@ -74,6 +74,11 @@ fn enroll_adds_exactly_one_slot_and_token() {
         data_before
     );
     assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 0);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&backups).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
 
     // Idempotent: a second enroll changes nothing.
     let header = bytes(&img, 0..data_offset(&img));
@@ -323,4 +328,82 @@ fn no_space_for_the_header_backup_changes_nothing() {
     assert!(err.to_string().contains("--backup-dir"), "{err}");
     assert_eq!(leftovers, 0);
     assert!(std::fs::read(&img).unwrap() == before);
+}
+
+#[test]
+fn a_token_whose_keyslot_was_destroyed_is_rebound_or_removed() {
+    let t = tmp();
+    let backups = t.path().join("b");
+    let (img, uuid) = luks2_image(t.path(), "data", None);
+    let s = spec("data", &uuid, None);
+    let slot = enroll(&img, &s, &ikm(7), &backups, NOW)
+        .unwrap()
+        .keyslot()
+        .unwrap();
+    // The operator destroys skrd's keyslot with cryptsetup: libcryptsetup empties the token's
+    // keyslots (checked with luksDump, not with skrd).
+    kill_slot(&img, slot, RECOVERY.as_bytes());
+    let toks = tokens(&img);
+    assert_eq!(
+        toks.values().next().unwrap()["keyslots"],
+        serde_json::json!([])
+    );
+    let st = volume::status(&s, Some(&img));
+    assert_eq!(st.problem.unwrap().code, "volume-token-unbound");
+    let err = volume::unlock(&img, &s, &ikm(7), None).unwrap_err();
+    assert_eq!(err.code(), "volume-token-unbound");
+    // enroll rebinds the same token (no second token) to a new keyslot.
+    let slot2 = enroll(&img, &s, &ikm(7), &backups, NOW)
+        .unwrap()
+        .keyslot()
+        .unwrap();
+    assert_eq!(tokens(&img).len(), 1);
+    assert!(opens(
+        &img,
+        &python_passphrase(&[7; 32], &uuid),
+        Some(slot2)
+    ));
+    // And unenroll of an unbound token removes just the token.
+    kill_slot(&img, slot2, RECOVERY.as_bytes());
+    volume::unenroll(&img, &s, &backups).unwrap();
+    assert!(tokens(&img).is_empty());
+    assert_eq!(keyslots(&img), vec![0]);
+}
+
+#[test]
+fn interrupted_runs_are_completed_not_doubled() {
+    let t = tmp();
+    let backups = t.path().join("b");
+    let (img, uuid) = luks2_image(t.path(), "data", None);
+    let s = spec("data", &uuid, Some("v1"));
+    let old_pass = python_passphrase(&[3; 32], &uuid);
+    let new_pass = python_passphrase(&[4; 32], &uuid);
+
+    // enroll killed after its keyslot write, before the token: a keyslot holding our
+    // passphrase and no token. The next enroll adopts it.
+    let dangling = add_key(&img, &old_pass);
+    let change = enroll(&img, &s, &ikm(3), &backups, NOW).unwrap();
+    assert_eq!(change.keyslot(), Some(dangling));
+    assert_eq!(keyslots(&img), vec![0, dangling]);
+    assert_eq!(tokens(&img).len(), 1);
+    assert_eq!(dump(&img)["keyslots"][dangling.to_string()]["priority"], 2);
+
+    // reenroll killed after adding the new keyslot: the token still on the old one, plus a
+    // keyslot with the new key. The next reenroll uses that keyslot.
+    let s2 = spec("data", &uuid, Some("v2"));
+    let new_slot = add_key(&img, &new_pass);
+    let change = volume::reenroll(&img, &s2, &ikm(3), &ikm(4), Some("v2"), &backups, NOW).unwrap();
+    assert_eq!(change.keyslot(), Some(new_slot));
+    assert_eq!(keyslots(&img), vec![0, new_slot]);
+
+    // reenroll killed after moving the token, before destroying the old keyslot: the next
+    // reenroll removes the leftover.
+    let leftover = add_key(&img, &old_pass);
+    assert_eq!(keyslots(&img), vec![0, new_slot.min(leftover), new_slot.max(leftover)]);
+    let change = volume::reenroll(&img, &s2, &ikm(3), &ikm(4), Some("v2"), &backups, NOW).unwrap();
+    assert!(matches!(change, Change::Changed { .. }), "{change:?}");
+    assert_eq!(keyslots(&img), vec![0, new_slot]);
+    assert!(!opens(&img, &old_pass, None));
+    assert!(opens(&img, &new_pass, Some(new_slot)));
+    assert!(opens(&img, RECOVERY.as_bytes(), Some(0)));
 }

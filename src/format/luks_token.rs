@@ -14,7 +14,9 @@
 //! ```
 //!
 //! `type` and `keyslots` are what LUKS2 itself requires of every token (an array of keyslot
-//! numbers as decimal strings); skrd binds exactly one keyslot. `key_url` is the key without
+//! numbers as decimal strings); skrd binds exactly one keyslot. An empty `keyslots` is
+//! accepted too: libcryptsetup leaves the token that way when the keyslot is destroyed, and
+//! skrd must still be able to recognise (and remove or rebind) such an orphaned token. `key_url` is the key without
 //! its version; `key_version` is the version whose material was derived, or null when the
 //! configuration asked for "the current version" and none was known. `created_at` is Unix
 //! seconds, passed in by the caller (no clock here). PURE; no I/O.
@@ -48,8 +50,9 @@ const FIELDS: [&str; 8] = [
 /// A parsed `azure-skr` token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LuksToken {
-    /// The one keyslot the token is bound to.
-    pub keyslot: u32,
+    /// The one keyslot the token is bound to; `None` when libcryptsetup unbound it because the
+    /// keyslot was destroyed (`cryptsetup luksKillSlot` empties `keyslots`).
+    pub keyslot: Option<u32>,
     /// Key URL without version: `https://VAULT/keys/NAME`.
     pub key_url: String,
     /// The key version whose material the keyslot's passphrase was derived from.
@@ -308,7 +311,8 @@ impl LuksToken {
             }
         };
         let keyslot = match keyslots.as_slice() {
-            [Value::String(s)] => parse_keyslot(s)?,
+            [] => None,
+            [Value::String(s)] => Some(parse_keyslot(s)?),
             [v] => {
                 return Err(LuksTokenError::FieldType {
                     field: "keyslots",
@@ -380,7 +384,7 @@ impl LuksToken {
     pub fn to_value(&self) -> Value {
         serde_json::json!({
             "type": TOKEN_TYPE,
-            "keyslots": [self.keyslot.to_string()],
+            "keyslots": self.keyslot.map(|k| k.to_string()).into_iter().collect::<Vec<_>>(),
             "skrd_token_version": TOKEN_FORMAT_VERSION,
             "key_url": self.key_url,
             "key_version": self.key_version,
@@ -428,7 +432,7 @@ mod tests {
     #[test]
     fn parses_the_documented_shape() {
         let t = LuksToken::parse(GOOD.as_bytes()).unwrap();
-        assert_eq!(t.keyslot, 1);
+        assert_eq!(t.keyslot, Some(1));
         assert_eq!(t.key_url, "https://contoso.vault.azure.net/keys/disk");
         assert_eq!(t.key_version.as_deref(), Some("0123abcd"));
         assert_eq!(t.volume, "data");
@@ -438,6 +442,13 @@ mod tests {
             o.insert("key_version".into(), Value::Null);
         });
         assert_eq!(LuksToken::parse(&null_version).unwrap().key_version, None);
+        // What libcryptsetup leaves after `luksKillSlot` of the bound keyslot.
+        let unbound = with(|o| {
+            o.insert("keyslots".into(), serde_json::json!([]));
+        });
+        let t = LuksToken::parse(&unbound).unwrap();
+        assert_eq!(t.keyslot, None);
+        assert_eq!(LuksToken::parse(t.encode().as_bytes()).unwrap(), t);
     }
 
     #[test]
@@ -468,7 +479,6 @@ mod tests {
         });
         assert_eq!(code(&b), "luks-token-field-type");
         for (slots, want) in [
-            (serde_json::json!([]), "luks-token-keyslot-count"),
             (serde_json::json!(["1", "2"]), "luks-token-keyslot-count"),
             (serde_json::json!([1]), "luks-token-field-type"),
             (serde_json::json!("1"), "luks-token-field-type"),

@@ -177,7 +177,7 @@ impl LuksDevice {
         let skrd: Vec<u32> = self
             .skrd_tokens()?
             .iter()
-            .map(|t| t.token.keyslot)
+            .filter_map(|t| t.token.keyslot)
             .collect();
         let mut slots = Vec::new();
         for slot in 0..=MAX_KEYSLOT {
@@ -248,13 +248,22 @@ impl LuksDevice {
             .map_err(|e| self.failed("set keyslot priority", &e))
     }
 
-    /// Writes `token` as a new LUKS2 token (bound to its keyslot); returns its number.
-    pub fn add_token(&mut self, token: &LuksToken) -> Result<u32, VolumeError> {
+    /// Writes `token` (bound to its keyslot) as a new LUKS2 token, or in place of token
+    /// `replace` (one header write: the binding moves atomically); returns its number.
+    pub fn set_token(
+        &mut self,
+        replace: Option<u32>,
+        token: &LuksToken,
+    ) -> Result<u32, VolumeError> {
         let json = token.to_value();
+        let input = match replace {
+            Some(id) => TokenInput::ReplaceToken(id, &json),
+            None => TokenInput::AddToken(&json),
+        };
         self.dev
             .token_handle()
-            .json_set(TokenInput::AddToken(&json))
-            .map_err(|e| self.failed("add token", &e))
+            .json_set(input)
+            .map_err(|e| self.failed("write token", &e))
     }
 
     /// Removes token `id`.

@@ -8,11 +8,18 @@
 //!   and skrd's keyslot is never removed when it is the only other way in;
 //! - re-enrollment adds and verifies the new keyslot before it removes the old one, so the
 //!   volume always has a working skrd keyslot;
-//! - repeating an operation that is already done changes nothing ([`Change::Unchanged`]).
+//! - repeating an operation that is already done changes nothing ([`Change::Unchanged`]);
+//! - each operation is ordered so that a process killed between two header writes leaves a
+//!   state the next run of the same operation completes: enroll adds the keyslot, then the
+//!   token (a keyslot that opens with our passphrase but has no token is adopted); unenroll
+//!   destroys the keyslot, then the token (libcryptsetup leaves the token unbound, which the
+//!   next unenroll removes); reenroll adds the new keyslot, moves the token onto it in one
+//!   write, then destroys the old keyslot (a leftover old keyslot is destroyed by the next
+//!   reenroll). At every point the token's keyslot opens with the old or the new key.
 
 use std::path::Path;
 
-use super::device::LuksDevice;
+use super::device::{ActiveSlot, LuksDevice};
 use super::error::VolumeError;
 use super::header::with_backup;
 use super::VolumeSpec;
@@ -66,9 +73,29 @@ pub(crate) fn open_checked(device: &Path, spec: &VolumeSpec) -> Result<LuksDevic
     Ok(dev)
 }
 
+/// The active keyslot a token is bound to.
+pub(crate) fn bound_slot(
+    spec: &VolumeSpec,
+    token: &LuksToken,
+    active: &[ActiveSlot],
+) -> Result<u32, VolumeError> {
+    let Some(slot) = token.keyslot else {
+        return Err(VolumeError::TokenUnbound {
+            volume: spec.name.clone(),
+        });
+    };
+    if !active.iter().any(|s| s.slot == slot) {
+        return Err(VolumeError::TokenSlotInactive {
+            volume: spec.name.clone(),
+            keyslot: slot,
+        });
+    }
+    Ok(slot)
+}
+
 fn new_token(spec: &VolumeSpec, keyslot: u32, key_version: Option<&str>, now: u64) -> LuksToken {
     LuksToken {
-        keyslot,
+        keyslot: Some(keyslot),
         key_url: spec.key_url.clone(),
         key_version: key_version.map(str::to_string),
         volume: spec.name.clone(),
@@ -76,24 +103,23 @@ fn new_token(spec: &VolumeSpec, keyslot: u32, key_version: Option<&str>, now: u6
     }
 }
 
-/// Adds a verified skrd keyslot + token, authorized by `auth`; runs inside a backup.
-fn add_slot_and_token(
-    dev: &mut LuksDevice,
-    spec: &VolumeSpec,
-    auth: &[u8],
-    passphrase: &Secret,
-    key_version: Option<&str>,
-    now: u64,
-) -> Result<(u32, u32), VolumeError> {
-    let slot = dev.add_skrd_slot(auth, passphrase.expose())?;
-    let token = dev.add_token(&new_token(spec, slot, key_version, now))?;
+/// The keyslot holding `passphrase`: an existing one (left by an interrupted run, made
+/// `prefer`), or a new one authorized by `auth`. Verified to open.
+fn slot_for(dev: &mut LuksDevice, auth: &[u8], passphrase: &Secret) -> Result<u32, VolumeError> {
+    let slot = match dev.test_passphrase(None, passphrase.expose())? {
+        Some(existing) => {
+            dev.prefer(existing)?;
+            existing
+        }
+        None => dev.add_skrd_slot(auth, passphrase.expose())?,
+    };
     if dev.test_passphrase(Some(slot), passphrase.expose())? != Some(slot) {
         return Err(VolumeError::VerifyFailed {
             device: dev.path().to_path_buf(),
             keyslot: slot,
         });
     }
-    Ok((slot, token))
+    Ok(slot)
 }
 
 /// Enrolls volume `spec` on `device`: adds a keyslot holding the passphrase derived from `ikm`
@@ -111,40 +137,35 @@ pub fn enroll(
 ) -> Result<Change, VolumeError> {
     let mut dev = open_checked(device, spec)?;
     let passphrase = spec.passphrase(ikm)?;
-    if let Some(found) = dev.skrd_token()? {
+    let existing = dev.skrd_token()?;
+    if let Some(found) = &existing {
         spec.check_token(&found.token)?;
-        let slot = found.token.keyslot;
-        if dev.test_passphrase(Some(slot), passphrase.expose())? == Some(slot) {
-            return Ok(Change::Unchanged {
-                keyslot: Some(slot),
+        // A bound token: done already, or another key's. An unbound one is rebound below.
+        if let Some(slot) = found.token.keyslot {
+            if dev.test_passphrase(Some(slot), passphrase.expose())? == Some(slot) {
+                return Ok(Change::Unchanged {
+                    keyslot: Some(slot),
+                });
+            }
+            return Err(VolumeError::WrongKey {
+                volume: spec.name.clone(),
+                keyslot: slot,
             });
         }
-        return Err(VolumeError::WrongKey {
-            volume: spec.name.clone(),
-            keyslot: slot,
-        });
     }
+    let replace = existing.map(|f| f.id);
     let version = key_version.or(spec.key_version.as_deref());
-    // A keyslot that already opens with our passphrase but has no token: an enrollment that
-    // was interrupted between the two writes. Bind a token to it instead of adding another.
-    if let Some(slot) = dev.test_passphrase(None, passphrase.expose())? {
-        let token = with_backup(&mut dev, backup_dir, &spec.name, |dev| {
-            dev.prefer(slot)?;
-            dev.add_token(&new_token(spec, slot, version, now))
-        })?;
-        return Ok(Change::Changed {
-            keyslot: Some(slot),
-            token: Some(token),
-        });
-    }
     let Authorization::Passphrase(auth) = auth;
-    if dev.test_passphrase(None, auth.expose())?.is_none() {
+    let adopted = dev.test_passphrase(None, passphrase.expose())?.is_some();
+    if !adopted && dev.test_passphrase(None, auth.expose())?.is_none() {
         return Err(VolumeError::AuthRefused {
             device: device.to_path_buf(),
         });
     }
     let (slot, token) = with_backup(&mut dev, backup_dir, &spec.name, |dev| {
-        add_slot_and_token(dev, spec, auth.expose(), &passphrase, version, now)
+        let slot = slot_for(dev, auth.expose(), &passphrase)?;
+        let token = dev.set_token(replace, &new_token(spec, slot, version, now))?;
+        Ok((slot, token))
     })?;
     Ok(Change::Changed {
         keyslot: Some(slot),
@@ -163,27 +184,24 @@ pub fn unenroll(
     let Some(found) = dev.skrd_token()? else {
         return Ok(Change::Unchanged { keyslot: None });
     };
-    let slot = found.token.keyslot;
     let slots = dev.active_slots()?;
-    if !slots.iter().any(|s| s.slot == slot) {
-        // A token without its keyslot: removing the token alone is safe.
-        with_backup(&mut dev, backup_dir, &spec.name, |dev| {
-            dev.remove_token(found.id)
-        })?;
-        return Ok(Change::Changed {
-            keyslot: None,
-            token: None,
-        });
-    }
-    if !slots.iter().any(|s| !s.skrd && s.slot != slot) {
-        return Err(VolumeError::LastRecoverySlot {
-            volume: spec.name.clone(),
-            keyslot: slot,
-        });
+    let slot = found
+        .token
+        .keyslot
+        .filter(|k| slots.iter().any(|s| s.slot == *k));
+    if let Some(slot) = slot {
+        if !slots.iter().any(|s| !s.skrd && s.slot != slot) {
+            return Err(VolumeError::LastRecoverySlot {
+                volume: spec.name.clone(),
+                keyslot: slot,
+            });
+        }
     }
     with_backup(&mut dev, backup_dir, &spec.name, |dev| {
-        dev.remove_token(found.id)?;
-        dev.destroy_slot(slot)
+        if let Some(slot) = slot {
+            dev.destroy_slot(slot)?;
+        }
+        dev.remove_token(found.id)
     })?;
     Ok(Change::Changed {
         keyslot: None,
@@ -192,8 +210,9 @@ pub fn unenroll(
 }
 
 /// Rotates volume `spec` from the key material `old_ikm` to `new_ikm` (a new key version
-/// `new_version`): adds and verifies the new keyslot + token, then removes the old ones, all
-/// inside one header backup. Already on `new_ikm`: [`Change::Unchanged`].
+/// `new_version`): adds and verifies the new keyslot, moves the token onto it, then removes
+/// the old keyslot, all inside one header backup. Already on `new_ikm`:
+/// [`Change::Unchanged`] (after removing an old keyslot an interrupted run left behind).
 pub fn reenroll(
     device: &Path,
     spec: &VolumeSpec,
@@ -218,16 +237,26 @@ pub fn reenroll(
             found: found.token.key_url.clone(),
         });
     }
-    let old_slot = found.token.keyslot;
+    let old_slot = bound_slot(spec, &found.token, &dev.active_slots()?)?;
     let new_pass = spec.passphrase(new_ikm)?;
-    if dev.test_passphrase(Some(old_slot), new_pass.expose())? == Some(old_slot)
-        && found.token.key_version.as_deref() == new_version
-    {
-        return Ok(Change::Unchanged {
-            keyslot: Some(old_slot),
-        });
-    }
     let old_pass = spec.passphrase(old_ikm)?;
+    if dev.test_passphrase(Some(old_slot), new_pass.expose())? == Some(old_slot) {
+        // Rotated already; an interrupted run may have left the old keyslot.
+        return match dev.test_passphrase(None, old_pass.expose())? {
+            Some(leftover) if leftover != old_slot => {
+                with_backup(&mut dev, backup_dir, &spec.name, |dev| {
+                    dev.destroy_slot(leftover)
+                })?;
+                Ok(Change::Changed {
+                    keyslot: Some(old_slot),
+                    token: Some(found.id),
+                })
+            }
+            _ => Ok(Change::Unchanged {
+                keyslot: Some(old_slot),
+            }),
+        };
+    }
     if dev.test_passphrase(Some(old_slot), old_pass.expose())? != Some(old_slot) {
         return Err(VolumeError::WrongKey {
             volume: spec.name.clone(),
@@ -235,10 +264,10 @@ pub fn reenroll(
         });
     }
     let (slot, token) = with_backup(&mut dev, backup_dir, &spec.name, |dev| {
-        let added = add_slot_and_token(dev, spec, old_pass.expose(), &new_pass, new_version, now)?;
-        dev.remove_token(found.id)?;
+        let slot = slot_for(dev, old_pass.expose(), &new_pass)?;
+        let token = dev.set_token(Some(found.id), &new_token(spec, slot, new_version, now))?;
         dev.destroy_slot(old_slot)?;
-        Ok(added)
+        Ok((slot, token))
     })?;
     Ok(Change::Changed {
         keyslot: Some(slot),

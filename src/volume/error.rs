@@ -98,6 +98,12 @@ pub enum VolumeError {
         /// The slot.
         keyslot: u32,
     },
+    /// The token's keyslot was destroyed (libcryptsetup emptied its `keyslots`).
+    #[error("the azure-skr token of volume {volume:?} is bound to no keyslot (its keyslot was destroyed); enroll again with `skrctl enroll`, which rebinds it")]
+    TokenUnbound {
+        /// The volume.
+        volume: String,
+    },
     /// The volume has no skrd keyslot.
     #[error("volume {volume:?} is not enrolled (no azure-skr token); enroll it with `skrctl enroll --volume {volume}`")]
     NotEnrolled {
@@ -210,6 +216,7 @@ impl ErrorCode for VolumeError {
             Self::TokenMultiple { .. } => "volume-token-multiple",
             Self::TokenMismatch { .. } => "volume-token-mismatch",
             Self::TokenSlotInactive { .. } => "volume-token-slot-inactive",
+            Self::TokenUnbound { .. } => "volume-token-unbound",
             Self::NotEnrolled { .. } => "volume-not-enrolled",
             Self::AuthRefused { .. } => "volume-auth-refused",
             Self::WrongKey { .. } => "volume-wrong-key",

@@ -55,8 +55,17 @@ pub fn with_backup<T>(
         dir: dir.to_path_buf(),
         reason,
     };
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        return Err(dir_err(e.to_string()));
+    if !dir.exists() {
+        // Backups hold every keyslot (the recovery one too): owner-only, like the 0400 files
+        // libcryptsetup writes into it.
+        use std::os::unix::fs::DirBuilderExt;
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+        {
+            return Err(dir_err(e.to_string()));
+        }
     }
     if !dir.is_dir() {
         return Err(dir_err("not a directory".to_string()));

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::enroll::open_checked;
+use super::enroll::{bound_slot, open_checked};
 use super::error::VolumeError;
 use super::VolumeSpec;
 use crate::error::{ErrorCode, Problem};
@@ -75,13 +75,8 @@ fn fill(spec: &VolumeSpec, device: &Path, st: &mut VolumeState) -> Result<(), Vo
     let check = spec.check_token(&found.token);
     st.token_matches = Some(check.is_ok());
     check?;
-    if !slots.iter().any(|s| s.slot == found.token.keyslot) {
-        return Err(VolumeError::TokenSlotInactive {
-            volume: spec.name.clone(),
-            keyslot: found.token.keyslot,
-        });
-    }
-    st.enrolled_keyslot = Some(found.token.keyslot);
+    let slot = bound_slot(spec, &found.token, &slots)?;
+    st.enrolled_keyslot = Some(slot);
     Ok(())
 }
 
@@ -101,7 +96,7 @@ pub fn unlock(
         });
     };
     spec.check_token(&found.token)?;
-    let slot = found.token.keyslot;
+    let slot = bound_slot(spec, &found.token, &dev.active_slots()?)?;
     let passphrase = spec.passphrase(ikm)?;
     if dev.test_passphrase(Some(slot), passphrase.expose())? != Some(slot) {
         return Err(VolumeError::WrongKey {

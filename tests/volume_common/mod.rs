@@ -193,3 +193,30 @@ pub fn enroll(
         now,
     )
 }
+
+/// `cryptsetup luksAddKey` of `new_pass` (PBKDF2-1000), authorized by the recovery passphrase;
+/// returns the new keyslot (the one luksDump lists that was not there before).
+pub fn add_key(img: &Path, new_pass: &[u8]) -> u32 {
+    let before = keyslots(img);
+    let file = img.with_extension("newkey");
+    std::fs::write(&file, new_pass).unwrap();
+    let (ok, _, err) = run(
+        "cryptsetup",
+        &[
+            "luksAddKey",
+            "--batch-mode",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--key-file",
+            "-",
+            img.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        RECOVERY.as_bytes(),
+    );
+    std::fs::remove_file(&file).unwrap();
+    assert!(ok, "luksAddKey failed: {err}");
+    *keyslots(img).iter().find(|k| !before.contains(k)).unwrap()
+}
