@@ -401,3 +401,40 @@ fn killed_reenroll_always_leaves_a_working_skrd_keyslot() {
         assert!(!opens(&env.data, &passes[1 - current], None));
     }
 }
+
+#[test]
+fn unlock_activates_or_explains_why_not() {
+    let env = setup();
+    let backups = env.dir.path().join("b");
+    let (code, _, out) = skrctl(&env, &enroll_args(&env, &backups), &FDS);
+    assert_eq!(code, 0, "{out}");
+    let (code, v, out) = skrctl(
+        &env,
+        &[
+            "unlock",
+            "data",
+            "--device",
+            s(&env.data),
+            "--key-fd",
+            "3",
+            "--json",
+        ],
+        &[(3, "key")],
+    );
+    // The kernel lists its device-mapper misc device when dm_mod is loaded (libdevmapper may
+    // create /dev/mapper/control even where the kernel has none).
+    let dm = std::fs::read_to_string("/proc/misc").is_ok_and(|m| m.contains("device-mapper"));
+    if dm {
+        // device-mapper works here: the volume opens, then close it with cryptsetup.
+        assert_eq!((code, v["result"].as_str()), (0, Some("unlocked")), "{out}");
+        assert!(Path::new("/dev/mapper/data").exists());
+        let (ok, _, err) = run("cryptsetup", &["close", "data"], b"");
+        assert!(ok, "{err}");
+    } else {
+        // No device-mapper (containers): refused with libcryptsetup's own explanation.
+        assert_eq!(code, 1, "{out}");
+        assert_eq!(v["error"]["code"], "volume-activate-failed");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("device-mapper"), "{msg}");
+    }
+}

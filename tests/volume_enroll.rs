@@ -399,7 +399,10 @@ fn interrupted_runs_are_completed_not_doubled() {
     // reenroll killed after moving the token, before destroying the old keyslot: the next
     // reenroll removes the leftover.
     let leftover = add_key(&img, &old_pass);
-    assert_eq!(keyslots(&img), vec![0, new_slot.min(leftover), new_slot.max(leftover)]);
+    assert_eq!(
+        keyslots(&img),
+        vec![0, new_slot.min(leftover), new_slot.max(leftover)]
+    );
     let change = volume::reenroll(&img, &s2, &ikm(3), &ikm(4), Some("v2"), &backups, NOW).unwrap();
     assert!(matches!(change, Change::Changed { .. }), "{change:?}");
     assert_eq!(keyslots(&img), vec![0, new_slot]);

@@ -50,8 +50,61 @@ pub struct LuksDevice {
     dev: CryptDevice,
 }
 
-fn reason(e: &LibcryptErr) -> String {
-    e.to_string()
+/// The error messages libcryptsetup logged since they were last taken (its explanation of the
+/// errno it returns).
+static LAST_ERROR: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static LOG_INIT: std::sync::Once = std::sync::Once::new();
+
+/// libcryptsetup's log callback: messages go to `tracing` (debug; errors also into
+/// [`LAST_ERROR`]) instead of libcryptsetup's default of printing on stderr.
+unsafe extern "C" fn log_callback(
+    level: libc::c_int,
+    msg: *const libc::c_char,
+    _usrptr: *mut libc::c_void,
+) {
+    if msg.is_null() {
+        return;
+    }
+    // SAFETY: libcryptsetup passes a NUL-terminated message valid for this call.
+    let text = unsafe { std::ffi::CStr::from_ptr(msg) }
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    tracing::debug!(level, "libcryptsetup: {text}");
+    if level == libcryptsetup_rs_sys_error_level() {
+        if let Ok(mut last) = LAST_ERROR.lock() {
+            if last.len() < 8 {
+                last.push(text);
+            }
+        }
+    }
+}
+
+/// `CRYPT_LOG_ERROR`.
+fn libcryptsetup_rs_sys_error_level() -> libc::c_int {
+    libcryptsetup_rs::consts::vals::CryptLogLevel::Error as libc::c_int
+}
+
+fn init_logging() {
+    LOG_INIT.call_once(|| {
+        libcryptsetup_rs::set_log_callback::<()>(Some(log_callback), None);
+    });
+}
+
+fn take_last_error() -> Option<String> {
+    let msgs = LAST_ERROR
+        .lock()
+        .ok()
+        .map(|mut l| std::mem::take(&mut *l))?;
+    (!msgs.is_empty()).then(|| msgs.join(" "))
+}
+
+/// The error text, with libcryptsetup's own explanation when it logged one.
+pub(crate) fn reason(e: &LibcryptErr) -> String {
+    match take_last_error() {
+        Some(msg) => format!("{e} ({msg})"),
+        None => e.to_string(),
+    }
 }
 
 /// Whether a libcryptsetup error is "the passphrase opens no (such) keyslot" (EPERM / ENOENT).
@@ -63,6 +116,8 @@ impl LuksDevice {
     /// Opens `path` and loads its header; refuses a missing device, a device without a LUKS
     /// header and LUKS1.
     pub fn open(path: &Path) -> Result<Self, VolumeError> {
+        init_logging();
+        let _ = take_last_error();
         if !path.exists() {
             return Err(VolumeError::DeviceMissing {
                 device: path.to_path_buf(),
@@ -206,7 +261,11 @@ impl LuksDevice {
             CryptActivate::empty(),
         ) {
             Ok(s) => Ok(Some(s)),
-            Err(e) if is_wrong_passphrase(&e) => Ok(None),
+            Err(e) if is_wrong_passphrase(&e) => {
+                // "No key available with this passphrase." is an answer here, not an error.
+                let _ = take_last_error();
+                Ok(None)
+            }
             Err(e) => Err(self.failed("test passphrase", &e)),
         }
     }

@@ -96,7 +96,7 @@ pub fn with_backup<T>(
             VolumeError::BackupFailed {
                 device: dev.path().to_path_buf(),
                 path,
-                reason: e.to_string(),
+                reason: super::device::reason(&e),
             }
         });
     }

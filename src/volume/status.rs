@@ -109,7 +109,7 @@ pub fn unlock(
             .map_err(|e| VolumeError::Activate {
                 volume: spec.name.clone(),
                 name: name.to_string(),
-                reason: e.to_string(),
+                reason: super::device::reason(&e),
             })?;
     }
     Ok(slot)

@@ -16,7 +16,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Administer skrd: verify evidence, tokens, release responses and policies; check the configuration.
+/// Administer skrd: verify evidence, tokens, release responses and policies; check the configuration;
+/// enroll and inspect LUKS2 volumes.
 #[derive(Parser)]
 #[command(name = "skrctl", version, propagate_version = true)]
 struct Cli {
