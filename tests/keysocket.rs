@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod volume_common;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use skrd::keysocket::{KeySocket, Outcome, ServeOptions};
+use skrd::keysocket::{KeyBoard, KeySocket, Outcome, ServeOptions};
 use skrd::secret::Secret;
 use tokio::sync::{mpsc, watch};
 
@@ -241,4 +243,102 @@ async fn bind_replaces_a_stale_socket_but_never_a_file() {
     use skrd::error::ErrorCode;
     assert_eq!(err.code(), "keysocket-not-a-socket");
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+/// Serves `board` on a fresh socket; returns the socket path (in `dir`) and the outcomes.
+fn serve_board(
+    dir: &Path,
+    board: Arc<KeyBoard>,
+) -> (std::path::PathBuf, mpsc::UnboundedReceiver<Outcome>) {
+    let path = dir.join("luks.sock");
+    let socket = KeySocket::bind(&path).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(socket.serve(
+        move |volume: String| {
+            let board = Arc::clone(&board);
+            async move { board.passphrase(&volume).await }
+        },
+        ServeOptions::default(),
+        Some(tx),
+        std::future::pending(),
+    ));
+    (path, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_release_answers_every_volume_of_that_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("skrd.toml");
+    let (u_data, u_logs, u_late) = (
+        "0b4b3e1c-6f1e-4c2a-9d55-2f1f9a7f0c11",
+        "1c5c4f2d-7a2f-4d3b-8e66-3a2a0b8a1d22",
+        "2d6d5a3e-8b3a-4e4c-9f77-4b3b1c9b2e33",
+    );
+    std::fs::write(
+        &conf,
+        format!(
+            "[attestation]\nprovider = \"https://a.eus.attest.azure.net\"\n\
+             [keys.disk]\nurl = \"https://v.vault.azure.net/keys/disk/v1\"\n\
+             [keys.other]\nurl = \"https://v.vault.azure.net/keys/other\"\n\
+             [volumes.data]\nuuid = \"{u_data}\"\nkey = \"disk\"\n\
+             [volumes.logs]\nuuid = \"{u_logs}\"\nkey = \"disk\"\n\
+             [volumes.late]\nuuid = \"{u_late}\"\nkey = \"other\"\noptions = {{ initrd = false }}\n"
+        ),
+    )
+    .unwrap();
+    let settings = skrd::config::load(Some(&conf)).unwrap();
+    let board = Arc::new(KeyBoard::new(&settings, true));
+    assert_eq!(board.keys_needed(), vec!["disk".to_string()]);
+    assert_eq!(
+        board.volumes(),
+        vec!["data".to_string(), "logs".to_string()]
+    );
+    let (path, mut outcomes) = serve_board(dir.path(), Arc::clone(&board));
+
+    // "late" is not an initrd volume: refused at once, before any key is released.
+    let late = client(&path, "5/cryptsetup/late", 0.0).await;
+    assert_eq!(late["data"], "");
+    assert_eq!(
+        outcomes.recv().await.unwrap(),
+        Outcome::Refused {
+            volume: "late".into()
+        }
+    );
+    // data and logs wait for the one release of "disk", then each gets its own passphrase
+    // (expected values from python3's HKDF over each volume's configured UUID).
+    let publisher = {
+        let board = Arc::clone(&board);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            board.publish("disk", Secret::new(vec![0x77; 32]));
+        })
+    };
+    let (data, logs) = tokio::join!(
+        client(&path, "a1/cryptsetup/data", 0.0),
+        client(&path, "b2/cryptsetup/logs", 0.0)
+    );
+    publisher.await.unwrap();
+    assert_eq!(
+        data["data"],
+        hex::encode(volume_common::python_passphrase(&[0x77; 32], u_data))
+    );
+    assert_eq!(
+        logs["data"],
+        hex::encode(volume_common::python_passphrase(&[0x77; 32], u_logs))
+    );
+    assert_ne!(data["data"], logs["data"]);
+
+    // A failed key refuses its volumes (a new board: keys are published once per boot).
+    let board = Arc::new(KeyBoard::new(&settings, false));
+    let dir2 = tempfile::tempdir().unwrap();
+    let (path, mut outcomes) = serve_board(dir2.path(), Arc::clone(&board));
+    board.fail("other");
+    let late = client(&path, "6/cryptsetup/late", 0.0).await;
+    assert_eq!(late["data"], "");
+    assert_eq!(
+        outcomes.recv().await.unwrap(),
+        Outcome::Refused {
+            volume: "late".into()
+        }
+    );
 }

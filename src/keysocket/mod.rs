@@ -14,8 +14,11 @@
 //!    closes WITHOUT data with an orderly shutdown (never a reset, having read to EOF), so
 //!    systemd falls back to the passphrase prompt or, with `headless`, fails fast.
 //!
-//! Connections are served concurrently; nothing here derives keys or talks to the cloud.
+//! Connections are served concurrently; nothing here talks to the cloud. [`KeyBoard`] is the
+//! usual `answer`: the release driver publishes each key once and every volume using it is
+//! answered with its own passphrase (derived from its configured UUID).
 
+pub mod board;
 pub mod error;
 
 use std::future::Future;
@@ -28,6 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc::UnboundedSender;
 
+pub use board::{KeyBoard, KeyState};
 pub use error::KeySocketError;
 
 use crate::error::{ErrorCode, Problem};
