@@ -270,6 +270,33 @@ impl LuksDevice {
         }
     }
 
+    /// A keyslot with skrd's PBKDF (PBKDF2-SHA512, 1000 iterations) that no token is bound to
+    /// and that `passphrase` opens: what an interrupted run leaves behind. Only such keyslots
+    /// are tried, so a costly Argon2id recovery keyslot is never evaluated for this.
+    pub fn find_unbound_skrd_slot(
+        &mut self,
+        passphrase: &[u8],
+    ) -> Result<Option<u32>, VolumeError> {
+        for slot in self.active_slots()? {
+            if slot.skrd {
+                continue;
+            }
+            let shaped = self
+                .dev
+                .keyslot_handle()
+                .get_pbkdf(slot.slot)
+                .is_ok_and(|p| {
+                    matches!(p.type_, CryptKdf::Pbkdf2)
+                        && p.hash.as_deref() == Some(SKRD_PBKDF2_HASH)
+                        && p.iterations == SKRD_PBKDF2_ITERATIONS
+                });
+            if shaped && self.test_passphrase(Some(slot.slot), passphrase)? == Some(slot.slot) {
+                return Ok(Some(slot.slot));
+            }
+        }
+        Ok(None)
+    }
+
     /// Adds a keyslot holding `new_passphrase` (PBKDF2-SHA512, 1000 iterations, no benchmark,
     /// priority `prefer`), authorized by `passphrase` of an existing keyslot.
     pub fn add_skrd_slot(

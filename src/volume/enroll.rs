@@ -106,7 +106,7 @@ fn new_token(spec: &VolumeSpec, keyslot: u32, key_version: Option<&str>, now: u6
 /// The keyslot holding `passphrase`: an existing one (left by an interrupted run, made
 /// `prefer`), or a new one authorized by `auth`. Verified to open.
 fn slot_for(dev: &mut LuksDevice, auth: &[u8], passphrase: &Secret) -> Result<u32, VolumeError> {
-    let slot = match dev.test_passphrase(None, passphrase.expose())? {
+    let slot = match dev.find_unbound_skrd_slot(passphrase.expose())? {
         Some(existing) => {
             dev.prefer(existing)?;
             existing
@@ -156,7 +156,7 @@ pub fn enroll(
     let replace = existing.map(|f| f.id);
     let version = key_version.or(spec.key_version.as_deref());
     let Authorization::Passphrase(auth) = auth;
-    let adopted = dev.test_passphrase(None, passphrase.expose())?.is_some();
+    let adopted = dev.find_unbound_skrd_slot(passphrase.expose())?.is_some();
     if !adopted && dev.test_passphrase(None, auth.expose())?.is_none() {
         return Err(VolumeError::AuthRefused {
             device: device.to_path_buf(),
@@ -242,8 +242,8 @@ pub fn reenroll(
     let old_pass = spec.passphrase(old_ikm)?;
     if dev.test_passphrase(Some(old_slot), new_pass.expose())? == Some(old_slot) {
         // Rotated already; an interrupted run may have left the old keyslot.
-        return match dev.test_passphrase(None, old_pass.expose())? {
-            Some(leftover) if leftover != old_slot => {
+        return match dev.find_unbound_skrd_slot(old_pass.expose())? {
+            Some(leftover) => {
                 with_backup(&mut dev, backup_dir, &spec.name, |dev| {
                     dev.destroy_slot(leftover)
                 })?;
@@ -252,7 +252,7 @@ pub fn reenroll(
                     token: Some(found.id),
                 })
             }
-            _ => Ok(Change::Unchanged {
+            None => Ok(Change::Unchanged {
                 keyslot: Some(old_slot),
             }),
         };

@@ -194,7 +194,8 @@ pub fn enroll(
     )
 }
 
-/// `cryptsetup luksAddKey` of `new_pass` (PBKDF2-1000), authorized by the recovery passphrase;
+/// `cryptsetup luksAddKey` of `new_pass` with skrd's keyslot PBKDF (PBKDF2-SHA512, 1000
+/// iterations: what an interrupted skrd run leaves), authorized by the recovery passphrase;
 /// returns the new keyslot (the one luksDump lists that was not there before).
 pub fn add_key(img: &Path, new_pass: &[u8]) -> u32 {
     let before = keyslots(img);
@@ -207,6 +208,8 @@ pub fn add_key(img: &Path, new_pass: &[u8]) -> u32 {
             "--batch-mode",
             "--pbkdf",
             "pbkdf2",
+            "--hash",
+            "sha512",
             "--pbkdf-force-iterations",
             "1000",
             "--key-file",
