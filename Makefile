@@ -10,9 +10,9 @@ FUZZ_SECONDS ?= 10
 # Debian 12 packages: to build (tss-esapi needs tpm2-tss headers + clang for bindgen) and to test
 # (swtpm is the TPM of every TPM test; python3-cryptography and openssl establish expected values
 # independently of skrd's own code).
-BUILD_DEBS := build-essential pkg-config clang libclang-dev libtss2-dev
+BUILD_DEBS := build-essential pkg-config clang libclang-dev libtss2-dev libcryptsetup-dev
 TEST_DEBS  := swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 libtss2-tcti-device0 openssl \
-              python3 python3-cryptography
+              python3 python3-cryptography cryptsetup-bin
 FUZZ_TARGETS = $(shell sed -n 's/^name = "\(fuzz_[a-z_]*\)"/\1/p' fuzz/Cargo.toml)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -23,5 +23,7 @@ case $t in
     fuzz_imds_token) printf %s '{"access_token":"eyJ0eXAi.eyJhdWQi.c2ln","refresh_token":"","expires_in":"3599","expires_on":"1506484173","not_before":"1506480273","resource":"https://vault.azure.net/","token_type":"Bearer"}' > "$dir"/documented.json ;
                      printf %s '{"error":"invalid_resource","error_description":"AADSTS500011"}' > "$dir"/error.json ;;
     fuzz_openid_config) printf %s '{"jwks_uri":"https://sharedeus2.eus2.attest.azure.net/certs","issuer":"https://sharedeus2.eus2.attest.azure.net","response_types_supported":["token","none"],"id_token_signing_alg_values_supported":["RS256"],"revocation_endpoint":"https://sharedeus2.eus2.attest.azure.net/revocations"}' > "$dir"/sharedeus2.json ;;
+    fuzz_luks_token) printf %s '{"type":"azure-skr","keyslots":["1"],"skrd_token_version":1,"key_url":"https://v.vault.azure.net/keys/disk","key_version":"v1","kdf":"skrd luks2 v1","volume":"data","created_at":1}' > "$dir"/token.json
+                     printf %s '1a2b3c4d5e6f7081/cryptsetup/data' > "$dir"/peer.txt ;;
     *) ;;
 esac

@@ -11,6 +11,8 @@
 //! - [`emulator`]: the pieces of `skr-emulator` (test SNP firmware, swtpm provisioning).
 //! - [`identity`]: I/O EDGE: IMDS managed-identity tokens (cached), THIM, authenticated vault calls.
 //! - [`net`]: I/O EDGE: the HTTP(S) client: timeouts, retries with back-off, Retry-After, deadline.
+//! - [`volume`]: I/O edge over libcryptsetup: enroll/unenroll/reenroll skrd's LUKS2 keyslot, status, unlock.
+//! - [`keysocket`]: I/O edge: the AF_UNIX key socket systemd-cryptsetup reads crypttab key files from.
 //! - [`secret`]: buffers for key material: locked in memory, wiped on drop, never printed.
 
 pub mod attest;
@@ -21,5 +23,7 @@ pub mod error;
 pub mod evidence;
 pub mod format;
 pub mod identity;
+pub mod keysocket;
 pub mod net;
 pub mod secret;
+pub mod volume;

@@ -119,6 +119,11 @@ fn every_skrctl_subcommand_has_a_man_page_section() {
         "policy check",
         "token verify",
         "release verify",
+        "volumes",
+        "enroll",
+        "unenroll",
+        "reenroll",
+        "unlock",
     ] {
         assert!(
             man.contains(&format!(".SS \"{sub}")),

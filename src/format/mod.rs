@@ -7,5 +7,7 @@ pub mod akv;
 pub mod hcl;
 pub mod jose;
 pub mod json;
+pub mod keysocket_peer;
+pub mod luks_token;
 pub mod snp;
 pub mod tpm;

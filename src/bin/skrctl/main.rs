@@ -10,12 +10,14 @@ mod output;
 mod policy_cmd;
 mod release_cmd;
 mod token_cmd;
+mod volume_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Administer skrd: verify evidence, tokens, release responses and policies; check the configuration.
+/// Administer skrd: verify evidence, tokens, release responses and policies; check the configuration;
+/// enroll and inspect LUKS2 volumes.
 #[derive(Parser)]
 #[command(name = "skrctl", version, propagate_version = true)]
 struct Cli {
@@ -44,6 +46,16 @@ enum Command {
     /// Verify Key Vault key release responses offline.
     #[command(subcommand)]
     Release(release_cmd::ReleaseCommand),
+    /// List the configured LUKS2 volumes and their state (no cloud needed).
+    Volumes(volume_cmd::VolumesArgs),
+    /// Add skrd's keyslot and azure-skr token to a configured LUKS2 volume.
+    Enroll(volume_cmd::EnrollArgs),
+    /// Remove skrd's keyslot and token (never the last recovery keyslot).
+    Unenroll(volume_cmd::UnenrollArgs),
+    /// Rotate skrd's keyslot to a new key version (new slot verified before the old goes).
+    Reenroll(volume_cmd::ReenrollArgs),
+    /// Unlock a configured volume by hand (or --test the key).
+    Unlock(volume_cmd::UnlockArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +69,11 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy_cmd::run(cmd, cli.config.as_deref()),
         Command::Token(cmd) => token_cmd::run(cmd, cli.config.as_deref()),
         Command::Release(cmd) => release_cmd::run(cmd, cli.config.as_deref()),
+        Command::Volumes(args) => volume_cmd::run_volumes(args, cli.config.as_deref()),
+        Command::Enroll(args) => volume_cmd::run_enroll(args, cli.config.as_deref()),
+        Command::Unenroll(args) => volume_cmd::run_unenroll(args, cli.config.as_deref()),
+        Command::Reenroll(args) => volume_cmd::run_reenroll(args, cli.config.as_deref()),
+        Command::Unlock(args) => volume_cmd::run_unlock(args, cli.config.as_deref()),
     };
     ExitCode::from(status as u8)
 }

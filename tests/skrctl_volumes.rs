@@ -1,0 +1,440 @@
+//! `skrctl volumes | enroll | unenroll | reenroll | unlock`: exit statuses, `--json` shapes,
+//! error codes, the crypttab line; effects checked with the `cryptsetup` CLI. Also: killing
+//! `skrctl enroll` mid-way leaves the recovery slot and the data unchanged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod volume_common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use volume_common::*;
+
+struct Env {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    data: PathBuf,
+    uuid: String,
+}
+
+const KEY: [u8; 32] = [0x5a; 32];
+const NEW_KEY: [u8; 32] = [0xa5; 32];
+
+fn setup() -> Env {
+    let dir = tempfile::Builder::new()
+        .prefix("skrctl-volumes-")
+        .tempdir()
+        .unwrap();
+    let (data, uuid) = luks2_image(dir.path(), "data", None);
+    let conf = dir.path().join("skrd.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[attestation]\nprovider = \"https://a.eus.attest.azure.net\"\n\
+             [keys.disk]\nurl = \"{KEY_URL}/v1\"\n\
+             [volumes.data]\nuuid = \"{uuid}\"\nkey = \"disk\"\n\
+             [volumes.logs]\nuuid = \"0b4b3e1c-6f1e-4c2a-9d55-2f1f9a7f0c11\"\nkey = \"disk\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("key"), KEY).unwrap();
+    std::fs::write(dir.path().join("wrong-key"), [1u8; 32]).unwrap();
+    std::fs::write(dir.path().join("recovery"), RECOVERY).unwrap();
+    Env {
+        dir,
+        conf,
+        data,
+        uuid,
+    }
+}
+
+/// skrctl with `fds` (fd number → file) passed as open descriptors.
+fn command(env: &Env, args: &[&str], fds: &[(i32, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skrctl"));
+    cmd.arg("--config").arg(&env.conf).args(args);
+    cmd.stdin(Stdio::null());
+    let files: Vec<(i32, std::fs::File)> = fds
+        .iter()
+        .map(|(n, name)| (*n, std::fs::File::open(env.dir.path().join(name)).unwrap()))
+        .collect();
+    // SAFETY: only async-signal-safe dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            use std::os::fd::AsRawFd;
+            // First move every source above the targets (a source may sit on a target
+            // number), then dup2 (which clears close-on-exec on the target).
+            let mut high = Vec::new();
+            for (n, f) in &files {
+                let tmp = libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64);
+                if tmp < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                high.push((*n, tmp));
+            }
+            for (n, tmp) in high {
+                if libc::dup2(tmp, n) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+fn skrctl(env: &Env, args: &[&str], fds: &[(i32, &str)]) -> (i32, Value, String) {
+    let out = command(env, args, fds).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The descriptors of `enroll_args`: key on 3, recovery passphrase on 4.
+const FDS: [(i32, &str); 2] = [(3, "key"), (4, "recovery")];
+
+/// `enroll --volume data --device IMG --key-fd 3 --recovery-fd 4 --backup-dir DIR`.
+fn enroll_args<'a>(env: &'a Env, backups: &'a Path) -> Vec<&'a str> {
+    vec![
+        "enroll",
+        "--volume",
+        "data",
+        "--device",
+        s(&env.data),
+        "--key-fd",
+        "3",
+        "--recovery-fd",
+        "4",
+        "--backup-dir",
+        s(backups),
+    ]
+}
+
+#[test]
+fn enroll_status_unlock_unenroll_through_skrctl() {
+    let env = setup();
+    let backups = env.dir.path().join("backups");
+    let dev_override = format!("data={}", s(&env.data));
+    let (code, v, out) = skrctl(&env, &["volumes", "--json", "--device", &dev_override], &[]);
+    assert_eq!(code, 0, "{out}");
+    let vols = v["volumes"].as_array().unwrap();
+    assert_eq!(vols.len(), 2);
+    assert_eq!(vols[0]["volume"], "data");
+    assert_eq!(vols[0]["present"], true);
+    assert_eq!(vols[0]["luks2"], true);
+    assert_eq!(vols[0]["enrolled_keyslot"], Value::Null);
+    assert_eq!(vols[0]["recovery_keyslots"], serde_json::json!([0]));
+    assert_eq!(vols[1]["volume"], "logs");
+    assert_eq!(vols[1]["present"], false);
+    assert_eq!(vols[1]["problem"]["code"], "volume-device-missing");
+
+    let mut enroll_args = enroll_args(&env, &backups);
+    enroll_args.push("--json");
+    let fds = FDS;
+    let (code, v, out) = skrctl(&env, &enroll_args, &fds);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(v["result"], "enrolled");
+    let slot = v["keyslot"].as_u64().unwrap() as u32;
+    assert_eq!(
+        v["crypttab"],
+        format!(
+            "data UUID={} /run/skrd/luks.sock luks,x-initrd.attach,_netdev",
+            env.uuid
+        )
+    );
+    assert!(opens(
+        &env.data,
+        &python_passphrase(&KEY, &env.uuid),
+        Some(slot)
+    ));
+    assert!(opens(&env.data, RECOVERY.as_bytes(), Some(0)));
+    let (code, v, out) = skrctl(&env, &enroll_args, &fds);
+    assert_eq!(
+        (code, v["result"].as_str()),
+        (0, Some("unchanged")),
+        "{out}"
+    );
+
+    // Human output of volumes names the volume and its slot.
+    let (code, _, out) = skrctl(&env, &["volumes", "--device", &dev_override], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("enrolled (keyslot {slot}, key version v1)")),
+        "{out}"
+    );
+
+    // unlock --test: right key opens, wrong key refused (1).
+    let unlock = |key: &str| {
+        skrctl(
+            &env,
+            &[
+                "unlock",
+                "data",
+                "--device",
+                s(&env.data),
+                "--key-fd",
+                "3",
+                "--test",
+                "--json",
+            ],
+            &[(3, key)],
+        )
+    };
+    let (code, v, out) = unlock("key");
+    assert_eq!(
+        (code, v["result"].as_str()),
+        (0, Some("key-opens")),
+        "{out}"
+    );
+    let (code, v, out) = unlock("wrong-key");
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(v["error"]["code"], "volume-wrong-key");
+
+    // unenroll, twice.
+    let un = [
+        "unenroll",
+        "--device",
+        s(&env.data),
+        "--backup-dir",
+        s(&backups),
+        "--json",
+    ];
+    let (code, v, out) = skrctl(&env, &un, &[]);
+    assert_eq!(
+        (code, v["result"].as_str()),
+        (0, Some("unenrolled")),
+        "{out}"
+    );
+    assert_eq!(keyslots(&env.data), vec![0]);
+    let (code, v, out) = skrctl(&env, &un, &[]);
+    assert_eq!(
+        (code, v["result"].as_str()),
+        (0, Some("unchanged")),
+        "{out}"
+    );
+}
+
+#[test]
+fn refusals_have_codes_and_statuses() {
+    let env = setup();
+    let backups = env.dir.path().join("b");
+    let fds = [(3, "key"), (4, "recovery")];
+    let enroll = |extra: &[&str]| {
+        let mut args = vec![
+            "enroll",
+            "--key-fd",
+            "3",
+            "--recovery-fd",
+            "4",
+            "--backup-dir",
+            s(&backups),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        skrctl(&env, &args, &fds)
+    };
+    // A device whose UUID is not configured.
+    let (other, _) = luks2_image(env.dir.path(), "other", None);
+    let (code, v, out) = enroll(&["--device", s(&other)]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(v["error"]["code"], "volume-uuid-not-configured");
+    // The configured name on another disk.
+    let (code, v, out) = enroll(&["--volume", "data", "--device", s(&other)]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(v["error"]["code"], "volume-uuid-mismatch");
+    // A name not in the configuration: unusable input.
+    let (code, v, out) = enroll(&["--volume", "nope", "--device", s(&env.data)]);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(v["error"]["code"], "volume-not-configured");
+    // LUKS1.
+    let (l1, _) = luks_image(env.dir.path(), "l1", None, "luks1");
+    let (code, v, out) = enroll(&["--volume", "data", "--device", s(&l1)]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(v["error"]["code"], "volume-not-luks2");
+    // Wrong recovery passphrase (the key file given as recovery).
+    let mut args = enroll_args(&env, &backups);
+    args.push("--json");
+    let (code, v, out) = skrctl(&env, &args, &[(3, "key"), (4, "key")]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(v["error"]["code"], "volume-auth-refused");
+    assert_eq!(keyslots(&env.data), vec![0]);
+    // Usage error: neither --volume nor --device.
+    let (code, _, _) = skrctl(&env, &["enroll", "--key-fd", "3"], &[(3, "key")]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn killed_enroll_leaves_recovery_and_data_unchanged() {
+    let env = setup();
+    let backups = env.dir.path().join("b");
+    // A known pattern in the data area (device-mapper is not needed: the image file's data
+    // segment starts at the offset luksDump reports).
+    let off = data_offset(&env.data);
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&env.data)
+            .unwrap();
+        f.seek(SeekFrom::Start(off as u64)).unwrap();
+        f.write_all(&[0xC3; 1 << 20]).unwrap();
+    }
+    let data_before = bytes(&env.data, off..off + (1 << 20));
+    let args = enroll_args(&env, &backups);
+    let fds = FDS;
+    for delay_ms in [
+        0u64, 5, 20, 40, 60, 80, 100, 120, 140, 160, 180, 200, 230, 260,
+    ] {
+        let mut child = command(&env, &args, &fds).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // SIGKILL: no chance to clean up or restore anything.
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            opens(&env.data, RECOVERY.as_bytes(), Some(0)),
+            "recovery slot broken after kill at {delay_ms} ms"
+        );
+        assert_eq!(bytes(&env.data, off..off + (1 << 20)), data_before);
+        // Whatever the kill interrupted, running enroll again completes it: exactly one skrd
+        // keyslot and one token (a keyslot written before the token is adopted, not doubled).
+        let (code, _, out) = skrctl(&env, &args, &fds);
+        assert_eq!(code, 0, "enroll after kill at {delay_ms} ms: {out}");
+        assert_eq!(keyslots(&env.data).len(), 2, "after kill at {delay_ms} ms");
+        assert_eq!(tokens(&env.data).len(), 1, "after kill at {delay_ms} ms");
+        // Back to "not enrolled" for the next round; a killed unenroll is completed too.
+        let unenroll = [
+            "unenroll",
+            "--volume",
+            "data",
+            "--device",
+            s(&env.data),
+            "--backup-dir",
+            s(&backups),
+        ];
+        let mut child = command(&env, &unenroll, &[]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(opens(&env.data, RECOVERY.as_bytes(), Some(0)));
+        let (code, _, out) = skrctl(&env, &unenroll, &[]);
+        assert_eq!(code, 0, "unenroll after kill at {delay_ms} ms: {out}");
+        assert_eq!(keyslots(&env.data), vec![0], "after kill at {delay_ms} ms");
+        assert!(tokens(&env.data).is_empty(), "after kill at {delay_ms} ms");
+    }
+    // Finally a clean enroll succeeds with exactly one skrd slot.
+    let (code, _, out) = skrctl(&env, &args, &fds);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(keyslots(&env.data).len(), 2);
+    assert_eq!(tokens(&env.data).len(), 1);
+    assert_eq!(bytes(&env.data, off..off + (1 << 20)), data_before);
+}
+
+#[test]
+fn killed_reenroll_always_leaves_a_working_skrd_keyslot() {
+    let env = setup();
+    let backups = env.dir.path().join("b");
+    std::fs::write(env.dir.path().join("new-key"), NEW_KEY).unwrap();
+    let (code, _, out) = skrctl(&env, &enroll_args(&env, &backups), &FDS);
+    assert_eq!(code, 0, "{out}");
+    let passes = [
+        python_passphrase(&KEY, &env.uuid),
+        python_passphrase(&NEW_KEY, &env.uuid),
+    ];
+    // Rotate back and forth between the two keys, killing each rotation at some point first.
+    let mut current = 0usize;
+    for delay_ms in [0u64, 20, 60, 100, 140, 180, 220, 260] {
+        let (old_file, new_file) = if current == 0 {
+            ("key", "new-key")
+        } else {
+            ("new-key", "key")
+        };
+        let version = if current == 0 { "v2" } else { "v1" };
+        let args = [
+            "reenroll",
+            "--volume",
+            "data",
+            "--device",
+            s(&env.data),
+            "--old-key-fd",
+            "3",
+            "--key-fd",
+            "4",
+            "--key-version",
+            version,
+            "--backup-dir",
+            s(&backups),
+        ];
+        let fds = [(3, old_file), (4, new_file)];
+        let mut child = command(&env, &args, &fds).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The token's keyslot opens with the old or the new key; recovery still opens.
+        let toks = tokens(&env.data);
+        assert_eq!(toks.len(), 1, "after kill at {delay_ms} ms");
+        let slot: u32 = toks.values().next().unwrap()["keyslots"][0]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            opens(&env.data, &passes[0], Some(slot)) || opens(&env.data, &passes[1], Some(slot)),
+            "no working skrd keyslot after kill at {delay_ms} ms"
+        );
+        assert!(opens(&env.data, RECOVERY.as_bytes(), Some(0)));
+        // Running it again completes the rotation: one skrd keyslot, on the new key.
+        let (code, _, out) = skrctl(&env, &args, &fds);
+        assert_eq!(code, 0, "reenroll after kill at {delay_ms} ms: {out}");
+        current = 1 - current;
+        assert_eq!(keyslots(&env.data).len(), 2, "after kill at {delay_ms} ms");
+        assert!(opens(&env.data, &passes[current], None));
+        assert!(!opens(&env.data, &passes[1 - current], None));
+    }
+}
+
+#[test]
+fn unlock_activates_or_explains_why_not() {
+    let env = setup();
+    let backups = env.dir.path().join("b");
+    let (code, _, out) = skrctl(&env, &enroll_args(&env, &backups), &FDS);
+    assert_eq!(code, 0, "{out}");
+    let (code, v, out) = skrctl(
+        &env,
+        &[
+            "unlock",
+            "data",
+            "--device",
+            s(&env.data),
+            "--key-fd",
+            "3",
+            "--json",
+        ],
+        &[(3, "key")],
+    );
+    // The kernel lists its device-mapper misc device when dm_mod is loaded (libdevmapper may
+    // create /dev/mapper/control even where the kernel has none).
+    let dm = std::fs::read_to_string("/proc/misc").is_ok_and(|m| m.contains("device-mapper"));
+    if dm {
+        // device-mapper works here: the volume opens, then close it with cryptsetup.
+        assert_eq!((code, v["result"].as_str()), (0, Some("unlocked")), "{out}");
+        assert!(Path::new("/dev/mapper/data").exists());
+        let (ok, _, err) = run("cryptsetup", &["close", "data"], b"");
+        assert!(ok, "{err}");
+    } else {
+        // No device-mapper (containers): refused with libcryptsetup's own explanation.
+        assert_eq!(code, 1, "{out}");
+        assert_eq!(v["error"]["code"], "volume-activate-failed");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("device-mapper"), "{msg}");
+    }
+}
