@@ -223,8 +223,12 @@ mod tests {
 
     macro_rules! fixture {
         ($path:literal) => {
-            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/real/", $path))
-                .to_vec()
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/real/",
+                $path
+            ))
+            .to_vec()
         };
     }
 
@@ -253,7 +257,9 @@ mod tests {
         let p = Public::parse_tpm2b(&b).unwrap();
         assert_eq!(p.name_alg, 0x000B);
         assert_eq!(p.scheme, RsaScheme::RsaSsa(0x000B));
-        assert!(p.attributes.has(ObjectAttributes::RESTRICTED | ObjectAttributes::SIGN));
+        assert!(p
+            .attributes
+            .has(ObjectAttributes::RESTRICTED | ObjectAttributes::SIGN));
         assert!(!p.attributes.has(ObjectAttributes::DECRYPT));
         assert_eq!(p.exponent(), 65_537);
         assert_eq!(p.modulus, n);
@@ -291,7 +297,9 @@ mod tests {
     /// Splits the bincode `Quote {signature, message, pcrs}` of the trustee/kinvolk fixtures
     /// (u64 LE length prefixes; layout read with python3 struct.unpack).
     fn bincode_quote(b: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<[u8; 32]>) {
-        let len = |at: usize| usize::try_from(u64::from_le_bytes(b[at..at + 8].try_into().unwrap())).unwrap();
+        let len = |at: usize| {
+            usize::try_from(u64::from_le_bytes(b[at..at + 8].try_into().unwrap())).unwrap()
+        };
         let sig_len = len(0);
         let sig = b[8..8 + sig_len].to_vec();
         let at = 8 + sig_len;
