@@ -158,16 +158,7 @@ fn post(s: &Setup, body: &Value) -> (u16, Option<String>, Value) {
         "{}/attest/AzureGuest?api-version=2020-10-01",
         s.emu.url("attestation")
     );
-    let resp = s.http.post(url).json(body).send().unwrap();
-    let status = resp.status().as_u16();
-    let code = resp
-        .headers()
-        .get("x-ms-error-code")
-        .map(|v| v.to_str().unwrap().to_string());
-    let text = resp.bytes().unwrap();
-    let json = serde_json::from_slice(&text)
-        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&text)));
-    (status, code, json)
+    common::emulator::post_json(&s.http, &url, body)
 }
 
 /// Opens the encrypted response of §5.3 with the ephemeral key inside the swtpm.
@@ -347,28 +338,13 @@ fn azureguest_token_is_encrypted_to_the_tpm_key_and_releases_a_key() {
     release_with_token(&s, &jwt);
 }
 
-fn imds_token(emu: &Emu, resource: &str) -> String {
-    let url = format!(
-        "{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={resource}",
-        emu.url("imds")
-    );
-    let body: Value = reqwest::blocking::Client::new()
-        .get(url)
-        .header("Metadata", "true")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_string()
-}
-
 fn release_with_token(s: &Setup, jwt: &str) {
     use skrd::crypto::rsa_aes_wrap::{split, unwrap_with_kek};
     use skrd::format::jose::release::{verify_release_response, ReleaseVerification};
     use skrd::format::jose::x5c::ChainCert;
     // oct-HSM keys live in a Managed HSM (§6.8).
     let vault = s.emu.url("managed_hsm");
-    let bearer = imds_token(&s.emu, "https%3A%2F%2Fmanagedhsm.azure.net%2F");
+    let bearer = s.emu.imds_token("https%3A%2F%2Fmanagedhsm.azure.net%2F");
     let authority = s.emu.url("attestation");
     let policy = json!({"version": "1.0.0", "anyOf": [{"authority": authority, "allOf": [
         {"claim": "x-ms-attestation-type", "equals": "azurevm"},

@@ -231,17 +231,29 @@ pub struct GuestRequest {
     pub runtime_data: Vec<u8>,
 }
 
+/// `obj[name]` through `get` (`Value::as_str`, `as_array`, `as_object`), or the error naming
+/// `prefix + name` and what was `expected`.
+fn typed<'a, T: ?Sized>(
+    obj: &'a Map<String, Value>,
+    prefix: &str,
+    name: &str,
+    expected: &'static str,
+    get: impl Fn(&'a Value) -> Option<&'a T>,
+) -> Result<&'a T, AttestError> {
+    let v = required(obj, prefix, name)?;
+    get(v).ok_or_else(|| AttestError::FieldInvalid {
+        field: format!("{prefix}{name}"),
+        expected,
+        found: type_name(v).to_string(),
+    })
+}
+
 fn string_field<'a>(
     obj: &'a Map<String, Value>,
     prefix: &str,
     name: &str,
 ) -> Result<&'a str, AttestError> {
-    let v = required(obj, prefix, name)?;
-    v.as_str().ok_or_else(|| AttestError::FieldInvalid {
-        field: format!("{prefix}{name}"),
-        expected: "a string",
-        found: type_name(v).to_string(),
-    })
+    typed(obj, prefix, name, "a string", Value::as_str)
 }
 
 /// An OS string: base64 of UTF-8 text (C++ library) or the text itself (other clients).
@@ -283,12 +295,7 @@ fn index_of(v: &Value, field: &str) -> Result<u32, AttestError> {
 }
 
 fn array<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a Vec<Value>, AttestError> {
-    let v = required(obj, "TpmInfo.", name)?;
-    v.as_array().ok_or_else(|| AttestError::FieldInvalid {
-        field: format!("TpmInfo.{name}"),
-        expected: "an array",
-        found: type_name(v).to_string(),
-    })
+    typed(obj, "TpmInfo.", name, "an array", Value::as_array)
 }
 
 fn object<'a>(
@@ -296,12 +303,7 @@ fn object<'a>(
     prefix: &str,
     name: &str,
 ) -> Result<&'a Map<String, Value>, AttestError> {
-    let v = required(obj, prefix, name)?;
-    v.as_object().ok_or_else(|| AttestError::FieldInvalid {
-        field: format!("{prefix}{name}"),
-        expected: "an object",
-        found: type_name(v).to_string(),
-    })
+    typed(obj, prefix, name, "an object", Value::as_object)
 }
 
 fn parse_tpm_info(info: &Map<String, Value>) -> Result<TpmInfo, AttestError> {
