@@ -185,6 +185,8 @@ fn decrypt_token(s: &Setup, resp: &Value) -> String {
         .ephemeral_decrypt(&inner, DecryptScheme::RsaEs)
         .unwrap();
     assert_eq!(key.len(), 32);
+    // Independently: python `cryptography` AESGCM opens the same envelope with the TPM's key.
+    let by_python = common::python(AESGCM_PY, &[outer, &hex::encode(&key[..])]);
     ct.extend_from_slice(&tag);
     let plain = Aes256Gcm::new_from_slice(&key)
         .unwrap()
@@ -196,8 +198,22 @@ fn decrypt_token(s: &Setup, resp: &Value) -> String {
             },
         )
         .expect("AES-GCM with AAD \"Transport Key\"");
-    String::from_utf8(plain).unwrap()
+    let jwt = String::from_utf8(plain).unwrap();
+    assert_eq!(by_python, jwt);
+    jwt
 }
+
+/// argv[1] = the outer token, argv[2] = the AES key (hex); prints the JWT.
+const AESGCM_PY: &str = r#"
+import sys, json, base64
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+t = sys.argv[1]
+env = json.loads(base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)))
+b = lambda k: base64.b64decode(k)
+ct = b(env["Jwt"]) + b(env["AuthenticationData"])
+iv = b(env["EncryptionParams"]["Iv"])
+sys.stdout.write(AESGCM(bytes.fromhex(sys.argv[2])).decrypt(iv, ct, b"Transport Key").decode())
+"#;
 
 fn json_type(v: &Value) -> &'static str {
     match v {
@@ -302,6 +318,22 @@ fn azureguest_token_is_encrypted_to_the_tpm_key_and_releases_a_key() {
     let mut rd = Sha256::digest(hcl.runtime_data_bytes()).to_vec();
     rd.resize(64, 0);
     assert_eq!(tee["x-ms-sevsnpvm-reportdata"], hex::encode(rd));
+
+    // The TPM name of the AK as format::tpm computes it equals tpm2_readpublic's.
+    let name_file = s.state.path().join("ak.name");
+    let out = std::process::Command::new("tpm2_readpublic")
+        .args(["-c", "0x81000003", "-n"])
+        .arg(&name_file)
+        .env("TPM2TOOLS_TCTI", s.source.vtpm().tcti())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ak = skrd::format::tpm::Public::parse_tpm2b(&s.evidence.ak_public.tpm2b_public).unwrap();
+    assert_eq!(ak.name().unwrap(), std::fs::read(&name_file).unwrap());
 
     // Microsoft's Python tool's shape: url-safe unpadded blobs, OS version strings, the
     // lower-case field name, ClientPayload verbatim.
