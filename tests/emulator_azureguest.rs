@@ -568,6 +568,16 @@ fn azureguest_refusals_name_the_failed_check() {
         &|i| flip(&mut i["TpmInfo"]["EncKeyCertifyInfo"], 50),
         "maa-certify-signature-invalid",
     );
+    // A key certified by the AK but able to sign: not an ephemeral encryption key.
+    let (pub_bytes, info, sig) = certified_signing_key(&s);
+    refuse(
+        &|i| {
+            set_blob(&mut i["TpmInfo"]["EncKeyPub"], &pub_bytes);
+            set_blob(&mut i["TpmInfo"]["EncKeyCertifyInfo"], &info);
+            set_blob(&mut i["TpmInfo"]["EncKeyCertifyInfoSignature"], &sig);
+        },
+        "maa-enckey-attributes-invalid",
+    );
     // Bad base64, missing field, wrong isolation type.
     refuse(
         &|i| i["TpmInfo"]["AikPub"] = json!("!!not base64!!"),
@@ -594,4 +604,94 @@ fn azureguest_refusals_name_the_failed_check() {
     );
     // The unmodified request still passes (the refusals came from the edits).
     assert_eq!(post(&s, &body(&good)).0, 200);
+}
+
+/// A sign+decrypt RSA key (NULL hierarchy) certified by the AK, made in the swtpm through the
+/// test's TPM handle: (TPM2B_PUBLIC, TPMS_ATTEST, raw RSASSA signature).
+fn certified_signing_key(s: &Setup) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    use skrd::evidence::VtpmError;
+    use tss_esapi::attributes::ObjectAttributesBuilder;
+    use tss_esapi::handles::ObjectHandle;
+    use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
+    use tss_esapi::interface_types::key_bits::RsaKeyBits;
+    use tss_esapi::interface_types::resource_handles::Hierarchy;
+    use tss_esapi::interface_types::session_handles::AuthSession;
+    use tss_esapi::structures::{
+        Data, PublicBuilder, PublicKeyRsa, PublicRsaParametersBuilder, RsaExponent, RsaScheme,
+        Signature, SignatureScheme, SymmetricDefinitionObject,
+    };
+    use tss_esapi::traits::Marshall;
+    let cmd = |operation| move |source| VtpmError::Command { operation, source };
+    s.source
+        .vtpm()
+        .run(move |sess| {
+            let ak = sess.ak_handle()?;
+            let attributes = ObjectAttributesBuilder::new()
+                .with_decrypt(true)
+                .with_sign_encrypt(true)
+                .with_fixed_tpm(true)
+                .with_fixed_parent(true)
+                .with_sensitive_data_origin(true)
+                .with_user_with_auth(true)
+                .build()
+                .map_err(cmd("attributes"))?;
+            let parameters = PublicRsaParametersBuilder::new()
+                .with_symmetric(SymmetricDefinitionObject::Null)
+                .with_scheme(RsaScheme::Null)
+                .with_key_bits(RsaKeyBits::Rsa2048)
+                .with_exponent(RsaExponent::default())
+                .with_is_decryption_key(true)
+                .with_is_signing_key(true)
+                .with_restricted(false)
+                .build()
+                .map_err(cmd("parameters"))?;
+            let template = PublicBuilder::new()
+                .with_public_algorithm(PublicAlgorithm::Rsa)
+                .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+                .with_object_attributes(attributes)
+                .with_rsa_parameters(parameters)
+                .with_rsa_unique_identifier(PublicKeyRsa::default())
+                .build()
+                .map_err(cmd("template"))?;
+            let ctx = sess.context();
+            let created = ctx
+                .execute_with_session(Some(AuthSession::Password), |ctx| {
+                    ctx.create_primary(Hierarchy::Null, template, None, None, None, None)
+                })
+                .map_err(cmd("CreatePrimary"))?;
+            let certified = ctx
+                .execute_with_sessions(
+                    (
+                        Some(AuthSession::Password),
+                        Some(AuthSession::Password),
+                        None,
+                    ),
+                    |ctx| {
+                        ctx.certify(
+                            ObjectHandle::from(created.key_handle),
+                            ak,
+                            Data::default(),
+                            SignatureScheme::Null,
+                        )
+                    },
+                )
+                .map_err(cmd("Certify"));
+            let _ = ctx.flush_context(ObjectHandle::from(created.key_handle));
+            let (attest, signature) = certified?;
+            let tpmt = created
+                .out_public
+                .marshall()
+                .map_err(cmd("marshall public"))?;
+            let mut tpm2b = u16::try_from(tpmt.len()).unwrap().to_be_bytes().to_vec();
+            tpm2b.extend_from_slice(&tpmt);
+            let Signature::RsaSsa(sig) = signature else {
+                panic!("the AK signs RSASSA");
+            };
+            Ok((
+                tpm2b,
+                attest.marshall().map_err(cmd("marshall attest"))?,
+                sig.signature().value().to_vec(),
+            ))
+        })
+        .unwrap()
 }
