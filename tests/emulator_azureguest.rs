@@ -24,7 +24,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use common::emulator::Emu;
+use common::emulator::{json_type, now, provision_tpm, Emu};
 use common::swtpm::Swtpm;
 use skrd::emulator::ak_ca::AkCa;
 use skrd::emulator::amd_chain::TestAmdChain;
@@ -35,16 +35,6 @@ use skrd::evidence::{
 use skrd::format::hcl::HclReport;
 use skrd::format::jose::jwk::KeySet;
 use skrd::format::jose::jwt::{verify_jwt, Validation};
-
-fn now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
 
 /// A provisioned swtpm, its evidence, and the emulator serving the same state directory.
 struct Setup {
@@ -59,16 +49,7 @@ struct Setup {
 fn setup() -> Setup {
     let tpm = Swtpm::start();
     let state = common::fresh_state_dir();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
-        .args(["provision-tpm", "--tcti", &tpm.tcti(), "--state-dir"])
-        .arg(state.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    provision_tpm(&tpm.tcti(), state.path());
     let config = SourceConfig {
         tcti: tpm.tcti(),
         event_log: state.path().join("no-event-log"),
@@ -214,18 +195,6 @@ ct = b(env["Jwt"]) + b(env["AuthenticationData"])
 iv = b(env["EncryptionParams"]["Iv"])
 sys.stdout.write(AESGCM(bytes.fromhex(sys.argv[2])).decrypt(iv, ct, b"Transport Key").decode())
 "#;
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
-        Value::Number(_) => "float",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
 
 /// Claim names and JSON types of `real`, recursively for the objects named in `nested`.
 fn assert_same_shape(ours: &Value, real: &Value, path: &str) {
@@ -543,7 +512,7 @@ fn azureguest_refusals_name_the_failed_check() {
         "maa-aikcert-key-mismatch",
     );
 
-    // Forged quote: one byte of the clock info changed (offset 60 is inside clockInfo for an
+    // Forged quote: one byte of the clock info changed (offset 50 is inside clockInfo for an
     // empty extraData: 4+2+2+34+2 = 44, clock at 44..52, resetCount 52..56, ...).
     refuse(
         &|i| flip(&mut i["TpmInfo"]["PcrQuote"], 50),
@@ -606,53 +575,22 @@ fn azureguest_refusals_name_the_failed_check() {
     assert_eq!(post(&s, &body(&good)).0, 200);
 }
 
-/// A sign+decrypt RSA key (NULL hierarchy) certified by the AK, made in the swtpm through the
-/// test's TPM handle: (TPM2B_PUBLIC, TPMS_ATTEST, raw RSASSA signature).
+/// A key certified by the AK that is a restricted signing key (the AK template of
+/// provisioning, created again under the NULL hierarchy), made in the swtpm through the test's
+/// TPM handle: (TPM2B_PUBLIC, TPMS_ATTEST, raw RSASSA signature).
 fn certified_signing_key(s: &Setup) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     use skrd::evidence::VtpmError;
-    use tss_esapi::attributes::ObjectAttributesBuilder;
     use tss_esapi::handles::ObjectHandle;
-    use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
-    use tss_esapi::interface_types::key_bits::RsaKeyBits;
     use tss_esapi::interface_types::resource_handles::Hierarchy;
     use tss_esapi::interface_types::session_handles::AuthSession;
-    use tss_esapi::structures::{
-        Data, PublicBuilder, PublicKeyRsa, PublicRsaParametersBuilder, RsaExponent, RsaScheme,
-        Signature, SignatureScheme, SymmetricDefinitionObject,
-    };
+    use tss_esapi::structures::{Data, Signature, SignatureScheme};
     use tss_esapi::traits::Marshall;
     let cmd = |operation| move |source| VtpmError::Command { operation, source };
     s.source
         .vtpm()
         .run(move |sess| {
             let ak = sess.ak_handle()?;
-            let attributes = ObjectAttributesBuilder::new()
-                .with_decrypt(true)
-                .with_sign_encrypt(true)
-                .with_fixed_tpm(true)
-                .with_fixed_parent(true)
-                .with_sensitive_data_origin(true)
-                .with_user_with_auth(true)
-                .build()
-                .map_err(cmd("attributes"))?;
-            let parameters = PublicRsaParametersBuilder::new()
-                .with_symmetric(SymmetricDefinitionObject::Null)
-                .with_scheme(RsaScheme::Null)
-                .with_key_bits(RsaKeyBits::Rsa2048)
-                .with_exponent(RsaExponent::default())
-                .with_is_decryption_key(true)
-                .with_is_signing_key(true)
-                .with_restricted(false)
-                .build()
-                .map_err(cmd("parameters"))?;
-            let template = PublicBuilder::new()
-                .with_public_algorithm(PublicAlgorithm::Rsa)
-                .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-                .with_object_attributes(attributes)
-                .with_rsa_parameters(parameters)
-                .with_rsa_unique_identifier(PublicKeyRsa::default())
-                .build()
-                .map_err(cmd("template"))?;
+            let template = skrd::emulator::provision::ak_template()?;
             let ctx = sess.context();
             let created = ctx
                 .execute_with_session(Some(AuthSession::Password), |ctx| {

@@ -15,22 +15,12 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use common::emulator::Emu;
+use common::emulator::{now, Emu};
 use skrd::crypto::key_material::{decode, KeyKind};
 use skrd::crypto::transfer_key::TransferKey;
 use skrd::emulator::server::state::{load_or_create_rsa, maa_kid, MAA_KEY};
 use skrd::format::jose::release::{verify_release_response, ReleaseVerification};
 use skrd::format::jose::x5c::ChainCert;
-
-fn now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
 
 /// A P-521 private key from python `cryptography` as a JWK (d, x, y: 66 bytes each).
 const GEN_PY: &str = r#"

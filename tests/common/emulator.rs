@@ -135,3 +135,42 @@ pub fn post_json(
         .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&text)));
     (status, code, json)
 }
+
+/// The wall clock in Unix seconds.
+pub fn now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// The JSON type name of `v`, with integers told apart from floats (claim-type comparisons).
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+        Value::Number(_) => "float",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Runs `skr-emulator provision-tpm --tcti TCTI --state-dir DIR`; panics with its stderr on
+/// failure.
+pub fn provision_tpm(tcti: &str, dir: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+        .args(["provision-tpm", "--tcti", tcti, "--state-dir"])
+        .arg(dir)
+        .output()
+        .expect("run skr-emulator provision-tpm");
+    assert!(
+        out.status.success(),
+        "provision-tpm failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
