@@ -341,8 +341,6 @@ fn azureguest_token_is_encrypted_to_the_tpm_key_and_releases_a_key() {
 
 fn release_with_token(s: &Setup, jwt: &str) {
     use skrd::crypto::rsa_aes_wrap::{split, unwrap_with_kek};
-    use skrd::format::jose::release::{verify_release_response, ReleaseVerification};
-    use skrd::format::jose::x5c::ChainCert;
     // oct-HSM keys live in a Managed HSM (§6.8).
     let vault = s.emu.url("managed_hsm");
     let bearer = s.emu.imds_token("https%3A%2F%2Fmanagedhsm.azure.net%2F");
@@ -367,10 +365,6 @@ fn release_with_token(s: &Setup, jwt: &str) {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200, "{}", r.text().unwrap());
-    let ca_pem = std::fs::read_to_string(s.emu.ep["ca_pem"].as_str().unwrap()).unwrap();
-    let ca_b64: String = ca_pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let roots =
-        vec![ChainCert::from_der("emulator CA", &STANDARD.decode(ca_b64).unwrap()).unwrap()];
     for (enc, hash) in [
         ("CKM_RSA_AES_KEY_WRAP", OaepHash::Sha1),
         ("RSA_AES_KEY_WRAP_256", OaepHash::Sha256),
@@ -386,18 +380,9 @@ fn release_with_token(s: &Setup, jwt: &str) {
         let status = r.status().as_u16();
         let text = r.text().unwrap();
         assert_eq!(status, 200, "{enc}: {text}");
-        let v = verify_release_response(
-            text.as_bytes(),
-            &ReleaseVerification {
-                roots: &roots,
-                now: now(),
-                expected_host: None,
-                rsa_block_len: 256,
-                expected_key: None,
-                expected_transfer_kid: Some("TpmEphemeralEncryptionKey"),
-            },
-        )
-        .unwrap();
+        let v = s
+            .emu
+            .verify_release(&text, 256, "TpmEphemeralEncryptionKey");
         let (rsa_block, kwp) = split(&v.payload.key_hsm.ciphertext, 256).unwrap();
         let kek = s
             .source

@@ -174,3 +174,36 @@ pub fn provision_tpm(tcti: &str, dir: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+impl Emu {
+    /// Verifies a release response body with skrd's client code against the emulator's CA
+    /// (`ca_pem`) now, for a transfer key of `rsa_block_len` bytes named `transfer_kid`.
+    pub fn verify_release(
+        &self,
+        body: &str,
+        rsa_block_len: usize,
+        transfer_kid: &str,
+    ) -> skrd::format::jose::release::VerifiedRelease {
+        use base64::Engine as _;
+        use skrd::format::jose::release::{verify_release_response, ReleaseVerification};
+        use skrd::format::jose::x5c::ChainCert;
+        let pem = std::fs::read_to_string(self.ep["ca_pem"].as_str().unwrap()).unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let roots = [ChainCert::from_der("emulator CA", &der).unwrap()];
+        verify_release_response(
+            body.as_bytes(),
+            &ReleaseVerification {
+                roots: &roots,
+                now: now(),
+                expected_host: None,
+                rsa_block_len,
+                expected_key: None,
+                expected_transfer_kid: Some(transfer_kid),
+            },
+        )
+        .unwrap_or_else(|e| panic!("release response does not verify: {e}"))
+    }
+}
