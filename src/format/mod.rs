@@ -7,5 +7,6 @@ pub mod akv;
 pub mod hcl;
 pub mod jose;
 pub mod json;
+pub mod maa;
 pub mod snp;
 pub mod tpm;
