@@ -8,6 +8,7 @@
 //! - [`config`]: `/etc/skrd/skrd.toml` and its drop-ins: parse fragments, merge, validate.
 //! - [`evidence`]: I/O edge that gathers evidence: the vTPM (tss-esapi) and `/dev/sev-guest`.
 //! - [`emulator`]: the pieces of `skr-emulator` (test SNP firmware, swtpm provisioning).
+//! - [`net`]: I/O EDGE: the HTTP(S) client: timeouts, retries with back-off, Retry-After, deadline.
 //! - [`secret`]: buffers for key material: locked in memory, wiped on drop, never printed.
 
 pub mod config;
@@ -16,4 +17,5 @@ pub mod emulator;
 pub mod error;
 pub mod evidence;
 pub mod format;
+pub mod net;
 pub mod secret;
