@@ -4,6 +4,7 @@
 //! module and calls the library. Exit status: 0 verified/done, 1 checked and refused,
 //! 2 unusable input or usage (see `docs/man/skrctl.1`).
 
+mod attest_cmd;
 mod config_cmd;
 mod evidence_cmd;
 mod output;
@@ -41,9 +42,11 @@ enum Command {
     /// Verify MAA attestation tokens (JWT) offline.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
-    /// Verify Key Vault key release responses offline.
-    #[command(subcommand)]
-    Release(release_cmd::ReleaseCommand),
+    /// Attest to the configured provider and print the verified claims.
+    Attest(attest_cmd::AttestArgs),
+    /// Release a key and unwrap it (metadata only; --out-fd hands it over), or verify a saved
+    /// release response offline (`release verify`).
+    Release(release_cmd::ReleaseArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,7 +59,8 @@ fn main() -> ExitCode {
         Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()),
         Command::Policy(cmd) => policy_cmd::run(cmd, cli.config.as_deref()),
         Command::Token(cmd) => token_cmd::run(cmd, cli.config.as_deref()),
-        Command::Release(cmd) => release_cmd::run(cmd, cli.config.as_deref()),
+        Command::Attest(args) => attest_cmd::run_attest(&args, cli.config.as_deref()),
+        Command::Release(args) => release_cmd::run(args, cli.config.as_deref()),
     };
     ExitCode::from(status as u8)
 }

@@ -1,0 +1,168 @@
+//! [`Services`]: the network-facing collaborators of a run, built once from the configuration
+//! and shared by every key of the run: the HTTP client (`net`), the managed-identity token cache
+//! and the THIM fetch (`identity`), and the provider's signing keys with token verification
+//! (`attest::trust`). This file only adapts their errors and types to the flow's
+//! ([`FlowError`]); it implements no protocol itself.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use url::Url;
+
+use super::error::FlowError;
+use super::trust::ProviderKeys;
+use crate::config::Settings;
+use crate::error::ErrorCode;
+use crate::format::snp::thim::ThimCerts;
+use crate::identity::{fetch_vcek_chain, TokenCache};
+use crate::net::{Deadline, HttpClient, NetSettings};
+use crate::secret::Secret;
+
+/// A verified token's essentials.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    /// All claims.
+    pub claims: serde_json::Value,
+    /// `iss`.
+    pub issuer: String,
+    /// `exp`.
+    pub expires_at: i64,
+}
+
+/// The network collaborators of a run.
+pub struct Services {
+    /// The HTTP client (connection reuse across the run; per-step timings).
+    pub http: HttpClient,
+    /// The attestation provider base URL.
+    pub provider: Url,
+    /// api-version of the attest calls.
+    pub attest_api_version: String,
+    /// IMDS base URL.
+    pub imds_url: Url,
+    /// Extra trust roots (`trust.ca_files`), also for the release JWS.
+    pub ca_files: Vec<PathBuf>,
+    tokens: TokenCache,
+    keys: ProviderKeys,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("provider", &self.provider.as_str())
+            .field("imds_url", &self.imds_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// PEM text of the VCEK followed by its chain (the `VcekCertChain` MAA wants).
+pub fn chain_pem(certs: &ThimCerts) -> Vec<u8> {
+    let mut out = String::new();
+    for c in certs.all_certs() {
+        out.push_str(&pem_block(c.der()));
+    }
+    out.into_bytes()
+}
+
+fn pem_block(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        s.push_str(&String::from_utf8_lossy(chunk));
+        s.push('\n');
+    }
+    s.push_str("-----END CERTIFICATE-----\n");
+    s
+}
+
+impl Services {
+    /// Builds the collaborators from a validated configuration.
+    ///
+    /// Errors: no `[attestation] provider`; an unusable `trust.ca_files` entry.
+    pub fn from_settings(settings: &Settings) -> Result<Self, FlowError> {
+        let att = settings
+            .attestation
+            .as_ref()
+            .ok_or(FlowError::NotConfigured {
+                what: "no attestation provider ([attestation] provider)",
+            })?;
+        let http = HttpClient::new(&NetSettings::from_config(settings))?;
+        Ok(Self {
+            tokens: TokenCache::new(http.clone(), &settings.identity),
+            keys: ProviderKeys::new(http.clone(), att.provider.clone()),
+            http,
+            provider: att.provider.clone(),
+            attest_api_version: att.api_version.clone(),
+            imds_url: settings.identity.imds_url.clone(),
+            ca_files: settings.trust.ca_files.clone(),
+        })
+    }
+
+    /// The managed-identity bearer for `resource` (cached per resource).
+    pub async fn identity_token(
+        &self,
+        resource: &str,
+        deadline: &Deadline,
+    ) -> Result<Secret, FlowError> {
+        let t = self
+            .tokens
+            .token(resource, deadline)
+            .await
+            .map_err(|e| FlowError::Identity {
+                resource: resource.to_string(),
+                code: e.code(),
+                message: e.to_string(),
+            })?;
+        Ok(t.bearer())
+    }
+
+    /// The VCEK chain from IMDS THIM, as PEM text.
+    pub async fn vcek_chain_pem(&self, deadline: &Deadline) -> Result<Vec<u8>, FlowError> {
+        let (certs, _) = fetch_vcek_chain(&self.http, &self.imds_url, deadline)
+            .await
+            .map_err(|e| FlowError::Thim {
+                code: e.code(),
+                message: e.to_string(),
+            })?;
+        Ok(chain_pem(&certs))
+    }
+
+    /// Fetches the provider's signing keys into the cache (so verification needs no call).
+    pub async fn prefetch_provider_keys(&self, deadline: &Deadline) -> Result<(), FlowError> {
+        self.keys
+            .keys(deadline)
+            .await
+            .map(|_| ())
+            .map_err(|e| FlowError::TokenInvalid {
+                code: e.code(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Verifies a token with the provider's keys (signature, issuer, lifetime, claims).
+    pub async fn verify_token(
+        &self,
+        jwt: &str,
+        deadline: &Deadline,
+    ) -> Result<TokenInfo, FlowError> {
+        let v = self
+            .keys
+            .verify_token(jwt, now_unix(), deadline)
+            .await
+            .map_err(|e| FlowError::TokenInvalid {
+                code: e.code(),
+                message: e.to_string(),
+            })?;
+        Ok(TokenInfo {
+            claims: v.claims,
+            issuer: v.issuer,
+            expires_at: v.expires_at,
+        })
+    }
+}
