@@ -155,8 +155,10 @@ pub fn collect_vtpm(src: &VtpmSource) -> Result<VtpmEvidence, CollectError> {
     let ak_public = timed(&mut ops, "read_ak_public", || v.read_ak_public()).map_err(map)?;
     let ak_cert = timed(&mut ops, "read_ak_cert", || v.read_ak_cert()).map_err(map)?;
     let quote = timed(&mut ops, "quote_pcrs", || v.quote_pcrs(&[])).map_err(map)?;
-    let ephemeral =
-        timed(&mut ops, "create_ephemeral_key", || v.create_ephemeral_key()).map_err(map)?;
+    let ephemeral = timed(&mut ops, "create_ephemeral_key", || {
+        v.create_ephemeral_key()
+    })
+    .map_err(map)?;
     Ok(VtpmEvidence {
         hcl_report,
         ak_public,

@@ -244,7 +244,9 @@ mod tests {
             unmet: vec!["x-ms-attestation-type".into()],
         };
         assert_eq!(f.code(), "release-forbidden");
-        assert!(f.to_string().contains("unmet conditions: x-ms-attestation-type"));
+        assert!(f
+            .to_string()
+            .contains("unmet conditions: x-ms-attestation-type"));
         assert!(f.is_refusal());
     }
 }

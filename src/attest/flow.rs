@@ -68,8 +68,16 @@ impl TransferKeyHolder {
 /// What the token must be checked against.
 #[derive(Debug)]
 enum Expect {
-    AzureGuest { n: Vec<u8>, e: u32 },
-    SevSnpVm { nonce: String, runtime_data: Vec<u8>, n: Vec<u8>, e: Vec<u8> },
+    AzureGuest {
+        n: Vec<u8>,
+        e: u32,
+    },
+    SevSnpVm {
+        nonce: String,
+        runtime_data: Vec<u8>,
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
 }
 
 /// A token received but not yet verified.
@@ -128,7 +136,8 @@ fn attest_url(provider: &Url, path: &str, api_version: &str) -> Url {
     let mut url = provider.clone();
     url.set_path(path);
     url.set_query(None);
-    url.query_pairs_mut().append_pair("api-version", api_version);
+    url.query_pairs_mut()
+        .append_pair("api-version", api_version);
     url
 }
 
@@ -153,8 +162,7 @@ pub async fn attest(
             let vtpm = src.vtpm.clone();
             let t = Instant::now();
             let collect_fut = blocking("vTPM evidence", move || collect::collect_vtpm(&src));
-            let (evidence, chain) =
-                tokio::join!(collect_fut, services.vcek_chain_pem(deadline));
+            let (evidence, chain) = tokio::join!(collect_fut, services.vcek_chain_pem(deadline));
             let evidence = evidence??;
             report.evidence_ms = super::report::ms(t.elapsed());
             report.local(t.elapsed());

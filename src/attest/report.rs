@@ -88,7 +88,10 @@ impl RunReport {
 
     /// Records a TPM operation.
     pub fn tpm(&mut self, op: &'static str, elapsed: Duration) {
-        self.tpm.push(TpmOp { op, ms: ms(elapsed) });
+        self.tpm.push(TpmOp {
+            op,
+            ms: ms(elapsed),
+        });
     }
 
     /// Adds local work on the serial path.

@@ -11,11 +11,12 @@ use url::Url;
 
 use super::error::FlowError;
 use super::trust::ProviderKeys;
+use crate::config::values::KeyUrl;
 use crate::config::Settings;
 use crate::error::ErrorCode;
 use crate::format::snp::thim::ThimCerts;
-use crate::identity::{fetch_vcek_chain, TokenCache};
-use crate::net::{Deadline, HttpClient, NetSettings};
+use crate::identity::{fetch_vcek_chain, send_with_identity, TokenCache};
+use crate::net::{Deadline, HttpClient, HttpRequest, HttpResponse, NetSettings};
 use crate::secret::Secret;
 
 /// A verified token's essentials.
@@ -120,6 +121,24 @@ impl Services {
                 message: e.to_string(),
             })?;
         Ok(t.bearer())
+    }
+
+    /// Sends a vault request with the identity's bearer for `key` (the cached token; one
+    /// challenge retry on hosts that are not Azure's, see `identity::vault`).
+    pub async fn send_to_vault(
+        &self,
+        key: &KeyUrl,
+        make: impl Fn() -> HttpRequest,
+        deadline: &Deadline,
+    ) -> Result<HttpResponse, FlowError> {
+        send_with_identity(&self.http, &self.tokens, key, make, deadline)
+            .await
+            .map(|(resp, _)| resp)
+            .map_err(|e| FlowError::Identity {
+                resource: key.token_resource.to_string(),
+                code: e.code(),
+                message: e.to_string(),
+            })
     }
 
     /// The VCEK chain from IMDS THIM, as PEM text.

@@ -102,12 +102,11 @@ fn unmet_from_message(message: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Releases one key to `att` with the identity `bearer` and unwraps it.
+/// Releases one key to `att` (with the managed identity's bearer) and unwraps it.
 pub async fn release_key(
     services: &Services,
     att: &Attestation,
     key: &KeyRequest,
-    bearer: Secret,
     roots: &[ChainCert],
     deadline: &Deadline,
     report: &mut RunReport,
@@ -118,13 +117,9 @@ pub async fn release_key(
         key.url.version.as_deref(),
         &key.api_version,
     )?;
-    let req = HttpRequest::post_json(
-        Step::KeyRelease,
-        url,
-        release_body(&att.token, key.enc, None),
-    )
-    .with_bearer(bearer);
-    let resp = services.http.send(req, deadline).await?;
+    let body = release_body(&att.token, key.enc, None);
+    let make = || HttpRequest::post_json(Step::KeyRelease, url.clone(), body.clone());
+    let resp = services.send_to_vault(&key.url, make, deadline).await?;
     if resp.status != 200 {
         let azure = AzureError::from_response(resp.status, &resp.headers, &resp.body);
         let unmet = if resp.status == 403 {
@@ -139,14 +134,20 @@ pub async fn release_key(
         });
     }
     let t = Instant::now();
-    let host = key.url.base.host_str().unwrap_or_default().to_string();
+    // The signing leaf must name the vault host (§6.6 step 5) — a DNS name. A vault addressed
+    // by an IP literal (skr-emulator on loopback) cannot be named by a DNS SAN: its leaf is not
+    // name-checked, the chain must still end at a configured root.
+    let host = match key.url.base.host() {
+        Some(url::Host::Domain(d)) => Some(d.to_string()),
+        _ => None,
+    };
     let key_url = key.url.to_string();
     let verified = verify_release_response(
         &resp.body,
         &ReleaseVerification {
             roots,
             now: now_unix(),
-            expected_host: Some(&host),
+            expected_host: host.as_deref(),
             rsa_block_len: att.holder.modulus_len(),
             expected_key: Some(&key_url),
             expected_transfer_kid: Some(att.holder.kid()),
@@ -173,7 +174,9 @@ pub async fn release_key(
                 v.ephemeral_decrypt(&rsa_part, DecryptScheme::Oaep(oaep_hash(enc)))
             })
             .await
-            .map_err(|_| FlowError::TaskFailed { what: "TPM decrypt" })??;
+            .map_err(|_| FlowError::TaskFailed {
+                what: "TPM decrypt",
+            })??;
             report.tpm("ephemeral_decrypt", t.elapsed());
             report.local(t.elapsed());
             let kek = Secret::new(kek.to_vec());

@@ -14,7 +14,6 @@ use crate::attest::report::RunReport;
 use crate::attest::services::Services;
 use crate::format::jose::x5c::ChainCert;
 use crate::net::Deadline;
-use crate::secret::Secret;
 
 /// What a successful run produced.
 #[derive(Debug)]
@@ -39,12 +38,12 @@ pub async fn run(
     let mut report = RunReport::start(source.name());
     let timings_before = services.http.timings().len();
     let resources: BTreeSet<&'static str> = keys.iter().map(|k| k.url.token_resource).collect();
+    // Warms the token cache: the release calls then find their bearer there.
     let identity = async {
-        let mut tokens: Vec<(&'static str, Secret)> = Vec::new();
         for r in &resources {
-            tokens.push((r, services.identity_token(r, deadline).await?));
+            services.identity_token(r, deadline).await?;
         }
-        Ok::<_, FlowError>(tokens)
+        Ok::<_, FlowError>(())
     };
     let (unverified, tokens, prefetch) = tokio::join!(
         attest(services, source, deadline, &mut report),
@@ -56,28 +55,11 @@ pub async fn run(
     let t = Instant::now();
     let attestation = unverified.verify(services, deadline).await?;
     report.local(t.elapsed());
-    let tokens = tokens?;
+    tokens?;
     let mut released = Vec::with_capacity(keys.len());
     for key in keys {
-        let bearer = tokens
-            .iter()
-            .find(|(r, _)| *r == key.url.token_resource)
-            .map(|(_, s)| Secret::new(s.expose().to_vec()))
-            .ok_or(FlowError::NotConfigured {
-                what: "an identity token for the key's audience",
-            })?;
-        released.push(
-            release_key(
-                services,
-                &attestation,
-                key,
-                bearer,
-                roots,
-                deadline,
-                &mut report,
-            )
-            .await?,
-        );
+        released
+            .push(release_key(services, &attestation, key, roots, deadline, &mut report).await?);
     }
     for t in services.http.timings().iter().skip(timings_before) {
         report.http(t.step.as_str(), t.attempts, t.elapsed);

@@ -105,7 +105,12 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, Problem> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Problem::new("internal-task-failed", format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| {
+            Problem::new(
+                "internal-task-failed",
+                format!("cannot start the runtime: {e}"),
+            )
+        })?;
     Ok(rt.block_on(f))
 }
 
@@ -175,7 +180,11 @@ pub fn run_attest(args: &AttestArgs, config: Option<&Path>) -> Status {
     let outcome = match run_flow(&s, source, &[]) {
         Err(p) => return unusable(&p, args.json),
         Ok(Err(e)) => {
-            return flow_failed(&e, args.json, json!({"verified": false, "source": source_name}))
+            return flow_failed(
+                &e,
+                args.json,
+                json!({"verified": false, "source": source_name}),
+            )
         }
         Ok(Ok(o)) => o,
     };
@@ -193,16 +202,25 @@ pub fn run_attest(args: &AttestArgs, config: Option<&Path>) -> Status {
         }));
     } else {
         let text = |path: &[&str]| {
-            claim(&a.claims, path).map_or_else(|| "(absent)".to_string(), |v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
+            claim(&a.claims, path).map_or_else(
+                || "(absent)".to_string(),
+                |v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                },
+            )
         };
         let mut out = String::new();
         out.push_str(&format!("attested ({source_name}) and verified\n"));
         out.push_str(&format!("  issuer: {}\n", a.issuer));
-        out.push_str(&format!("  expires: {}\n", output::rfc3339(a.expires_at).as_str().unwrap_or("?")));
-        out.push_str(&format!("  x-ms-attestation-type: {}\n", text(&["x-ms-attestation-type"])));
+        out.push_str(&format!(
+            "  expires: {}\n",
+            output::rfc3339(a.expires_at).as_str().unwrap_or("?")
+        ));
+        out.push_str(&format!(
+            "  x-ms-attestation-type: {}\n",
+            text(&["x-ms-attestation-type"])
+        ));
         if a.claims.get("x-ms-isolation-tee").is_some() {
             out.push_str(&format!(
                 "  x-ms-isolation-tee: {} ({})\n",
@@ -211,7 +229,10 @@ pub fn run_attest(args: &AttestArgs, config: Option<&Path>) -> Status {
             ));
             out.push_str(&format!("  vm id: {}\n", text(&["x-ms-azurevm-vmid"])));
         } else {
-            out.push_str(&format!("  x-ms-compliance-status: {}\n", text(&["x-ms-compliance-status"])));
+            out.push_str(&format!(
+                "  x-ms-compliance-status: {}\n",
+                text(&["x-ms-compliance-status"])
+            ));
             out.push_str(&format!(
                 "  launch measurement: {}\n",
                 text(&["x-ms-sevsnpvm-launchmeasurement"])

@@ -16,14 +16,14 @@
 use crate::output::{self, print_json, unusable, Status};
 use clap::Subcommand;
 use serde_json::{json, Value};
+use skrd::config::values::parse_key_url;
 use skrd::error::{ErrorCode, Problem};
 use skrd::format::jose::jws::CompactJws;
+use skrd::format::jose::release::WrapAlgorithm;
 use skrd::format::jose::release::{
     decode_release_payload, release_body_jws, verify_release_response, ReleasePayload,
     ReleaseVerification,
 };
-use skrd::config::values::parse_key_url;
-use skrd::format::jose::release::WrapAlgorithm;
 use skrd::format::jose::x5c::ChainCert;
 use skrd::release::KeyRequest;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,11 @@ pub struct ReleaseArgs {
     #[command(subcommand)]
     command: Option<ReleaseCommand>,
     /// The key to release: a [keys.NAME] of the configuration (a key named "verify" needs --key-url).
-    #[arg(value_name = "KEY_NAME", required_unless_present = "key_url", conflicts_with = "key_url")]
+    #[arg(
+        value_name = "KEY_NAME",
+        required_unless_present = "key_url",
+        conflicts_with = "key_url"
+    )]
     key_name: Option<String>,
     /// Release this key URL instead (https://VAULT.vault.azure.net/keys/NAME[/VERSION]).
     #[arg(long, value_name = "URL")]
@@ -301,11 +305,18 @@ fn key_request(args: &ReleaseArgs, s: &skrd::config::Settings) -> Result<KeyRequ
                 api_version: skrd::format::maa::release::API_VERSION.to_string(),
             }
         }
-        _ => return Err(usage("give exactly one of KEY_NAME and --key-url".to_string())),
+        _ => {
+            return Err(usage(
+                "give exactly one of KEY_NAME and --key-url".to_string(),
+            ))
+        }
     };
     if let Some(enc) = &args.enc {
         req.enc = WrapAlgorithm::from_name(enc).ok_or_else(|| {
-            usage(format!("--enc {enc:?} is not one of {:?}", WrapAlgorithm::NAMES))
+            usage(format!(
+                "--enc {enc:?} is not one of {:?}",
+                WrapAlgorithm::NAMES
+            ))
         })?;
     }
     Ok(req)
@@ -355,7 +366,10 @@ fn release(args: &ReleaseArgs, config: Option<&Path>) -> Status {
         Ok(Ok(o)) => o,
     };
     let Some(key) = outcome.keys.pop() else {
-        let p = Problem::new("internal-task-failed", "the run released no key; this is a bug");
+        let p = Problem::new(
+            "internal-task-failed",
+            "the run released no key; this is a bug",
+        );
         return unusable(&p, args.json);
     };
     if let Some(fd) = args.out_fd {

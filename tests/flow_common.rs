@@ -1,0 +1,264 @@
+//! Shared set-up of the flow tests (`tests/flow_*.rs` include it with `#[path]`): an
+//! skr-emulator on a fresh state directory, a configuration pointing skrd at it, keys imported
+//! into its vault with known material, and the evidence sources (swtpm provisioned like an
+//! Azure CVM, or the emulator's test SNP firmware handed in through the library API).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+use serde_json::{json, Value};
+use skrd::attest::collect::{SevGuestSource, Source, VtpmSource};
+use skrd::attest::services::Services;
+use skrd::config::values::parse_key_url;
+use skrd::config::Settings;
+use skrd::emulator::amd_chain::TestAmdChain;
+use skrd::emulator::firmware::TestFirmware;
+use skrd::evidence::Vtpm;
+use skrd::format::jose::release::WrapAlgorithm;
+use skrd::release::KeyRequest;
+
+#[path = "common/mod.rs"]
+pub mod common;
+
+pub use common::emulator::Emu;
+pub use common::swtpm::Swtpm;
+
+pub fn b64url(b: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// An emulator, its state directory and a configuration file pointing at it.
+pub struct Env {
+    pub state: tempfile::TempDir,
+    pub emu: Emu,
+    pub cfg_dir: tempfile::TempDir,
+    pub http: reqwest::blocking::Client,
+    pub vault_token: String,
+    pub mhsm_token: String,
+}
+
+fn imds_token(emu: &Emu, resource: &str) -> String {
+    let url = format!(
+        "{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={resource}",
+        emu.url("imds")
+    );
+    let body: Value = reqwest::blocking::Client::new()
+        .get(url)
+        .header("Metadata", "true")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+/// The release policy of the test keys: the emulator's attestation authority and a claim at
+/// `claim` equal to `value`.
+pub fn policy(authority: &str, claim: &str, value: &str) -> Value {
+    let p = json!({"version": "1.0.0", "anyOf": [{"authority": authority, "allOf": [
+        {"claim": claim, "equals": value}]}]});
+    json!({"contentType": "application/json; charset=utf-8", "data": b64url(p.to_string().as_bytes()), "immutable": false})
+}
+
+/// Key types the emulator creates, with the listener that holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Rsa(usize),
+    Ec(&'static str),
+    Oct256,
+}
+
+impl Env {
+    /// Starts the emulator; `extra_config` is appended to the generated configuration.
+    pub fn start(source: &str, tcti: Option<&str>, extra_config: &str) -> Self {
+        let state = common::fresh_state_dir();
+        let emu = Emu::start(state.path(), &[]);
+        let ca = emu.ep["ca_pem"].as_str().unwrap().to_string();
+        let http = emu.client(Duration::from_secs(60));
+        let vault_token = imds_token(&emu, "https%3A%2F%2Fvault.azure.net");
+        let mhsm_token = imds_token(&emu, "https%3A%2F%2Fmanagedhsm.azure.net");
+        let cfg_dir = tempfile::tempdir().unwrap();
+        let tcti_line = tcti
+            .map(|t| format!("tcti = \"{t}\"\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "[evidence]\nsource = \"{source}\"\n{tcti_line}event_log = \"{}/no-event-log\"\n\n\
+             [identity]\nimds_url = \"{}\"\n\n[attestation]\nprovider = \"{}\"\n\n\
+             [network]\nconnect_timeout = \"2s\"\nrequest_timeout = \"10s\"\nretries = 4\n\
+             backoff_initial = \"20ms\"\nbackoff_max = \"200ms\"\n\n[boot]\ndeadline = \"60s\"\n\n\
+             [trust]\nca_files = [\"{ca}\"]\n{extra_config}",
+            cfg_dir.path().display(),
+            emu.url("imds"),
+            emu.url("attestation"),
+        );
+        std::fs::write(cfg_dir.path().join("skrd.toml"), text).unwrap();
+        Self {
+            state,
+            emu,
+            cfg_dir,
+            http,
+            vault_token,
+            mhsm_token,
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.cfg_dir.path().join("skrd.toml")
+    }
+
+    /// Rewrites the configuration with `extra` appended (e.g. `[keys.NAME]` tables).
+    pub fn append_config(&self, extra: &str) {
+        let mut text = std::fs::read_to_string(self.config_path()).unwrap();
+        text.push_str(extra);
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    pub fn settings(&self) -> Settings {
+        skrd::config::load_from(&self.config_path(), None).unwrap()
+    }
+
+    pub fn services(&self) -> Services {
+        Services::from_settings(&self.settings()).unwrap()
+    }
+
+    pub fn authority(&self) -> String {
+        self.emu.url("attestation")
+    }
+
+    /// POST {admin}/faults with `table`.
+    pub fn faults(&self, table: &Value) {
+        let resp = reqwest::blocking::Client::new()
+            .post(format!("{}/faults", self.emu.url("admin")))
+            .json(table)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text());
+    }
+
+    pub fn counters(&self) -> Value {
+        reqwest::blocking::Client::new()
+            .get(format!("{}/counters", self.emu.url("admin")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    /// Imports a key of `ty` with known material under `name` and `policy`; returns the key
+    /// URL and the material the release must give back (oct: the bytes; RSA: the private
+    /// exponent d; EC: the private scalar d — the IKM skrd derives from).
+    pub fn import(&self, name: &str, ty: KeyType, policy: &Value) -> (String, Vec<u8>) {
+        let (service, token, jwk, expected) = match ty {
+            KeyType::Rsa(bits) => {
+                let k = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, bits).unwrap();
+                let p = k.primes();
+                let jwk = json!({"kty": "RSA", "key_ops": ["encrypt", "decrypt"],
+                    "n": b64url(&k.n().to_bytes_be()), "e": b64url(&k.e().to_bytes_be()),
+                    "d": b64url(&k.d().to_bytes_be()), "p": b64url(&p[0].to_bytes_be()),
+                    "q": b64url(&p[1].to_bytes_be())});
+                ("vault", &self.vault_token, jwk, k.d().to_bytes_be())
+            }
+            KeyType::Ec(crv) => {
+                // Key pair from python3 `cryptography` (independent of skrd).
+                let out = common::python(
+                    r#"
+import sys, json, base64
+from cryptography.hazmat.primitives.asymmetric import ec
+curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}[sys.argv[1]]
+k = ec.generate_private_key(curve)
+size = (curve.key_size + 7) // 8
+b = lambda i: base64.urlsafe_b64encode(i.to_bytes(size, 'big')).rstrip(b'=').decode()
+n = k.private_numbers()
+print(json.dumps({"kty": "EC", "crv": sys.argv[1], "x": b(n.public_numbers.x), "y": b(n.public_numbers.y), "d": b(n.private_value)}))
+"#,
+                    &[crv],
+                );
+                let jwk: Value = serde_json::from_str(out.trim()).unwrap();
+                let d = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(jwk["d"].as_str().unwrap())
+                    .unwrap();
+                ("vault", &self.vault_token, jwk, d)
+            }
+            KeyType::Oct256 => {
+                let mut k = [0u8; 32];
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut k);
+                let jwk = json!({"kty": "oct-HSM", "k": b64url(&k)});
+                ("managed_hsm", &self.mhsm_token, jwk, k.to_vec())
+            }
+        };
+        let base = self.emu.url(service);
+        let resp = self
+            .http
+            .put(format!("{base}/keys/{name}?api-version=7.4"))
+            .header("Authorization", format!("Bearer {token}"))
+            .json(&json!({"key": jwk, "hsm": true, "attributes": {"exportable": true}, "release_policy": policy}))
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().unwrap();
+        assert_eq!(status, 200, "{body}");
+        let kid = body["key"]["kid"].as_str().unwrap().to_string();
+        (kid, expected)
+    }
+}
+
+/// A release request for `url` with `enc`.
+pub fn key_request(url: &str, enc: WrapAlgorithm) -> KeyRequest {
+    KeyRequest {
+        name: url.to_string(),
+        url: parse_key_url(url).unwrap(),
+        enc,
+        api_version: "7.4".to_string(),
+    }
+}
+
+/// The emulator's test SEV-SNP firmware as a raw-flow evidence source (tests only; the
+/// production binaries open /dev/sev-guest).
+pub fn test_firmware_source(env: &Env) -> Source {
+    let chain = TestAmdChain::load_or_create(env.state.path()).unwrap();
+    Source::SevGuest(SevGuestSource {
+        firmware: Box::new(TestFirmware::new(chain)),
+        vcek_chain_pem: None,
+        transfer_key_bits: 2048,
+    })
+}
+
+/// swtpm provisioned like an Azure CVM from the emulator's state directory.
+pub fn provisioned_swtpm(env: &Env) -> Swtpm {
+    let tpm = Swtpm::start();
+    skrd::emulator::provision::provision_tpm(&tpm.tcti(), env.state.path(), None).unwrap();
+    tpm
+}
+
+/// The vTPM evidence source of `tpm`.
+pub fn vtpm_source(tpm: &Swtpm, dir: &Path) -> Source {
+    Source::Vtpm(VtpmSource {
+        vtpm: Arc::new(Vtpm::open(&tpm.tcti()).unwrap()),
+        event_log: dir.join("no-event-log"),
+        os_release: PathBuf::from("/etc/os-release"),
+    })
+}
+
+/// Runs a whole flow on a fresh current-thread runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+pub fn roots(env: &Env) -> Vec<skrd::format::jose::x5c::ChainCert> {
+    skrd::release::roots::load_roots(&[PathBuf::from(env.emu.ep["ca_pem"].as_str().unwrap())])
+        .unwrap()
+}
+
+pub const ALL_ENCS: [WrapAlgorithm; 3] = [
+    WrapAlgorithm::CkmRsaAesKeyWrap,
+    WrapAlgorithm::RsaAesKeyWrap256,
+    WrapAlgorithm::RsaAesKeyWrap384,
+];
