@@ -18,7 +18,7 @@ FUZZ_TARGETS = $(shell sed -n 's/^name = "\(fuzz_[a-z_]*\)"/\1/p' fuzz/Cargo.tom
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps build check fmt-check clippy check-boundaries unit test fuzz-smoke fuzz \
-        demo install clean
+        demo bench-emulator install clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -71,6 +71,9 @@ fuzz: ## Fuzz one target for longer: make fuzz T=fuzz_snp_report FUZZ_SECONDS=60
 demo: deps ## Provision a swtpm like an Azure CVM and show what `skrctl evidence` finds
 	$(CARGO) build --locked --bins
 	./scripts/demo.sh
+
+bench-emulator: ## Release requests/s and p50/p99 latency of skr-emulator on loopback (not part of test)
+	./scripts/bench-release.sh
 
 install: ## Install binaries, config, man pages under DESTDIR/PREFIX
 	$(CARGO) build --locked --release --bins

@@ -19,6 +19,21 @@ case $t in
                      cp $real/maa-tokens/jwks/*.json "$dir"/ ;;
     fuzz_attest_request) printf %s "{\"report\":\"e30\",\"runtimeData\":{\"data\":\"e30\",\"dataType\":\"JSON\"},\"nonce\":1}" > "$dir"/minimal.json ;;
     fuzz_vault_request) printf %s "{\"target\":\"a.b.c\",\"enc\":\"RSA_AES_KEY_WRAP_256\"}" > "$dir"/minimal.json ;;
+    fuzz_azureguest_request) python3 - "$dir"/shape.json <<'PY' ;;
+import base64, json, sys
+u = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+s = lambda b: base64.b64encode(b).decode()
+proof = json.dumps({"SnpReport": u(bytes(1184)), "VcekCertChain": s(b"-----BEGIN CERTIFICATE-----\n")})
+tpm = {"AikCert": "MAA=", "AikPub": "AAA=", "PcrQuote": s(bytes.fromhex("ff5443478018")),
+       "PcrSignature": "AA==", "EncKeyPub": "AAA=", "EncKeyCertifyInfo": s(bytes.fromhex("ff5443478017")),
+       "EncKeyCertifyInfoSignature": "AA==", "PcrSet": [0, 1],
+       "PCRs": [{"Index": i, "Digest": s(bytes(32))} for i in (0, 1)]}
+info = {"AttestationProtocolVersion": "2.0", "OSType": s(b"Linux"), "OSDistro": s(b"Ubuntu"),
+        "OSVersionMajor": 24, "OSVersionMinor": "4", "OSBuild": s(b"NotApplication"), "TcgLogs": "",
+        "ClientPayload": {"nonce": "QURFMDEwMQ=="}, "TpmInfo": tpm,
+        "IsolationInfo": {"Type": "SevSnp", "Evidence": {"Proof": s(proof.encode()), "RunTimeData": u(b'{"keys":[]}')}}}
+open(sys.argv[1], "w").write(json.dumps({"AttestationInfo": u(json.dumps(info).encode())}))
+PY
     fuzz_key_hsm)    cp $real/thomvanl-skr-sample/sample-responses/3-keyvault-release-key-decoded/key_hsm-decoded.json "$dir"/ ;;
     *) ;;
 esac

@@ -99,3 +99,39 @@ pub fn client(ca_pem: &Path, timeout: Duration) -> reqwest::blocking::Client {
         .build()
         .unwrap()
 }
+
+impl Emu {
+    /// A managed-identity access token for `resource` (URL-encoded) from the emulated IMDS.
+    pub fn imds_token(&self, resource: &str) -> String {
+        let url = format!(
+            "{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={resource}",
+            self.url("imds")
+        );
+        let body: Value = reqwest::blocking::Client::new()
+            .get(url)
+            .header("Metadata", "true")
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        body["access_token"].as_str().unwrap().to_string()
+    }
+}
+
+/// POSTs `body` as JSON; returns the status, the `x-ms-error-code` header and the JSON body.
+pub fn post_json(
+    c: &reqwest::blocking::Client,
+    url: &str,
+    body: &Value,
+) -> (u16, Option<String>, Value) {
+    let resp = c.post(url).json(body).send().unwrap();
+    let status = resp.status().as_u16();
+    let code = resp
+        .headers()
+        .get("x-ms-error-code")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = resp.bytes().unwrap();
+    let json = serde_json::from_slice(&text)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&text)));
+    (status, code, json)
+}

@@ -1,14 +1,17 @@
 //! The emulated Microsoft Azure Attestation listener (HTTPS), PROTOCOLS.md §5.1: OpenID discovery
 //! (`/.well-known/openid-configuration`), the signing keys (`/certs`, JWKS with `x5c`) and
-//! `POST /attest/SevSnpVm` (§5.2, [`super::sevsnpvm`]); every other path gets MAA's error body
+//! `POST /attest/SevSnpVm` (§5.2, [`super::sevsnpvm`]) and `POST /attest/AzureGuest` (§5.3,
+//! [`super::azureguest`]); every other path gets MAA's error body
 //! `{"error": {"code", "message"}}` with the `x-ms-error-code` header.
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 
+use crate::emulator::ak_ca::AkCa;
 use crate::emulator::amd_chain::TestAmdChain;
 
+use super::azureguest::AzureGuest;
 use super::http::{Malformed, Request, Response, Service};
 use super::sevsnpvm::{check_api_version, SevSnpVm};
 use super::state::State;
@@ -25,6 +28,9 @@ const CLAIMS: &[&str] = &[
     "x-ms-inittime",
     "x-ms-compliance-status",
     "x-ms-isolation-tee",
+    "x-ms-azurevm-vmid",
+    "x-ms-azurevm-attested-pcrs",
+    "secureboot",
     "x-ms-sevsnpvm-authorkeydigest",
     "x-ms-sevsnpvm-bootloader-svn",
     "x-ms-sevsnpvm-familyId",
@@ -62,6 +68,7 @@ pub struct Attestation {
     pub issuer: String,
     jwks: serde_json::Value,
     sevsnpvm: SevSnpVm,
+    azureguest: AzureGuest,
 }
 
 impl Attestation {
@@ -72,6 +79,12 @@ impl Attestation {
         jwk["x5c"] = serde_json::json!([base64::engine::general_purpose::STANDARD.encode(cert)]);
         // The test ARK of the state directory is trusted explicitly, next to the pinned AMD roots.
         let ark = TestAmdChain::load_or_create(&state.dir)?.ark_der;
+        // AK certificates must chain to the AK CA that `provision-tpm` used on this directory.
+        let ak_ca = AkCa::load_or_create(&state.dir)?;
+        let azureguest = AzureGuest::new(&ak_ca.cert_der).map_err(|e| ServeError::Certificate {
+            what: "AK CA trust anchor",
+            reason: e.to_string(),
+        })?;
         let sevsnpvm = SevSnpVm::new(state, issuer.clone(), Some(&ark)).map_err(|e| {
             ServeError::Certificate {
                 what: "AMD trust store",
@@ -82,6 +95,7 @@ impl Attestation {
             issuer,
             jwks: serde_json::json!({"keys": [jwk]}),
             sevsnpvm,
+            azureguest,
         })
     }
 
@@ -103,6 +117,7 @@ fn route(path: &str) -> &'static str {
         "/.well-known/openid-configuration" => "attestation-meta",
         "/certs" => "attestation-certs",
         "/attest/sevsnpvm" => "attestation-sevsnpvm",
+        "/attest/azureguest" => "attestation-azureguest",
         _ => "attestation-other",
     }
 }
@@ -117,7 +132,7 @@ impl Service for Attestation {
         if endpoint == "attestation-other" {
             return azure_error(404, "NotFound", "The requested resource was not found");
         }
-        if endpoint == "attestation-sevsnpvm" {
+        if endpoint == "attestation-sevsnpvm" || endpoint == "attestation-azureguest" {
             if req.method != "POST" {
                 return azure_error(
                     405,
@@ -127,6 +142,9 @@ impl Service for Attestation {
             }
             if let Some(refusal) = check_api_version(req) {
                 return refusal;
+            }
+            if endpoint == "attestation-azureguest" {
+                return self.azureguest.handle(&self.sevsnpvm, req);
             }
             return self.sevsnpvm.handle(req);
         }

@@ -11,6 +11,7 @@
 //! [`SHUTDOWN_GRACE`]) and returns `Ok`. State lives in the state directory ([`state`]).
 
 pub mod admin;
+pub mod azureguest;
 pub mod faults;
 pub mod http;
 pub mod imds;

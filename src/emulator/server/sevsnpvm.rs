@@ -185,7 +185,7 @@ pub struct AttestRequest {
     pub draft_policy: Option<String>,
 }
 
-fn b64_field(field: &str, v: &Value) -> Result<Vec<u8>, AttestError> {
+pub(super) fn b64_field(field: &str, v: &Value) -> Result<Vec<u8>, AttestError> {
     let text = v.as_str().ok_or_else(|| AttestError::FieldInvalid {
         field: field.to_string(),
         expected: "a base64 string",
@@ -197,7 +197,7 @@ fn b64_field(field: &str, v: &Value) -> Result<Vec<u8>, AttestError> {
     })
 }
 
-fn json_object(field: &str, bytes: &[u8]) -> Result<Map<String, Value>, AttestError> {
+pub(super) fn json_object(field: &str, bytes: &[u8]) -> Result<Map<String, Value>, AttestError> {
     match parse_strict(bytes) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(v) => Err(AttestError::FieldJson {
@@ -211,7 +211,7 @@ fn json_object(field: &str, bytes: &[u8]) -> Result<Map<String, Value>, AttestEr
     }
 }
 
-fn required<'a>(
+pub(super) fn required<'a>(
     obj: &'a Map<String, Value>,
     prefix: &str,
     name: &str,
@@ -358,7 +358,13 @@ pub fn policy_hash(policy: &str) -> String {
 }
 
 /// The `x-ms-sevsnpvm-*` claims of `report` with the SVNs given (decoded REPORTED_TCB).
-fn report_claims(report: &Report, bl: u8, tee: u8, snp: u8, ucode: u8) -> Map<String, Value> {
+pub(super) fn report_claims(
+    report: &Report,
+    bl: u8,
+    tee: u8,
+    snp: u8,
+    ucode: u8,
+) -> Map<String, Value> {
     let mut m = Map::new();
     let mut put = |k: &str, v: Value| {
         m.insert(format!("x-ms-sevsnpvm-{k}"), v);
@@ -414,14 +420,21 @@ impl SevSnpVm {
         })
     }
 
-    /// Verifies `body` at `now` (Unix seconds) and returns the token's claims.
-    pub fn attest_claims(&self, body: &[u8], now: i64) -> Result<Value, AttestError> {
-        let req = parse_attest_request(body)?;
-        let report = Report::parse(&req.snp_report).map_err(|source| AttestError::Evidence {
+    /// Verifies an SNP report with its VCEK chain at `now` (§3.8 steps 1-6), the binding of
+    /// `runtime_data` into REPORT_DATA (step 7) when given, and the default policy (no DEBUG);
+    /// returns the report and its `x-ms-sevsnpvm-*` claims. Shared with `/attest/AzureGuest`.
+    pub fn verify_evidence(
+        &self,
+        snp_report: &[u8],
+        cert_chain: &[u8],
+        runtime_data: Option<&[u8]>,
+        now: i64,
+    ) -> Result<(Report, Map<String, Value>), AttestError> {
+        let report = Report::parse(snp_report).map_err(|source| AttestError::Evidence {
             field: "report.SnpReport",
             source: Box::new(source),
         })?;
-        let certs = parse_certs(&req.vcek_cert_chain).map_err(|source| AttestError::Evidence {
+        let certs = parse_certs(cert_chain).map_err(|source| AttestError::Evidence {
             field: "report.VcekCertChain",
             source: Box::new(source),
         })?;
@@ -430,13 +443,38 @@ impl SevSnpVm {
                 source: Box::new(source),
             }
         })?;
-        if let Some(rt) = &req.runtime_data {
-            check_report_data_binding(&report, &rt.data).map_err(|source| {
-                AttestError::Binding {
-                    source: Box::new(source),
-                }
+        if let Some(rt) = runtime_data {
+            check_report_data_binding(&report, rt).map_err(|source| AttestError::Binding {
+                source: Box::new(source),
             })?;
         }
+        if report.policy.raw & POLICY_DEBUG_BIT != 0 {
+            return Err(AttestError::DebugAllowed {
+                policy: report.policy.raw,
+            });
+        }
+        let tcb = verified.reported_tcb;
+        let claims = report_claims(&report, tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode);
+        Ok((report, claims))
+    }
+
+    /// The issuer (`iss`, and `{iss}/certs` as `jku`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Signs `claims` as an MAA token (header `jku` = `{issuer}/certs`).
+    pub fn sign(&self, claims: &Value) -> Result<String, crate::emulator::EmulatorError> {
+        let jku = format!("{}/certs", self.issuer);
+        self.state.maa.sign_jwt(claims, &[("jku", &jku)])
+    }
+
+    /// Verifies `body` at `now` (Unix seconds) and returns the token's claims.
+    pub fn attest_claims(&self, body: &[u8], now: i64) -> Result<Value, AttestError> {
+        let req = parse_attest_request(body)?;
+        let runtime = req.runtime_data.as_ref().map(|r| r.data.as_slice());
+        let (report, mut claims) =
+            self.verify_evidence(&req.snp_report, &req.vcek_cert_chain, runtime, now)?;
         if let Some(init) = &req.init_time_data {
             let digest = Sha256::digest(&init.data);
             if digest[..] != report.host_data[..] {
@@ -446,16 +484,7 @@ impl SevSnpVm {
                 });
             }
         }
-        if report.policy.raw & POLICY_DEBUG_BIT != 0 {
-            return Err(AttestError::DebugAllowed {
-                policy: report.policy.raw,
-            });
-        }
 
-        let tcb = verified.reported_tcb;
-        let mut claims = report_claims(&report, tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode);
-        let mut jti = [0u8; 32];
-        OsRng.fill_bytes(&mut jti);
         let policy = req.draft_policy.as_deref().unwrap_or(DEFAULT_POLICY);
         // Real tokens: "azure-compliant-cvm" for CVM (HCL) evidence, "azure-compliant-uvm" for
         // ACI evidence, which always carries UVM endorsements (PROTOCOLS.md §5.4).
@@ -471,7 +500,7 @@ impl SevSnpVm {
         put("iat", json!(now));
         put("nbf", json!(now));
         put("iss", json!(self.issuer));
-        put("jti", json!(hex::encode(jti)));
+        put("jti", json!(new_jti()));
         put("x-ms-attestation-type", json!("sevsnpvm"));
         put("x-ms-compliance-status", json!(compliance));
         put("x-ms-policy-hash", json!(policy_hash(policy)));
@@ -490,23 +519,33 @@ impl SevSnpVm {
 
     /// Handles `POST /attest/SevSnpVm` (method and api-version already checked).
     pub fn handle(&self, req: &Request) -> Response {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        let claims = match self.attest_claims(&req.body, now) {
+        let claims = match self.attest_claims(&req.body, unix_now()) {
             Ok(c) => c,
             Err(e) => {
                 tracing::info!(code = e.code(), error = %e, "SevSnpVm attestation refused");
                 return e.response();
             }
         };
-        let jku = format!("{}/certs", self.issuer);
-        match self.state.maa.sign_jwt(&claims, &[("jku", &jku)]) {
+        match self.sign(&claims) {
             Ok(token) => Response::json(200, &json!({ "token": token })),
             Err(e) => azure_error(500, "InternalServerError", &format!("{}: {e}", e.code())),
         }
     }
+}
+
+/// The wall clock in Unix seconds (0 before 1970).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A fresh `jti`: 32 random bytes as 64 lower-case hex characters (§5.4).
+pub fn new_jti() -> String {
+    let mut jti = [0u8; 32];
+    OsRng.fill_bytes(&mut jti);
+    hex::encode(jti)
 }
 
 /// Checks the `api-version` query of an attest call: `None` when acceptable, else the 400.

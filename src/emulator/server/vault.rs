@@ -1,5 +1,5 @@
 //! The emulated Key Vault and Managed HSM listeners (HTTPS), PROTOCOLS.md §6 and §7:
-//! - keys: `PUT|POST /keys/{name}/create` (RSA/RSA-HSM 2048/3072/4096, EC/EC-HSM P-256/P-384,
+//! - keys: `PUT|POST /keys/{name}/create` (RSA/RSA-HSM 2048/3072/4096, EC/EC-HSM P-256/P-384/P-521,
 //!   oct-HSM 128/192/256 on Managed HSM), `PUT /keys/{name}` (import a JWK, §6.8),
 //!   `GET /keys/{name}[/{version}]`; every version is a file
 //!   `state-dir/vault/<flavour>/keys/<name>/<version>.json` (mode 0600: it holds the private key
@@ -436,6 +436,21 @@ fn ec_public(crv: &str, point: &[u8], len: usize) -> Result<Map<String, Value>, 
     Ok(public)
 }
 
+/// A P-521 key (RustCrypto `p521`; ring, under rcgen, has no P-521): public x/y and the PKCS#8
+/// plaintext, in the same encoding as an imported P-521 JWK.
+fn p521_material(key: &p521::SecretKey) -> Result<Material, String> {
+    use p521::elliptic_curve::sec1::ToEncodedPoint as _;
+    let point = key.public_key().to_encoded_point(false);
+    let d = zeroize::Zeroizing::new(key.to_bytes());
+    Ok(Material {
+        kty_base: "EC",
+        key_size: None,
+        public: ec_public("P-521", point.as_bytes(), 66)?,
+        crv: Some("P-521".to_string()),
+        plaintext: ec_pkcs8("P-521", &d[..], point.as_bytes())?,
+    })
+}
+
 fn generate(req: &CreateRequest, flavour: &str) -> Result<Material, String> {
     match req.kty.as_str() {
         "RSA" | "RSA-HSM" => {
@@ -451,8 +466,11 @@ fn generate(req: &CreateRequest, flavour: &str) -> Result<Material, String> {
         }
         "EC" | "EC-HSM" => {
             let crv = req.crv.clone().unwrap_or_else(|| "P-256".to_string());
+            if crv == "P-521" {
+                return p521_material(&p521::SecretKey::random(&mut OsRng));
+            }
             let (alg, len) = ec_alg(&crv).ok_or_else(|| {
-                format!("Invalid curve {crv}; this emulator creates P-256 and P-384 keys")
+                format!("Invalid curve {crv}; this emulator creates P-256, P-384 and P-521 keys")
             })?;
             let pair = rcgen::KeyPair::generate_for(alg)
                 .map_err(|e| format!("EC key generation failed: {e}"))?;
@@ -572,6 +590,16 @@ fn material_from_jwk(jwk: &Map<String, Value>, _hsm: bool) -> Result<Material, S
             let mut point = vec![4u8];
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
+            if crv == "P-521" {
+                // d must be the private key of (x, y).
+                let key = p521::SecretKey::from_slice(&d)
+                    .map_err(|_| "JSON Web Key: d is not a valid P-521 private key".to_string())?;
+                let material = p521_material(&key)?;
+                if material.public != ec_public(crv, &point, len)? {
+                    return Err("JSON Web Key: x and y are not the public key of d".to_string());
+                }
+                return Ok(material);
+            }
             Ok(Material {
                 kty_base: "EC",
                 key_size: None,

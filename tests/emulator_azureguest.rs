@@ -1,0 +1,597 @@
+//! `POST {attestation}/attest/AzureGuest` of `skr-emulator serve` end to end (PROTOCOLS.md §5.3,
+//! §4.8 "Verify", §5.4 AzureGuest claims): a real swtpm provisioned by `skr-emulator
+//! provision-tpm`, evidence collected with skrd's `evidence::VtpmSource`, the AttestationInfo
+//! built here (a small test-side builder in the C++ library's shape, §5.3), the response
+//! decrypted with the ephemeral key inside the swtpm (RSAES) + AES-256-GCM, the token verified
+//! against `/certs`, compared claim by claim with a real AzureGuest token, and used for a Key
+//! Vault release wrapped to the TpmEphemeralEncryptionKey.
+//!
+//! Expected values come from PROTOCOLS.md (claim names, types, envelope fields), from the
+//! evidence collected here (the ephemeral key's modulus, the quoted PCRs) and from the real
+//! token fixture, never from the emulator's own output.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use common::emulator::Emu;
+use common::swtpm::Swtpm;
+use skrd::emulator::ak_ca::AkCa;
+use skrd::emulator::amd_chain::TestAmdChain;
+use skrd::evidence::{
+    CollectRequest, DecryptScheme, Evidence, EvidenceSource, OaepHash, SourceConfig, VtpmEvidence,
+    VtpmSource,
+};
+use skrd::format::hcl::HclReport;
+use skrd::format::jose::jwk::KeySet;
+use skrd::format::jose::jwt::{verify_jwt, Validation};
+
+fn now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// A provisioned swtpm, its evidence, and the emulator serving the same state directory.
+struct Setup {
+    _tpm: Swtpm,
+    state: tempfile::TempDir,
+    source: VtpmSource,
+    evidence: VtpmEvidence,
+    emu: Emu,
+    http: reqwest::blocking::Client,
+}
+
+fn setup() -> Setup {
+    let tpm = Swtpm::start();
+    let state = common::fresh_state_dir();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+        .args(["provision-tpm", "--tcti", &tpm.tcti(), "--state-dir"])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = SourceConfig {
+        tcti: tpm.tcti(),
+        event_log: state.path().join("no-event-log"),
+    };
+    let mut source = VtpmSource::open(&config).unwrap();
+    let request = CollectRequest {
+        quote_nonce: Vec::new(),
+        ephemeral_key: true,
+        runtime_data: Vec::new(),
+        report_data: [0; 64],
+        vmpl: 0,
+        extended: false,
+    };
+    let Evidence::Vtpm(evidence) = source.collect(&request).unwrap() else {
+        panic!("not vTPM evidence");
+    };
+    let emu = Emu::start(state.path(), &[]);
+    let http = emu.client(Duration::from_secs(60));
+    Setup {
+        _tpm: tpm,
+        state,
+        source,
+        evidence,
+        emu,
+        http,
+    }
+}
+
+fn chain_pem(dir: &Path) -> Vec<u8> {
+    let mut pem = std::fs::read(dir.join("vcek.pem")).unwrap();
+    pem.extend(std::fs::read(dir.join("cert-chain.pem")).unwrap());
+    pem
+}
+
+/// The AttestationInfo of the C++ library (PROTOCOLS.md §5.3): standard base64 blobs, `Proof`
+/// = base64 of `{"SnpReport": b64url, "VcekCertChain": b64}`, OS strings base64, numbers.
+fn attestation_info(ev: &VtpmEvidence, chain: &[u8]) -> Value {
+    let hcl = HclReport::parse(&ev.hcl_report).unwrap();
+    let proof = json!({
+        "SnpReport": URL_SAFE_NO_PAD.encode(hcl.snp_report_bytes()),
+        "VcekCertChain": STANDARD.encode(chain),
+    });
+    let key = ev.ephemeral_key.as_ref().unwrap();
+    let pcrs: Vec<Value> = ev
+        .quote
+        .pcr_values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"Index": i, "Digest": STANDARD.encode(v)}))
+        .collect();
+    json!({
+        "AttestationProtocolVersion": "2.0",
+        "OSType": STANDARD.encode("Linux"),
+        "OSDistro": STANDARD.encode("Ubuntu"),
+        "OSVersionMajor": 24,
+        "OSVersionMinor": 4,
+        "OSBuild": STANDARD.encode("NotApplication"),
+        "TcgLogs": "",
+        "ClientPayload": {"nonce": "QURFMDEwMQ=="},
+        "TpmInfo": {
+            "AikCert": STANDARD.encode(&ev.ak_cert),
+            "AikPub": STANDARD.encode(&ev.ak_public.tpm2b_public),
+            "PcrQuote": STANDARD.encode(&ev.quote.attest),
+            "PcrSignature": STANDARD.encode(&ev.quote.signature),
+            "EncKeyPub": STANDARD.encode(&key.tpm2b_public),
+            "EncKeyCertifyInfo": STANDARD.encode(&key.certify_info),
+            "EncKeyCertifyInfoSignature": STANDARD.encode(&key.certify_signature),
+            "PcrSet": [0, 1, 2, 3, 4, 5, 6, 7],
+            "PCRs": pcrs,
+        },
+        "IsolationInfo": {
+            "Type": "SevSnp",
+            "Evidence": {
+                "Proof": STANDARD.encode(proof.to_string()),
+                "RunTimeData": STANDARD.encode(hcl.runtime_data_bytes()),
+            },
+        },
+    })
+}
+
+fn body(info: &Value) -> Value {
+    json!({"AttestationInfo": URL_SAFE_NO_PAD.encode(info.to_string())})
+}
+
+fn post(s: &Setup, body: &Value) -> (u16, Option<String>, Value) {
+    let url = format!(
+        "{}/attest/AzureGuest?api-version=2020-10-01",
+        s.emu.url("attestation")
+    );
+    common::emulator::post_json(&s.http, &url, body)
+}
+
+/// Opens the encrypted response of §5.3 with the ephemeral key inside the swtpm.
+fn decrypt_token(s: &Setup, resp: &Value) -> String {
+    let outer = resp["token"].as_str().unwrap();
+    let env: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(outer).unwrap()).unwrap();
+    let p = &env["EncryptionParams"];
+    assert_eq!(p["BlockMode"], "ChainingModeGCM");
+    assert_eq!(p["BlockPadding"], "PKCS7");
+    assert_eq!(p["Cipher"], "AES");
+    assert_eq!(p["KeySizeInBits"], 256);
+    let iv = STANDARD.decode(p["Iv"].as_str().unwrap()).unwrap();
+    let tag = STANDARD
+        .decode(env["AuthenticationData"].as_str().unwrap())
+        .unwrap();
+    let inner = STANDARD
+        .decode(env["EncryptedInnerKey"].as_str().unwrap())
+        .unwrap();
+    let mut ct = STANDARD.decode(env["Jwt"].as_str().unwrap()).unwrap();
+    assert_eq!((iv.len(), tag.len(), inner.len()), (12, 16, 256));
+    let key = s
+        .source
+        .vtpm()
+        .ephemeral_decrypt(&inner, DecryptScheme::RsaEs)
+        .unwrap();
+    assert_eq!(key.len(), 32);
+    // Independently: python `cryptography` AESGCM opens the same envelope with the TPM's key.
+    let by_python = common::python(AESGCM_PY, &[outer, &hex::encode(&key[..])]);
+    ct.extend_from_slice(&tag);
+    let plain = Aes256Gcm::new_from_slice(&key)
+        .unwrap()
+        .decrypt(
+            &Nonce::from(<[u8; 12]>::try_from(iv.as_slice()).unwrap()),
+            Payload {
+                msg: &ct,
+                aad: b"Transport Key",
+            },
+        )
+        .expect("AES-GCM with AAD \"Transport Key\"");
+    let jwt = String::from_utf8(plain).unwrap();
+    assert_eq!(by_python, jwt);
+    jwt
+}
+
+/// argv[1] = the outer token, argv[2] = the AES key (hex); prints the JWT.
+const AESGCM_PY: &str = r#"
+import sys, json, base64
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+t = sys.argv[1]
+env = json.loads(base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)))
+b = lambda k: base64.b64decode(k)
+ct = b(env["Jwt"]) + b(env["AuthenticationData"])
+iv = b(env["EncryptionParams"]["Iv"])
+sys.stdout.write(AESGCM(bytes.fromhex(sys.argv[2])).decrypt(iv, ct, b"Transport Key").decode())
+"#;
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+        Value::Number(_) => "float",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Claim names and JSON types of `real`, recursively for the objects named in `nested`.
+fn assert_same_shape(ours: &Value, real: &Value, path: &str) {
+    let (o, r) = (ours.as_object().unwrap(), real.as_object().unwrap());
+    let names = |m: &serde_json::Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(o), names(r), "claim names at {path}");
+    for (k, rv) in r {
+        assert_eq!(json_type(&o[k]), json_type(rv), "type of {path}.{k}");
+    }
+}
+
+const REAL_TOKEN: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/real/maa-tokens/ms-cvm-guest-attestation-clientlib/ClientLibTests-L138-sharedweu-iat1680173374.jwt"
+));
+
+fn payload(jwt: &str) -> Value {
+    let seg = jwt.trim().split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(seg).unwrap()).unwrap()
+}
+
+#[test]
+fn azureguest_token_is_encrypted_to_the_tpm_key_and_releases_a_key() {
+    let s = setup();
+    let chain = chain_pem(s.state.path());
+    let info = attestation_info(&s.evidence, &chain);
+    let (status, _, resp) = post(&s, &body(&info));
+    assert_eq!(status, 200, "{resp}");
+    let jwt = decrypt_token(&s, &resp);
+
+    let issuer = s.emu.url("attestation");
+    let jwks: Value = s
+        .http
+        .get(format!("{issuer}/certs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let keys = KeySet::from_json(&jwks).unwrap();
+    let vt = verify_jwt(jwt.as_bytes(), &keys, &Validation::maa(&issuer, now())).unwrap();
+    let c = &vt.claims;
+
+    // Claim names, nesting and types of a real AzureGuest token (§5.4).
+    let real = payload(REAL_TOKEN);
+    assert_same_shape(c, &real, "");
+    assert_same_shape(&c["x-ms-isolation-tee"], &real["x-ms-isolation-tee"], "tee");
+    assert_same_shape(&c["x-ms-runtime"], &real["x-ms-runtime"], "x-ms-runtime");
+    assert_same_shape(
+        &c["x-ms-runtime"]["keys"][0],
+        &real["x-ms-runtime"]["keys"][0],
+        "x-ms-runtime.keys[0]",
+    );
+
+    // Values from the evidence and the request.
+    let key = s.evidence.ephemeral_key.as_ref().unwrap();
+    let k0 = &c["x-ms-runtime"]["keys"][0];
+    assert_eq!(k0["kid"], "TpmEphemeralEncryptionKey");
+    assert_eq!(k0["kty"], "RSA");
+    assert_eq!(k0["key_ops"], json!(["encrypt"]));
+    assert_eq!(k0["e"], "AQAB");
+    assert_eq!(k0["n"], URL_SAFE_NO_PAD.encode(&key.modulus));
+    assert_eq!(
+        c["x-ms-runtime"]["client-payload"],
+        json!({"nonce": "QURFMDEwMQ=="})
+    );
+    assert_eq!(c["x-ms-attestation-type"], "azurevm");
+    assert_eq!(
+        c["x-ms-azurevm-attested-pcrs"],
+        json!([0, 1, 2, 3, 4, 5, 6, 7])
+    );
+    assert_eq!(c["x-ms-azurevm-ostype"], "Linux");
+    assert_eq!(c["x-ms-azurevm-osdistro"], "Ubuntu");
+    assert_eq!(c["x-ms-azurevm-osbuild"], "NotApplication");
+    assert_eq!(c["x-ms-azurevm-osversion-major"], 24);
+    assert_eq!(c["x-ms-azurevm-osversion-minor"], 4);
+    assert_eq!(
+        c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(),
+        28_800
+    );
+    let hcl = HclReport::parse(&s.evidence.hcl_report).unwrap();
+    let tee = &c["x-ms-isolation-tee"];
+    assert_eq!(tee["x-ms-attestation-type"], "sevsnpvm");
+    assert_eq!(tee["x-ms-compliance-status"], "azure-compliant-cvm");
+    let runtime: Value = serde_json::from_slice(hcl.runtime_data_bytes()).unwrap();
+    assert_eq!(tee["x-ms-runtime"], runtime);
+    assert_eq!(
+        c["x-ms-azurevm-vmid"],
+        runtime["vm-configuration"]["vmUniqueId"]
+    );
+    let mut rd = Sha256::digest(hcl.runtime_data_bytes()).to_vec();
+    rd.resize(64, 0);
+    assert_eq!(tee["x-ms-sevsnpvm-reportdata"], hex::encode(rd));
+
+    // The TPM name of the AK as format::tpm computes it equals tpm2_readpublic's.
+    let name_file = s.state.path().join("ak.name");
+    let out = std::process::Command::new("tpm2_readpublic")
+        .args(["-c", "0x81000003", "-n"])
+        .arg(&name_file)
+        .env("TPM2TOOLS_TCTI", s.source.vtpm().tcti())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ak = skrd::format::tpm::Public::parse_tpm2b(&s.evidence.ak_public.tpm2b_public).unwrap();
+    assert_eq!(ak.name().unwrap(), std::fs::read(&name_file).unwrap());
+
+    // Microsoft's Python tool's shape: url-safe unpadded blobs, OS version strings, the
+    // lower-case field name, ClientPayload verbatim.
+    let mut py = info.clone();
+    let recode = |v: &mut Value| {
+        let b = STANDARD.decode(v.as_str().unwrap()).unwrap();
+        *v = json!(URL_SAFE_NO_PAD.encode(b));
+    };
+    for f in [
+        "AikCert",
+        "AikPub",
+        "PcrQuote",
+        "PcrSignature",
+        "EncKeyPub",
+        "EncKeyCertifyInfo",
+        "EncKeyCertifyInfoSignature",
+    ] {
+        recode(&mut py["TpmInfo"][f]);
+    }
+    recode(&mut py["IsolationInfo"]["Evidence"]["RunTimeData"]);
+    py["OSVersionMajor"] = json!("24");
+    py["OSVersionMinor"] = json!("4");
+    py["ClientPayload"] = json!({"user": {"claims": [1, 2]}});
+    let (status, _, resp) = post(
+        &s,
+        &json!({"attestationInfo": URL_SAFE_NO_PAD.encode(py.to_string())}),
+    );
+    assert_eq!(status, 200, "{resp}");
+    let c2 = payload(&decrypt_token(&s, &resp));
+    assert_eq!(c2["x-ms-runtime"]["client-payload"], py["ClientPayload"]);
+    assert_eq!(c2["x-ms-azurevm-osversion-minor"], 4);
+
+    // Key Vault releases to the TpmEphemeralEncryptionKey; the TPM unwraps it (§6.2, §6.4).
+    release_with_token(&s, &jwt);
+}
+
+fn release_with_token(s: &Setup, jwt: &str) {
+    use skrd::crypto::rsa_aes_wrap::{split, unwrap_with_kek};
+    use skrd::format::jose::release::{verify_release_response, ReleaseVerification};
+    use skrd::format::jose::x5c::ChainCert;
+    // oct-HSM keys live in a Managed HSM (§6.8).
+    let vault = s.emu.url("managed_hsm");
+    let bearer = s.emu.imds_token("https%3A%2F%2Fmanagedhsm.azure.net%2F");
+    let authority = s.emu.url("attestation");
+    let policy = json!({"version": "1.0.0", "anyOf": [{"authority": authority, "allOf": [
+        {"claim": "x-ms-attestation-type", "equals": "azurevm"},
+        {"claim": "x-ms-isolation-tee.x-ms-attestation-type", "equals": "sevsnpvm"},
+        {"claim": "x-ms-isolation-tee.x-ms-compliance-status", "equals": "azure-compliant-cvm"}]}]});
+    let material = [0x5Au8; 32];
+    let import = json!({
+        "key": {"kty": "oct-HSM", "k": URL_SAFE_NO_PAD.encode(material)},
+        "hsm": true,
+        "attributes": {"exportable": true},
+        "release_policy": {"contentType": "application/json; charset=utf-8",
+                           "data": URL_SAFE_NO_PAD.encode(policy.to_string())},
+    });
+    let r = s
+        .http
+        .put(format!("{vault}/keys/guestkey?api-version=7.4"))
+        .bearer_auth(&bearer)
+        .json(&import)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().unwrap());
+    let ca_pem = std::fs::read_to_string(s.emu.ep["ca_pem"].as_str().unwrap()).unwrap();
+    let ca_b64: String = ca_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let roots =
+        vec![ChainCert::from_der("emulator CA", &STANDARD.decode(ca_b64).unwrap()).unwrap()];
+    for (enc, hash) in [
+        ("CKM_RSA_AES_KEY_WRAP", OaepHash::Sha1),
+        ("RSA_AES_KEY_WRAP_256", OaepHash::Sha256),
+        ("RSA_AES_KEY_WRAP_384", OaepHash::Sha384),
+    ] {
+        let r = s
+            .http
+            .post(format!("{vault}/keys/guestkey/release?api-version=7.4"))
+            .bearer_auth(&bearer)
+            .json(&json!({"target": jwt, "enc": enc}))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        assert_eq!(status, 200, "{enc}: {text}");
+        let v = verify_release_response(
+            text.as_bytes(),
+            &ReleaseVerification {
+                roots: &roots,
+                now: now(),
+                expected_host: None,
+                rsa_block_len: 256,
+                expected_key: None,
+                expected_transfer_kid: Some("TpmEphemeralEncryptionKey"),
+            },
+        )
+        .unwrap();
+        let (rsa_block, kwp) = split(&v.payload.key_hsm.ciphertext, 256).unwrap();
+        let kek = s
+            .source
+            .vtpm()
+            .ephemeral_decrypt(rsa_block, DecryptScheme::Oaep(hash))
+            .unwrap();
+        let kek = skrd::secret::Secret::new(kek.to_vec());
+        let plain = unwrap_with_kek(&kek, kwp).unwrap();
+        assert_eq!(plain.expose(), &material[..], "{enc}");
+    }
+}
+
+/// Asserts a 400 with `InvalidParameter` and the skrd `code` at the message start.
+fn assert_refused(got: (u16, Option<String>, Value), code: &str) {
+    let (status, header, body) = got;
+    assert_eq!(status, 400, "{code}: {body}");
+    assert_eq!(header.as_deref(), Some("InvalidParameter"), "{body}");
+    assert_eq!(body["error"]["code"], "InvalidParameter", "{body}");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.starts_with(&format!("{code}: ")), "want {code}: {msg}");
+}
+
+fn blob(v: &Value) -> Vec<u8> {
+    STANDARD.decode(v.as_str().unwrap()).unwrap()
+}
+
+fn set_blob(v: &mut Value, bytes: &[u8]) {
+    *v = json!(STANDARD.encode(bytes));
+}
+
+fn flip(v: &mut Value, at: usize) {
+    let mut b = blob(v);
+    b[at] ^= 0x01;
+    set_blob(v, &b);
+}
+
+#[test]
+fn azureguest_refusals_name_the_failed_check() {
+    let s = setup();
+    let dir = s.state.path();
+    let good = attestation_info(&s.evidence, &chain_pem(dir));
+    let refuse = |edit: &dyn Fn(&mut Value), code: &str| {
+        let mut info = good.clone();
+        edit(&mut info);
+        assert_refused(post(&s, &body(&info)), code);
+    };
+
+    // Wrong chain: another test AMD chain (same names, other keys) for the VCEK.
+    let other = tempfile::tempdir().unwrap();
+    let other_chain = TestAmdChain::load_or_create(other.path()).unwrap();
+    let mut other_pem = std::fs::read(other_chain.path("vcek.pem")).unwrap();
+    other_pem.extend(std::fs::read(other_chain.path("cert-chain.pem")).unwrap());
+    let wrong_chain = attestation_info(&s.evidence, &other_pem);
+    let (st, _, b) = post(&s, &body(&wrong_chain));
+    assert_eq!(st, 400, "{b}");
+    let msg = b["error"]["message"].as_str().unwrap().to_string();
+    assert!(!msg.starts_with("maa-"), "an SNP chain code: {msg}");
+
+    // Bad report signature: one MEASUREMENT bit flipped (offset 0x90, PROTOCOLS.md §3.2).
+    let hcl = HclReport::parse(&s.evidence.hcl_report).unwrap();
+    let mut report = hcl.snp_report_bytes().to_vec();
+    report[0x90] ^= 1;
+    let proof = |r: &[u8]| {
+        json!(STANDARD.encode(
+            json!({"SnpReport": URL_SAFE_NO_PAD.encode(r),
+                   "VcekCertChain": STANDARD.encode(chain_pem(dir))})
+            .to_string()
+        ))
+    };
+    let forged = proof(&report);
+    refuse(
+        &|i| i["IsolationInfo"]["Evidence"]["Proof"] = forged.clone(),
+        "report-signature-invalid",
+    );
+
+    // Broken var-data binding: one byte of the runtime data changed (a space appended).
+    refuse(
+        &|i| {
+            let mut rt = blob(&i["IsolationInfo"]["Evidence"]["RunTimeData"]);
+            rt.push(b' ');
+            set_blob(&mut i["IsolationInfo"]["Evidence"]["RunTimeData"], &rt);
+        },
+        "report-data-mismatch",
+    );
+
+    // AikPub mismatch: the last modulus byte of the TPM2B_PUBLIC flipped.
+    let ak_len = s.evidence.ak_public.tpm2b_public.len();
+    refuse(
+        &|i| flip(&mut i["TpmInfo"]["AikPub"], ak_len - 1),
+        "maa-aikpub-mismatch",
+    );
+
+    // AK certificate from another AK CA (same CA name, other key).
+    let other_ca = AkCa::load_or_create(other.path()).unwrap();
+    let ak = &s.evidence.ak_public;
+    let foreign = other_ca
+        .issue_ak_cert(&ak.modulus, ak.exponent, "foreign AK")
+        .unwrap();
+    refuse(
+        &|i| set_blob(&mut i["TpmInfo"]["AikCert"], &foreign),
+        "maa-aikcert-untrusted",
+    );
+    // AK certificate from the right CA for another key.
+    let ca = AkCa::load_or_create(dir).unwrap();
+    let mut other_modulus = ak.modulus.clone();
+    other_modulus[255] ^= 2;
+    let wrong_key = ca
+        .issue_ak_cert(&other_modulus, ak.exponent, "other AK")
+        .unwrap();
+    refuse(
+        &|i| set_blob(&mut i["TpmInfo"]["AikCert"], &wrong_key),
+        "maa-aikcert-key-mismatch",
+    );
+
+    // Forged quote: one byte of the clock info changed (offset 60 is inside clockInfo for an
+    // empty extraData: 4+2+2+34+2 = 44, clock at 44..52, resetCount 52..56, ...).
+    refuse(
+        &|i| flip(&mut i["TpmInfo"]["PcrQuote"], 50),
+        "maa-quote-signature-invalid",
+    );
+    // Wrong PCR value: the digest over the sent PCRs no longer matches pcrDigest.
+    refuse(
+        &|i| flip(&mut i["TpmInfo"]["PCRs"][3]["Digest"], 0),
+        "maa-pcr-digest-mismatch",
+    );
+    refuse(
+        &|i| i["TpmInfo"]["PcrSet"] = json!([0, 1, 2, 3, 4, 5, 6]),
+        "maa-pcr-selection-mismatch",
+    );
+    // Certify over another key: the AK's public area sent as EncKeyPub.
+    let ak_pub = ak.tpm2b_public.clone();
+    refuse(
+        &|i| set_blob(&mut i["TpmInfo"]["EncKeyPub"], &ak_pub),
+        "maa-certify-name-mismatch",
+    );
+    refuse(
+        &|i| flip(&mut i["TpmInfo"]["EncKeyCertifyInfo"], 50),
+        "maa-certify-signature-invalid",
+    );
+    // Bad base64, missing field, wrong isolation type.
+    refuse(
+        &|i| i["TpmInfo"]["AikPub"] = json!("!!not base64!!"),
+        "maa-field-base64-invalid",
+    );
+    refuse(
+        &|i| {
+            i["TpmInfo"].as_object_mut().unwrap().remove("PcrQuote");
+        },
+        "maa-field-missing",
+    );
+    refuse(
+        &|i| i["IsolationInfo"]["Type"] = json!("TrustedLaunch"),
+        "maa-isolation-type-unsupported",
+    );
+    refuse(
+        &|i| i["OSVersionMajor"] = json!("twenty"),
+        "maa-field-invalid",
+    );
+    assert_refused(post(&s, &json!({"Other": "x"})), "maa-field-missing");
+    assert_refused(
+        post(&s, &json!({"AttestationInfo": "%%"})),
+        "maa-field-base64-invalid",
+    );
+    // The unmodified request still passes (the refusals came from the edits).
+    assert_eq!(post(&s, &body(&good)).0, 200);
+}
