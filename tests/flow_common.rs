@@ -262,3 +262,49 @@ pub const ALL_ENCS: [WrapAlgorithm; 3] = [
     WrapAlgorithm::RsaAesKeyWrap256,
     WrapAlgorithm::RsaAesKeyWrap384,
 ];
+
+/// An emulator and a provisioned swtpm, the configuration's `[evidence]` pointing at the swtpm.
+pub fn env_with_swtpm() -> (Env, Swtpm) {
+    let tpm = Swtpm::start();
+    let env = Env::start("vtpm", Some(&tpm.tcti()), "");
+    skrd::emulator::provision::provision_tpm(&tpm.tcti(), env.state.path(), None).unwrap();
+    (env, tpm)
+}
+
+/// Runs skrctl with `args` (after `--config`), an extra pipe as fd 3; returns (status, stdout,
+/// stderr, bytes written to fd 3).
+pub fn skrctl(env: &Env, args: &[&str]) -> (i32, String, String, Vec<u8>) {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::CommandExt;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe(2) fills two descriptors we own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (r, w) = (fds[0], fds[1]);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skrctl"));
+    cmd.arg("--config").arg(env.config_path()).args(args);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(w, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(r);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    // SAFETY: our own descriptors; the child has exited.
+    unsafe { libc::close(w) };
+    let mut fd3 = Vec::new();
+    // SAFETY: `r` is the read end we own; File closes it.
+    unsafe { std::fs::File::from_raw_fd(r) }
+        .read_to_end(&mut fd3)
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        fd3,
+    )
+}
