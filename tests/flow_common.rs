@@ -2,7 +2,13 @@
 //! skr-emulator on a fresh state directory, a configuration pointing skrd at it, keys imported
 //! into its vault with known material, and the evidence sources (swtpm provisioned like an
 //! Azure CVM, or the emulator's test SNP firmware handed in through the library API).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -91,7 +91,7 @@ pub enum FlowError {
     #[error("the attestation provider refused the evidence: {azure}; check the VM's evidence with `skrctl evidence verify` and the provider's policy")]
     AttestRefused {
         /// The answer.
-        azure: AzureError,
+        azure: Box<AzureError>,
     },
     /// A TPM operation after collection failed (inner key or key decryption).
     #[error(transparent)]
@@ -134,7 +134,7 @@ pub enum FlowError {
         /// The key URL.
         key: String,
         /// The answer.
-        azure: AzureError,
+        azure: Box<AzureError>,
         /// The release policy's unmet conditions, when known.
         unmet: Vec<String>,
     },
@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(e.message, "<html>bad gateway</html>");
         let f = FlowError::ReleaseRefused {
             key: "https://v/keys/k".into(),
-            azure: AzureError::from_response(403, &[], b"{}"),
+            azure: Box::new(AzureError::from_response(403, &[], b"{}")),
             unmet: vec!["x-ms-attestation-type".into()],
         };
         assert_eq!(f.code(), "release-forbidden");

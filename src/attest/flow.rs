@@ -203,7 +203,11 @@ async fn post_attest(
         .await?;
     if resp.status != 200 {
         return Err(FlowError::AttestRefused {
-            azure: AzureError::from_response(resp.status, &resp.headers, &resp.body),
+            azure: Box::new(AzureError::from_response(
+                resp.status,
+                &resp.headers,
+                &resp.body,
+            )),
         });
     }
     Ok(resp.body)

@@ -129,7 +129,7 @@ pub async fn release_key(
         };
         return Err(FlowError::ReleaseRefused {
             key: key.url.to_string(),
-            azure,
+            azure: Box::new(azure),
             unmet,
         });
     }
