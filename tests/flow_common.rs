@@ -47,21 +47,6 @@ pub struct Env {
     pub mhsm_token: String,
 }
 
-fn imds_token(emu: &Emu, resource: &str) -> String {
-    let url = format!(
-        "{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={resource}",
-        emu.url("imds")
-    );
-    let body: Value = reqwest::blocking::Client::new()
-        .get(url)
-        .header("Metadata", "true")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_string()
-}
-
 /// The release policy of the test keys: the emulator's attestation authority and a claim at
 /// `claim` equal to `value`.
 pub fn policy(authority: &str, claim: &str, value: &str) -> Value {
@@ -85,8 +70,8 @@ impl Env {
         let emu = Emu::start(state.path(), &[]);
         let ca = emu.ep["ca_pem"].as_str().unwrap().to_string();
         let http = emu.client(Duration::from_secs(60));
-        let vault_token = imds_token(&emu, "https%3A%2F%2Fvault.azure.net");
-        let mhsm_token = imds_token(&emu, "https%3A%2F%2Fmanagedhsm.azure.net");
+        let vault_token = emu.imds_token("https%3A%2F%2Fvault.azure.net");
+        let mhsm_token = emu.imds_token("https%3A%2F%2Fmanagedhsm.azure.net");
         let cfg_dir = tempfile::tempdir().unwrap();
         let tcti_line = tcti
             .map(|t| format!("tcti = \"{t}\"\n"))
@@ -313,4 +298,53 @@ pub fn skrctl(env: &Env, args: &[&str]) -> (i32, String, String, Vec<u8>) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
         fd3,
     )
+}
+
+/// One key to import and release: name, type, enc, expected kty.
+pub type KeyCase = (&'static str, KeyType, WrapAlgorithm, &'static str);
+
+/// Imports RSA-2048 once per enc mode plus `others`; returns (request, expected IKM, kty).
+pub fn import_all(
+    env: &Env,
+    policy: &Value,
+    others: &[KeyCase],
+) -> Vec<(KeyRequest, Vec<u8>, &'static str)> {
+    let mut wanted = Vec::new();
+    for (i, enc) in ALL_ENCS.iter().enumerate() {
+        let (url, material) = env.import(&format!("rsa2048-{i}"), KeyType::Rsa(2048), policy);
+        wanted.push((key_request(&url, *enc), material, "RSA-HSM"));
+    }
+    for (name, ty, enc, kty) in others {
+        let (url, material) = env.import(name, *ty, policy);
+        wanted.push((key_request(&url, *enc), material, *kty));
+    }
+    wanted
+}
+
+/// Every released key is the imported one, of the expected type, wrapped as requested.
+pub fn check_released(
+    keys: &[skrd::release::ReleasedKey],
+    wanted: &[(KeyRequest, Vec<u8>, &'static str)],
+) {
+    assert_eq!(keys.len(), wanted.len());
+    for (key, (req, material, kty)) in keys.iter().zip(wanted) {
+        assert_eq!(key.kty, *kty, "{}", req.name);
+        assert_eq!(key.enc, req.enc, "{}", req.name);
+        assert!(
+            key.kid.starts_with(&req.name),
+            "{} vs {}",
+            key.kid,
+            req.name
+        );
+        // The released key is the imported key: oct bytes, RSA d, EC d (python-made for EC).
+        assert_eq!(
+            key.material.ikm().expose(),
+            material.as_slice(),
+            "{}",
+            req.name
+        );
+        if *kty == "oct-HSM" {
+            assert_eq!(key.plaintext.expose(), material.as_slice());
+        }
+    }
 }

@@ -21,46 +21,42 @@ use std::time::Duration;
 fn one_attestation_releases_every_key_type_and_enc_mode() {
     let env = Env::start("sev-guest", None, "");
     let p = policy(&env.authority(), "x-ms-attestation-type", "sevsnpvm");
-    let mut wanted = Vec::new();
-    for (i, enc) in ALL_ENCS.iter().enumerate() {
-        let (url, material) = env.import(&format!("rsa2048-{i}"), KeyType::Rsa(2048), &p);
-        wanted.push((key_request(&url, *enc), material, "RSA-HSM"));
-    }
-    for (name, ty, enc, kty) in [
-        (
-            "rsa3072",
-            KeyType::Rsa(3072),
-            WrapAlgorithm::RsaAesKeyWrap384,
-            "RSA-HSM",
-        ),
-        (
-            "rsa4096",
-            KeyType::Rsa(4096),
-            WrapAlgorithm::CkmRsaAesKeyWrap,
-            "RSA-HSM",
-        ),
-        (
-            "ec256",
-            KeyType::Ec("P-256"),
-            WrapAlgorithm::RsaAesKeyWrap256,
-            "EC-HSM",
-        ),
-        (
-            "ec384",
-            KeyType::Ec("P-384"),
-            WrapAlgorithm::CkmRsaAesKeyWrap,
-            "EC-HSM",
-        ),
-        (
-            "oct256",
-            KeyType::Oct256,
-            WrapAlgorithm::RsaAesKeyWrap384,
-            "oct-HSM",
-        ),
-    ] {
-        let (url, material) = env.import(name, ty, &p);
-        wanted.push((key_request(&url, enc), material, kty));
-    }
+    let wanted = import_all(
+        &env,
+        &p,
+        &[
+            (
+                "rsa3072",
+                KeyType::Rsa(3072),
+                WrapAlgorithm::RsaAesKeyWrap384,
+                "RSA-HSM",
+            ),
+            (
+                "rsa4096",
+                KeyType::Rsa(4096),
+                WrapAlgorithm::CkmRsaAesKeyWrap,
+                "RSA-HSM",
+            ),
+            (
+                "ec256",
+                KeyType::Ec("P-256"),
+                WrapAlgorithm::RsaAesKeyWrap256,
+                "EC-HSM",
+            ),
+            (
+                "ec384",
+                KeyType::Ec("P-384"),
+                WrapAlgorithm::CkmRsaAesKeyWrap,
+                "EC-HSM",
+            ),
+            (
+                "oct256",
+                KeyType::Oct256,
+                WrapAlgorithm::RsaAesKeyWrap384,
+                "oct-HSM",
+            ),
+        ],
+    );
     let services = env.services();
     let requests: Vec<_> = wanted.iter().map(|(r, _, _)| r.clone()).collect();
     let deadline = Deadline::after(Duration::from_secs(120));
@@ -73,27 +69,7 @@ fn one_attestation_releases_every_key_type_and_enc_mode() {
     ))
     .unwrap();
     assert_eq!(out.attestation.claims["x-ms-attestation-type"], "sevsnpvm");
-    assert_eq!(out.keys.len(), wanted.len());
-    for (key, (req, material, kty)) in out.keys.iter().zip(&wanted) {
-        assert_eq!(key.kty, *kty, "{}", req.name);
-        assert_eq!(key.enc, req.enc, "{}", req.name);
-        assert!(
-            key.kid.starts_with(&req.name),
-            "{} vs {}",
-            key.kid,
-            req.name
-        );
-        // The released key is the imported key: oct bytes, RSA d, EC d (python-made for EC).
-        assert_eq!(
-            key.material.ikm().expose(),
-            material.as_slice(),
-            "{}",
-            req.name
-        );
-        if *kty == "oct-HSM" {
-            assert_eq!(key.plaintext.expose(), material.as_slice());
-        }
-    }
+    check_released(&out.keys, &wanted);
     // One attestation for all eight keys; the run reports every step.
     let c = env.counters();
     assert_eq!(c["attestation-sevsnpvm"], 1, "{c}");

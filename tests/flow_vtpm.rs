@@ -20,52 +20,48 @@ fn one_vtpm_attestation_releases_every_key_type_and_enc_mode() {
     let env = Env::start("vtpm", None, "");
     let tpm = provisioned_swtpm(&env);
     let p = policy(&env.authority(), TEE_TYPE, "sevsnpvm");
-    let mut wanted = Vec::new();
-    for (i, enc) in ALL_ENCS.iter().enumerate() {
-        let (url, material) = env.import(&format!("rsa2048-{i}"), KeyType::Rsa(2048), &p);
-        wanted.push((key_request(&url, *enc), material, "RSA-HSM"));
-    }
-    for (name, ty, enc, kty) in [
-        (
-            "rsa3072",
-            KeyType::Rsa(3072),
-            WrapAlgorithm::RsaAesKeyWrap256,
-            "RSA-HSM",
-        ),
-        (
-            "rsa4096",
-            KeyType::Rsa(4096),
-            WrapAlgorithm::RsaAesKeyWrap384,
-            "RSA-HSM",
-        ),
-        (
-            "ec256",
-            KeyType::Ec("P-256"),
-            WrapAlgorithm::CkmRsaAesKeyWrap,
-            "EC-HSM",
-        ),
-        (
-            "ec384",
-            KeyType::Ec("P-384"),
-            WrapAlgorithm::RsaAesKeyWrap256,
-            "EC-HSM",
-        ),
-        (
-            "ec521",
-            KeyType::Ec("P-521"),
-            WrapAlgorithm::RsaAesKeyWrap384,
-            "EC-HSM",
-        ),
-        (
-            "oct256",
-            KeyType::Oct256,
-            WrapAlgorithm::RsaAesKeyWrap256,
-            "oct-HSM",
-        ),
-    ] {
-        let (url, material) = env.import(name, ty, &p);
-        wanted.push((key_request(&url, enc), material, kty));
-    }
+    let wanted = import_all(
+        &env,
+        &p,
+        &[
+            (
+                "rsa3072",
+                KeyType::Rsa(3072),
+                WrapAlgorithm::RsaAesKeyWrap256,
+                "RSA-HSM",
+            ),
+            (
+                "rsa4096",
+                KeyType::Rsa(4096),
+                WrapAlgorithm::RsaAesKeyWrap384,
+                "RSA-HSM",
+            ),
+            (
+                "ec256",
+                KeyType::Ec("P-256"),
+                WrapAlgorithm::CkmRsaAesKeyWrap,
+                "EC-HSM",
+            ),
+            (
+                "ec384",
+                KeyType::Ec("P-384"),
+                WrapAlgorithm::RsaAesKeyWrap256,
+                "EC-HSM",
+            ),
+            (
+                "ec521",
+                KeyType::Ec("P-521"),
+                WrapAlgorithm::RsaAesKeyWrap384,
+                "EC-HSM",
+            ),
+            (
+                "oct256",
+                KeyType::Oct256,
+                WrapAlgorithm::RsaAesKeyWrap256,
+                "oct-HSM",
+            ),
+        ],
+    );
     let services = env.services();
     let requests: Vec<_> = wanted.iter().map(|(r, _, _)| r.clone()).collect();
     let out = block_on(skrd::release::run(
@@ -83,17 +79,7 @@ fn one_vtpm_attestation_releases_every_key_type_and_enc_mode() {
         "sevsnpvm"
     );
     assert_eq!(out.attestation.holder.kid(), "TpmEphemeralEncryptionKey");
-    for (key, (req, material, kty)) in out.keys.iter().zip(&wanted) {
-        assert_eq!(key.kty, *kty, "{}", req.name);
-        assert_eq!(key.enc, req.enc, "{}", req.name);
-        // The released key is the imported key (oct bytes, RSA d, EC d made by python).
-        assert_eq!(
-            key.material.ikm().expose(),
-            material.as_slice(),
-            "{}",
-            req.name
-        );
-    }
+    check_released(&out.keys, &wanted);
     let c = env.counters();
     assert_eq!(c["attestation-azureguest"], 1, "{c}");
     // TPM operations: 5 to collect (HCL report, AK public, AK cert, quote, ephemeral key),
