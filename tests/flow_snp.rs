@@ -135,3 +135,35 @@ fn forged_evidence_is_refused_by_the_provider() {
     assert_eq!(err.code(), "attest-refused", "{err}");
     assert!(err.is_refusal());
 }
+
+#[test]
+fn a_bare_403_is_explained_from_the_keys_policy() {
+    // Real Key Vault does not say which condition failed: skrd reads the key's release policy
+    // (GET key) and evaluates it against the token itself.
+    let env = Env::start("sev-guest", None, "");
+    let p = policy(&env.authority(), "x-ms-sevsnpvm-is-debuggable", "true");
+    let (url, _) = env.import("denied", KeyType::Rsa(2048), &p);
+    env.faults(&serde_json::json!({"vault-release": {"status": 403,
+        "body": "{\"error\":{\"code\":\"Forbidden\",\"message\":\"Access denied\"}}"}}));
+    let services = env.services();
+    let err = block_on(skrd::release::run(
+        &services,
+        test_firmware_source(&env),
+        &[key_request(&url, WrapAlgorithm::RsaAesKeyWrap256)],
+        &roots(&env),
+        &Deadline::after(Duration::from_secs(60)),
+    ))
+    .unwrap_err();
+    match &err {
+        FlowError::ReleaseRefused { azure, unmet, .. } => {
+            assert_eq!(azure.message, "Access denied");
+            assert_eq!(unmet.len(), 1, "{unmet:?}");
+            assert!(
+                unmet[0].starts_with("x-ms-sevsnpvm-is-debuggable"),
+                "{unmet:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(env.counters()["vault-get"], 1);
+}

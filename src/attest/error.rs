@@ -107,6 +107,14 @@ pub enum FlowError {
         /// The verifier's message.
         message: String,
     },
+    /// The provider's signing keys could not be obtained (outage, bad metadata).
+    #[error("cannot get the attestation provider's signing keys: {message}")]
+    ProviderKeys {
+        /// The trust layer's code.
+        code: &'static str,
+        /// Its message.
+        message: String,
+    },
     /// The token is not about this attestation.
     #[error(transparent)]
     Binding(#[from] BindingError),
@@ -187,6 +195,7 @@ impl ErrorCode for FlowError {
             Self::Tpm(e) => e.code(),
             Self::TokenDecrypt(e) => e.code(),
             Self::TokenInvalid { code, .. } => code,
+            Self::ProviderKeys { code, .. } => code,
             Self::Binding(e) => e.code(),
             Self::Identity { code, .. } => code,
             Self::Thim { code, .. } => code,

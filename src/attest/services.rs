@@ -10,12 +10,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use url::Url;
 
 use super::error::FlowError;
-use super::trust::ProviderKeys;
+use super::trust::{ProviderKeys, TrustError};
 use crate::config::values::KeyUrl;
 use crate::config::Settings;
 use crate::error::ErrorCode;
 use crate::format::snp::thim::ThimCerts;
-use crate::identity::{fetch_vcek_chain, send_with_identity, TokenCache};
+use crate::identity::{fetch_vcek_chain, get_key, send_with_identity, TokenCache};
 use crate::net::{Deadline, HttpClient, HttpRequest, HttpResponse, NetSettings};
 use crate::secret::Secret;
 
@@ -52,6 +52,20 @@ impl std::fmt::Debug for Services {
             .field("provider", &self.provider.as_str())
             .field("imds_url", &self.imds_url.as_str())
             .finish_non_exhaustive()
+    }
+}
+
+/// A token that does not verify is a refusal; not reaching the keys is not.
+fn trust_error(e: TrustError) -> FlowError {
+    match e {
+        TrustError::Token(_) => FlowError::TokenInvalid {
+            code: e.code(),
+            message: e.to_string(),
+        },
+        other => FlowError::ProviderKeys {
+            code: other.code(),
+            message: other.to_string(),
+        },
     }
 }
 
@@ -141,6 +155,41 @@ impl Services {
             })
     }
 
+    /// The unmet conditions of `key`'s release policy for `claims`, read from the vault (GET
+    /// key) and evaluated locally; `None` when the policy cannot be read (best effort: this only
+    /// explains a refusal).
+    pub async fn explain_refusal(
+        &self,
+        key: &KeyUrl,
+        api_version: &str,
+        claims: &serde_json::Value,
+        deadline: &Deadline,
+    ) -> Option<Vec<String>> {
+        let bundle = get_key(&self.http, &self.tokens, key, api_version, deadline)
+            .await
+            .ok()?;
+        let loaded = crate::format::akv::policy::load_document(&bundle.body).ok()?;
+        let eval = loaded.policy.evaluate(claims);
+        Some(
+            eval.unmet
+                .iter()
+                .map(|u| {
+                    format!(
+                        "{} at {}: {} {} expected, found {}: {}",
+                        u.claim,
+                        u.path,
+                        u.operator,
+                        u.expected,
+                        u.found
+                            .as_ref()
+                            .map_or_else(|| "(absent)".to_string(), |v| v.to_string()),
+                        u.reason
+                    )
+                })
+                .collect(),
+        )
+    }
+
     /// The VCEK chain from IMDS THIM, as PEM text.
     pub async fn vcek_chain_pem(&self, deadline: &Deadline) -> Result<Vec<u8>, FlowError> {
         let (certs, _) = fetch_vcek_chain(&self.http, &self.imds_url, deadline)
@@ -158,10 +207,7 @@ impl Services {
             .keys(deadline)
             .await
             .map(|_| ())
-            .map_err(|e| FlowError::TokenInvalid {
-                code: e.code(),
-                message: e.to_string(),
-            })
+            .map_err(trust_error)
     }
 
     /// Verifies a token with the provider's keys (signature, issuer, lifetime, claims).
@@ -174,10 +220,7 @@ impl Services {
             .keys
             .verify_token(jwt, now_unix(), deadline)
             .await
-            .map_err(|e| FlowError::TokenInvalid {
-                code: e.code(),
-                message: e.to_string(),
-            })?;
+            .map_err(trust_error)?;
         Ok(TokenInfo {
             claims: v.claims,
             issuer: v.issuer,

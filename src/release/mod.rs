@@ -122,11 +122,18 @@ pub async fn release_key(
     let resp = services.send_to_vault(&key.url, make, deadline).await?;
     if resp.status != 200 {
         let azure = AzureError::from_response(resp.status, &resp.headers, &resp.body);
-        let unmet = if resp.status == 403 {
-            unmet_from_message(&azure.message)
-        } else {
-            Vec::new()
-        };
+        let mut unmet = Vec::new();
+        if resp.status == 403 {
+            unmet = unmet_from_message(&azure.message);
+            if unmet.is_empty() {
+                // Key Vault does not say which condition failed: read the key's policy and
+                // evaluate it against the token (as `skrctl policy check --key-url` would).
+                unmet = services
+                    .explain_refusal(&key.url, &key.api_version, &att.claims, deadline)
+                    .await
+                    .unwrap_or_default();
+            }
+        }
         return Err(FlowError::ReleaseRefused {
             key: key.url.to_string(),
             azure: Box::new(azure),

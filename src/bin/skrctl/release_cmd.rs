@@ -25,16 +25,9 @@ use skrd::format::jose::release::{
     ReleaseVerification,
 };
 use skrd::format::jose::x5c::ChainCert;
+use skrd::release::roots::SYSTEM_BUNDLES;
 use skrd::release::KeyRequest;
 use std::path::{Path, PathBuf};
-
-/// CA bundle paths probed when no `--root` is given (PROTOCOLS.md §9 "TLS trust").
-pub const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
 
 /// `skrctl release`: release a key, or a subcommand.
 #[derive(Debug, clap::Args)]
