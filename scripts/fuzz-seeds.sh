@@ -35,5 +35,8 @@ info = {"AttestationProtocolVersion": "2.0", "OSType": s(b"Linux"), "OSDistro": 
 open(sys.argv[1], "w").write(json.dumps({"AttestationInfo": u(json.dumps(info).encode())}))
 PY
     fuzz_key_hsm)    cp $real/thomvanl-skr-sample/sample-responses/3-keyvault-release-key-decoded/key_hsm-decoded.json "$dir"/ ;;
+    fuzz_imds_token) printf %s '{"access_token":"eyJ0eXAi.eyJhdWQi.c2ln","refresh_token":"","expires_in":"3599","expires_on":"1506484173","not_before":"1506480273","resource":"https://vault.azure.net/","token_type":"Bearer"}' > "$dir"/documented.json ;
+                     printf %s '{"error":"invalid_resource","error_description":"AADSTS500011"}' > "$dir"/error.json ;;
+    fuzz_openid_config) printf %s '{"jwks_uri":"https://sharedeus2.eus2.attest.azure.net/certs","issuer":"https://sharedeus2.eus2.attest.azure.net","response_types_supported":["token","none"],"id_token_signing_alg_values_supported":["RS256"],"revocation_endpoint":"https://sharedeus2.eus2.attest.azure.net/revocations"}' > "$dir"/sharedeus2.json ;;
     *) ;;
 esac

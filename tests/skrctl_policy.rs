@@ -167,3 +167,121 @@ fn help_says_signature_is_not_verified() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("skrctl token verify"), "{text}");
 }
+
+// ---- --key-url: the policy of a live key (skr-emulator) -----------------------------------
+
+mod common;
+
+#[test]
+fn key_url_reads_the_live_keys_policy() {
+    use base64::Engine;
+    use serde_json::json;
+    let state = common::fresh_state_dir();
+    let emu = common::emulator::Emu::start(state.path(), &[]);
+    let http = emu.client(std::time::Duration::from_secs(30));
+    let token: Value = http
+        .get(format!(
+            "{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net",
+            emu.url("imds")
+        ))
+        .header("Metadata", "true")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let authority = emu.url("attestation");
+    let policy = json!({"version": "1.0.0", "anyOf": [{"authority": authority, "allOf": [
+        {"claim": "x-ms-attestation-type", "equals": "sevsnpvm"}]}]});
+    let body = json!({"kty": "RSA-HSM", "key_size": 2048, "attributes": {"exportable": true},
+        "release_policy": {"contentType": "application/json; charset=utf-8",
+            "data": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(policy.to_string())}});
+    let r = http
+        .post(format!(
+            "{}/keys/live/create?api-version=7.4",
+            emu.url("vault")
+        ))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("skrd.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[identity]\nimds_url = \"{}\"\n[network]\nretries = 1\nbackoff_initial = \"10ms\"\n\
+             backoff_max = \"20ms\"\n[trust]\nca_files = [\"{}\"]\n",
+            emu.url("imds"),
+            emu.url("ca_pem")
+        ),
+    )
+    .unwrap();
+    let key_url = format!("{}/keys/live", emu.url("vault"));
+    let claims = dir.path().join("claims.json");
+    let run = |extra: &[&str]| {
+        Command::new(SKRCTL)
+            .args([
+                "--config",
+                conf.to_str().unwrap(),
+                "policy",
+                "check",
+                "--key-url",
+                &key_url,
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Valid policy, no claims: exit 0.
+    let out = run(&["--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_of(&out)["valid"], true);
+    // Claims that satisfy it, and claims that do not.
+    std::fs::write(
+        &claims,
+        json!({"iss": authority, "x-ms-attestation-type": "sevsnpvm"}).to_string(),
+    )
+    .unwrap();
+    let out = run(&["--claims", claims.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json_of(&out)["allowed"], true);
+    std::fs::write(
+        &claims,
+        json!({"iss": authority, "x-ms-attestation-type": "sgx"}).to_string(),
+    )
+    .unwrap();
+    let out = run(&["--claims", claims.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json_of(&out);
+    assert_eq!(v["allowed"], false);
+    assert_eq!(v["unmet"][0]["claim"], "x-ms-attestation-type");
+    // A key that does not exist: unusable, with the vault's answer.
+    let missing = format!("{}/keys/nope", emu.url("vault"));
+    let out = Command::new(SKRCTL)
+        .args([
+            "--config",
+            conf.to_str().unwrap(),
+            "policy",
+            "check",
+            "--key-url",
+            &missing,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(json_of(&out)["error"]["code"], "key-get-not-found");
+    // Neither a file nor --key-url: usage error.
+    let out = Command::new(SKRCTL)
+        .args(["policy", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -252,13 +252,20 @@ fn unusable_inputs_exit_2() {
     let k = real(JWKS);
     let k = k.to_str().unwrap();
     let iss = "https://sharedeus2.eus2.attest.azure.net";
-    // No --keys: fetching /certs needs the network client (not in this release).
-    let (code, out, _) = run(&["token", "verify", f, "--issuer", iss, "--json"]);
+    // No --keys and a token from another issuer than the expected one: refused before any
+    // key is fetched (nothing listens on port 9 of loopback; a fetch would fail with exit 2).
+    let (code, out, _) = run(&[
+        "token",
+        "verify",
+        f,
+        "--issuer",
+        "https://127.0.0.1:9",
+        "--json",
+    ]);
     assert_eq!(
         (code, out["error"]["code"].as_str()),
-        (2, Some("usage-keys-missing"))
+        (1, Some("jwt-issuer-mismatch"))
     );
-    assert!(out["error"]["message"].as_str().unwrap().contains("--keys"));
     // No --issuer and no configuration.
     let (code, out, _) = run(&["token", "verify", f, "--keys", k, "--json"]);
     assert_eq!(
@@ -538,4 +545,128 @@ fn release_with_the_system_bundle() {
             (1, Some("chain-root-untrusted"))
         );
     }
+}
+
+// ---- token verify with the provider's published keys (skr-emulator) ----------------------
+
+mod common;
+
+/// A configuration pointing at a running emulator: its attestation provider, IMDS and CA.
+fn emulator_config(emu: &common::emulator::Emu, dir: &Path) -> PathBuf {
+    let conf = dir.join("skrd.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[identity]\nimds_url = \"{}\"\n[attestation]\nprovider = \"{}\"\n\
+             [network]\nretries = 1\nbackoff_initial = \"10ms\"\nbackoff_max = \"20ms\"\n\
+             [trust]\nca_files = [\"{}\"]\n",
+            emu.url("imds"),
+            emu.url("attestation"),
+            emu.url("ca_pem")
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+fn counters(emu: &common::emulator::Emu) -> Value {
+    emu.client(std::time::Duration::from_secs(10))
+        .get(format!("{}/counters", emu.url("admin")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+/// A SevSnpVm-style token signed by `signer` (the emulator's MAA key, or a forger's).
+fn emulator_token(signer: &skrd::emulator::server::state::RsaSigner, iss: &str) -> String {
+    let t = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = serde_json::json!({"iss": iss, "iat": t - 10, "nbf": t - 10, "exp": t + 3600,
+        "x-ms-ver": "1.0", "x-ms-attestation-type": "sevsnpvm"});
+    signer.sign_jwt(&claims, &[]).unwrap()
+}
+
+#[test]
+fn without_keys_the_configured_providers_keys_are_fetched() {
+    use skrd::emulator::server::state::{load_or_create_rsa, maa_kid, MAA_KEY};
+    let state = common::fresh_state_dir();
+    let emu = common::emulator::Emu::start(state.path(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = emulator_config(&emu, dir.path());
+    let conf = conf.to_str().unwrap();
+    let iss = emu.url("attestation");
+    let signer = load_or_create_rsa(state.path(), MAA_KEY, maa_kid).unwrap();
+    let good = dir.path().join("good.jwt");
+    std::fs::write(&good, emulator_token(&signer, &iss)).unwrap();
+    let (code, out, err) = run(&[
+        "--config",
+        conf,
+        "token",
+        "verify",
+        good.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(out["verified"], true);
+    assert_eq!(out["kid"], signer.kid.as_str());
+    assert_eq!(counters(&emu)["attestation-certs"], 1);
+
+    // Forged: the published kid, another key.
+    let other = tempfile::tempdir().unwrap();
+    let mut forger = load_or_create_rsa(other.path(), "forged.pem", maa_kid).unwrap();
+    forger.kid = signer.kid.clone();
+    let forged = dir.path().join("forged.jwt");
+    std::fs::write(&forged, emulator_token(&forger, &iss)).unwrap();
+    let (code, out, _) = run(&[
+        "--config",
+        conf,
+        "token",
+        "verify",
+        forged.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (1, Some("jws-signature-invalid"))
+    );
+
+    // Another issuer: refused, and nothing more was fetched.
+    let before = counters(&emu);
+    let foreign = dir.path().join("foreign.jwt");
+    std::fs::write(&foreign, emulator_token(&signer, "https://evil.example")).unwrap();
+    let (code, out, _) = run(&[
+        "--config",
+        conf,
+        "token",
+        "verify",
+        foreign.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (1, Some("jwt-issuer-mismatch"))
+    );
+    assert_eq!(
+        counters(&emu)["attestation-meta"],
+        before["attestation-meta"]
+    );
+
+    // The provider's keys cannot be fetched: unusable (2), with the network code.
+    emu.client(std::time::Duration::from_secs(10))
+        .post(format!("{}/faults", emu.url("admin")))
+        .body(r#"{"attestation-certs": {"status": 503}}"#)
+        .send()
+        .unwrap();
+    let (code, out, _) = run(&[
+        "--config",
+        conf,
+        "token",
+        "verify",
+        good.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("net-retries-exhausted"))
+    );
 }

@@ -2,6 +2,9 @@
 //! and, given a token or its claims, say whether Key Vault would release the key and why not
 //! (PROTOCOLS.md §7; the library does the work in `skrd::format::akv::policy`).
 //!
+//! With `--key-url URL` the policy is read from the live key (`GET {key}?api-version=…` with the
+//! managed identity's token, [`skrd::identity::get_key`]) instead of a file.
+//!
 //! Exit status: 0 allowed (or valid, when no token is given), 1 denied, 2 invalid policy or
 //! unusable input. The token's signature is NOT checked: the claims are read as they are.
 
@@ -23,14 +26,18 @@ pub enum PolicyCommand {
     /// POLICY_FILE may be the policy JSON, Key Vault's {"contentType","data"} encoding or its
     /// base64url data, a key bundle or release response carrying release_policy, Azure CLI
     /// `az keyvault key show` output (releasePolicy.encodedPolicy), or a
-    /// confidential-sidecar-containers importkeyconfig.json. The token's signature is not
-    /// verified: claims are read as they are (use `skrctl token verify` for that). Reading a
-    /// live key's policy from Key Vault is not available yet. Exit status: 0 allowed (or valid
-    /// without a token), 1 denied, 2 invalid policy or unusable input.
+    /// confidential-sidecar-containers importkeyconfig.json. With --key-url, the policy of a
+    /// live key is read from Key Vault / Managed HSM with the VM's managed identity. The
+    /// token's signature is not verified: claims are read as they are (use `skrctl token
+    /// verify` for that). Exit status: 0 allowed (or valid without a token), 1 denied, 2
+    /// invalid policy or unusable input.
     Check {
         /// The policy document.
-        #[arg(value_name = "POLICY_FILE")]
-        policy: PathBuf,
+        #[arg(value_name = "POLICY_FILE", required_unless_present = "key_url")]
+        policy: Option<PathBuf>,
+        /// Read the policy of this live key instead (https://NAME.vault.azure.net/keys/KEY[/VERSION]).
+        #[arg(long, value_name = "URL", conflicts_with = "policy")]
+        key_url: Option<String>,
         /// An MAA token (compact JWT, or the attest response {"token": ...}) to evaluate.
         #[arg(long, value_name = "JWT_FILE", conflicts_with = "claims")]
         token: Option<PathBuf>,
@@ -46,15 +53,65 @@ pub enum PolicyCommand {
 }
 
 /// Runs a policy subcommand.
-pub fn run(cmd: PolicyCommand, _config: Option<&Path>) -> Status {
+pub fn run(cmd: PolicyCommand, config: Option<&Path>) -> Status {
     match cmd {
         PolicyCommand::Check {
             policy,
+            key_url,
             token,
             claims,
             json,
-        } => check(&policy, token.as_deref().or(claims.as_deref()), json),
+        } => {
+            let source = match (policy, key_url) {
+                (Some(p), _) => PolicySource::File(p),
+                (None, Some(u)) => PolicySource::KeyUrl(u),
+                (None, None) => {
+                    let p = Problem::new("invalid-argument", "give a POLICY_FILE or --key-url URL");
+                    return invalid(&p, json);
+                }
+            };
+            check(
+                &source,
+                token.as_deref().or(claims.as_deref()),
+                json,
+                config,
+            )
+        }
     }
+}
+
+/// Where the policy comes from.
+enum PolicySource {
+    /// A local file.
+    File(PathBuf),
+    /// A live key's URL.
+    KeyUrl(String),
+}
+
+/// Reads the key bundle of a live key (its `release_policy` is then loaded like a file).
+fn fetch_key_bundle(url: &str, config: Option<&Path>) -> Result<Vec<u8>, Problem> {
+    let key = skrd::config::values::parse_key_url(url).map_err(|e| {
+        Problem::new(
+            "invalid-argument",
+            format!(
+                "--key-url {url:?} is not a key identifier ({e}); write it as \
+                     https://NAME.vault.azure.net/keys/KEY[/VERSION]"
+            ),
+        )
+    })?;
+    let ctx = crate::token_cmd::net_context(config)?;
+    let tokens = skrd::identity::TokenCache::new(ctx.http.clone(), &ctx.identity);
+    let api_version = skrd::config::settings::defaults::AKV_API_VERSION;
+    ctx.rt
+        .block_on(skrd::identity::get_key(
+            &ctx.http,
+            &tokens,
+            &key,
+            api_version,
+            &ctx.deadline,
+        ))
+        .map(|b| b.body)
+        .map_err(|e| e.problem())
 }
 
 fn invalid(problem: &Problem, json: bool) -> Status {
@@ -72,10 +129,17 @@ fn invalid(problem: &Problem, json: bool) -> Status {
     }
 }
 
-fn check(policy_path: &Path, claims_path: Option<&Path>, json: bool) -> Status {
-    let loaded = match output::read_input(policy_path, "policy")
-        .and_then(|b| load_document(&b).map_err(|e| e.problem()))
-    {
+fn check(
+    source: &PolicySource,
+    claims_path: Option<&Path>,
+    json: bool,
+    config: Option<&Path>,
+) -> Status {
+    let bytes = match source {
+        PolicySource::File(p) => output::read_input(p, "policy"),
+        PolicySource::KeyUrl(u) => fetch_key_bundle(u, config),
+    };
+    let loaded = match bytes.and_then(|b| load_document(&b).map_err(|e| e.problem())) {
         Ok(l) => l,
         Err(p) => return invalid(&p, json),
     };

@@ -1,16 +1,25 @@
-//! `skrctl token verify` (owner: jose): verify an MAA attestation token offline against a key
-//! file and print its claims (PROTOCOLS.md §5.4, §5.5).
+//! `skrctl token verify`: verify an MAA attestation token against a key file, or against the
+//! keys the configured attestation provider publishes, and print its claims (PROTOCOLS.md §5.1,
+//! §5.4, §5.5).
+//!
+//! Without `--keys`, the keys are fetched (OpenID metadata → `jwks_uri`) from the expected
+//! issuer only: `--provider`/`--issuer` or `attestation.provider` of the configuration. A token
+//! whose `iss` is another host is refused before anything is fetched: fetching keys from a URL
+//! the token itself names would let any token vouch for itself.
 //!
 //! Exit status: 0 verified, 1 refused (the token was read and a check failed), 2 unusable
-//! (a file cannot be read, the key file holds no key, no issuer, bad `--at`, or no `--keys`:
-//! fetching the issuer's `/certs` needs the network client of a later release).
+//! (a file cannot be read, the key file holds no key, no issuer, bad `--at`, or the provider's
+//! keys cannot be fetched).
 
 use crate::output::{self, print_json, unusable, Status};
 use clap::Subcommand;
 use serde_json::{json, Value};
 use skrd::error::{ErrorCode, Problem};
 use skrd::format::jose::jwk::KeySet;
-use skrd::format::jose::jwt::{decode_unverified, verify_jwt, Validation, DEFAULT_SKEW_S};
+use skrd::format::jose::jwt::{
+    decode_unverified, normalise_issuer, verify_jwt, Validation, DEFAULT_SKEW_S,
+};
+use skrd::format::jose::JoseError;
 use std::path::{Path, PathBuf};
 
 /// Token subcommands.
@@ -21,11 +30,11 @@ pub enum TokenCommand {
         /// File holding the compact JWT (surrounding whitespace is ignored).
         jwt_file: PathBuf,
         /// The issuer's keys: its /certs JWKS, one JWK, or its signing certificate (PEM or
-        /// DER). Required for now (fetching /certs comes with the network client).
+        /// DER). Without it, the expected issuer's published keys are fetched.
         #[arg(long, value_name = "JWKS_OR_CERT_FILE")]
         keys: Option<PathBuf>,
         /// Expected issuer (MAA base URL); default: attestation.provider of the configuration.
-        #[arg(long, value_name = "URL")]
+        #[arg(long, value_name = "URL", alias = "provider")]
         issuer: Option<String>,
         /// Validate at this time instead of now (RFC 3339, e.g. 2024-12-20T18:30:00Z).
         #[arg(long, value_name = "RFC3339")]
@@ -99,28 +108,39 @@ fn verify(
         Ok(t) => t,
         Err(p) => return unusable(&p, json),
     };
-    let Some(keys_path) = keys else {
-        let p = Problem::new(
-            "usage-keys-missing",
-            "no --keys given: fetching the issuer's /certs is not implemented yet; pass the \
-             issuer's JWKS (https://<instance>/certs saved to a file) or its signing \
-             certificate with --keys",
-        );
-        return unusable(&p, json);
-    };
-    let key_set = match output::read_input(keys_path, "key file").and_then(|bytes| {
-        KeySet::from_bytes(&bytes).map_err(|e| {
-            let mut p = e.problem();
-            p.message = format!("{}: {}", keys_path.display(), p.message);
-            p
-        })
-    }) {
-        Ok(k) => k,
-        Err(p) => return unusable(&p, json),
-    };
     let issuer = match expected_issuer(issuer, config) {
         Ok(i) => i,
         Err(p) => return unusable(&p, json),
+    };
+    let key_set = match keys {
+        Some(keys_path) => match output::read_input(keys_path, "key file").and_then(|bytes| {
+            KeySet::from_bytes(&bytes).map_err(|e| {
+                let mut p = e.problem();
+                p.message = format!("{}: {}", keys_path.display(), p.message);
+                p
+            })
+        }) {
+            Ok(k) => k,
+            Err(p) => return unusable(&p, json),
+        },
+        None => {
+            // Never fetch keys for an issuer other than the expected one.
+            if let Ok((_, claims)) = decode_unverified(&token) {
+                if let Some(iss) = claims.get("iss").and_then(Value::as_str) {
+                    if normalise_issuer(iss) != normalise_issuer(&issuer) {
+                        let e = JoseError::IssuerMismatch {
+                            expected: normalise_issuer(&issuer).to_string(),
+                            found: iss.to_string(),
+                        };
+                        return refused(&token, &e.problem(), json);
+                    }
+                }
+            }
+            match fetch_provider_keys(&issuer, config) {
+                Ok(k) => k,
+                Err(p) => return unusable(&p, json),
+            }
+        }
     };
     let now = match output::parse_at(at) {
         Ok(n) => n,
@@ -157,29 +177,103 @@ fn verify(
             }
             Status::Ok
         }
-        Err(e) => {
-            let problem = e.problem();
-            if json {
-                // What the token claims, unverified (verified: false), to help find the cause.
-                let (kid, claims) = match decode_unverified(&token) {
-                    Ok((h, c)) => (h.kid, c),
-                    Err(_) => (None, Value::Null),
-                };
-                print_json(&json!({
-                    "verified": false,
-                    "error": problem,
-                    "issuer": claims.get("iss"),
-                    "kid": kid,
-                    "claims": claims,
-                    "expires_at": claims.get("exp").and_then(Value::as_i64).map(output::rfc3339),
-                }));
-            } else {
-                eprintln!(
-                    "token refused: {}\n  code: {}",
-                    problem.message, problem.code
-                );
-            }
-            Status::Refused
-        }
+        Err(e) => refused(&token, &e.problem(), json),
     }
+}
+
+/// Prints a refusal (with the token's unverified claims in `--json`) and returns `Refused`.
+fn refused(token: &[u8], problem: &Problem, json: bool) -> Status {
+    if json {
+        // What the token claims, unverified (verified: false), to help find the cause.
+        let (kid, claims) = match decode_unverified(token) {
+            Ok((h, c)) => (h.kid, c),
+            Err(_) => (None, Value::Null),
+        };
+        print_json(&json!({
+            "verified": false,
+            "error": problem,
+            "issuer": claims.get("iss"),
+            "kid": kid,
+            "claims": claims,
+            "expires_at": claims.get("exp").and_then(Value::as_i64).map(output::rfc3339),
+        }));
+    } else {
+        eprintln!(
+            "token refused: {}\n  code: {}",
+            problem.message, problem.code
+        );
+    }
+    Status::Refused
+}
+
+/// The network side of skrctl: the configuration's `[network]`, `trust.ca_files`,
+/// `[identity]` and `boot.deadline`, or the defaults when no configuration exists.
+pub struct NetContext {
+    /// The HTTP client.
+    pub http: skrd::net::HttpClient,
+    /// `[identity]`.
+    pub identity: skrd::config::settings::IdentitySettings,
+    /// The overall deadline of the command.
+    pub deadline: skrd::net::Deadline,
+    /// A single-threaded runtime for the calls.
+    pub rt: tokio::runtime::Runtime,
+}
+
+/// Builds the [`NetContext`] from `--config` (must load when given) or the default files
+/// (their absence means defaults).
+pub fn net_context(config: Option<&Path>) -> Result<NetContext, Problem> {
+    use skrd::config::settings::{defaults, Identity, IdentitySettings};
+    use std::time::Duration;
+    let (net, identity, deadline) = match skrd::config::load(config) {
+        Ok(s) => (
+            skrd::net::NetSettings::from_config(&s),
+            s.identity.clone(),
+            s.boot.deadline,
+        ),
+        Err(errors) if config.is_some() => return Err(errors.problem()),
+        Err(_) => (
+            skrd::net::NetSettings::default(),
+            IdentitySettings {
+                identity: Identity::SystemAssigned,
+                imds_url: url::Url::parse(defaults::IMDS_URL).map_err(|e| {
+                    skrd::net::NetError::ClientInit {
+                        reason: format!("default IMDS URL: {e}"),
+                    }
+                    .problem()
+                })?,
+            },
+            Duration::from_secs(defaults::BOOT_DEADLINE_S),
+        ),
+    };
+    let http = skrd::net::HttpClient::new(&net).map_err(|e| e.problem())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            skrd::net::NetError::ClientInit {
+                reason: format!("tokio runtime: {e}"),
+            }
+            .problem()
+        })?;
+    Ok(NetContext {
+        http,
+        identity,
+        deadline: skrd::net::Deadline::after(deadline),
+        rt,
+    })
+}
+
+/// Fetches the signing keys the provider at `issuer` publishes.
+fn fetch_provider_keys(issuer: &str, config: Option<&Path>) -> Result<KeySet, Problem> {
+    let provider = url::Url::parse(issuer).map_err(|e| {
+        Problem::new(
+            "invalid-argument",
+            format!("the issuer {issuer:?} is not a URL ({e}); give the provider's base URL"),
+        )
+    })?;
+    let ctx = net_context(config)?;
+    let keys = skrd::attest::trust::ProviderKeys::new(ctx.http.clone(), provider);
+    ctx.rt
+        .block_on(keys.keys(&ctx.deadline))
+        .map_err(|e| e.problem())
 }
