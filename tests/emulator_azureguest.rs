@@ -24,7 +24,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use common::emulator::Emu;
+use common::emulator::{json_type, now, provision_tpm, Emu};
 use common::swtpm::Swtpm;
 use skrd::emulator::ak_ca::AkCa;
 use skrd::emulator::amd_chain::TestAmdChain;
@@ -35,16 +35,6 @@ use skrd::evidence::{
 use skrd::format::hcl::HclReport;
 use skrd::format::jose::jwk::KeySet;
 use skrd::format::jose::jwt::{verify_jwt, Validation};
-
-fn now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
 
 /// A provisioned swtpm, its evidence, and the emulator serving the same state directory.
 struct Setup {
@@ -59,16 +49,7 @@ struct Setup {
 fn setup() -> Setup {
     let tpm = Swtpm::start();
     let state = common::fresh_state_dir();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
-        .args(["provision-tpm", "--tcti", &tpm.tcti(), "--state-dir"])
-        .arg(state.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    provision_tpm(&tpm.tcti(), state.path());
     let config = SourceConfig {
         tcti: tpm.tcti(),
         event_log: state.path().join("no-event-log"),
@@ -215,18 +196,6 @@ iv = b(env["EncryptionParams"]["Iv"])
 sys.stdout.write(AESGCM(bytes.fromhex(sys.argv[2])).decrypt(iv, ct, b"Transport Key").decode())
 "#;
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
-        Value::Number(_) => "float",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 /// Claim names and JSON types of `real`, recursively for the objects named in `nested`.
 fn assert_same_shape(ours: &Value, real: &Value, path: &str) {
     let (o, r) = (ours.as_object().unwrap(), real.as_object().unwrap());
@@ -372,8 +341,6 @@ fn azureguest_token_is_encrypted_to_the_tpm_key_and_releases_a_key() {
 
 fn release_with_token(s: &Setup, jwt: &str) {
     use skrd::crypto::rsa_aes_wrap::{split, unwrap_with_kek};
-    use skrd::format::jose::release::{verify_release_response, ReleaseVerification};
-    use skrd::format::jose::x5c::ChainCert;
     // oct-HSM keys live in a Managed HSM (§6.8).
     let vault = s.emu.url("managed_hsm");
     let bearer = s.emu.imds_token("https%3A%2F%2Fmanagedhsm.azure.net%2F");
@@ -398,10 +365,6 @@ fn release_with_token(s: &Setup, jwt: &str) {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200, "{}", r.text().unwrap());
-    let ca_pem = std::fs::read_to_string(s.emu.ep["ca_pem"].as_str().unwrap()).unwrap();
-    let ca_b64: String = ca_pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let roots =
-        vec![ChainCert::from_der("emulator CA", &STANDARD.decode(ca_b64).unwrap()).unwrap()];
     for (enc, hash) in [
         ("CKM_RSA_AES_KEY_WRAP", OaepHash::Sha1),
         ("RSA_AES_KEY_WRAP_256", OaepHash::Sha256),
@@ -417,18 +380,9 @@ fn release_with_token(s: &Setup, jwt: &str) {
         let status = r.status().as_u16();
         let text = r.text().unwrap();
         assert_eq!(status, 200, "{enc}: {text}");
-        let v = verify_release_response(
-            text.as_bytes(),
-            &ReleaseVerification {
-                roots: &roots,
-                now: now(),
-                expected_host: None,
-                rsa_block_len: 256,
-                expected_key: None,
-                expected_transfer_kid: Some("TpmEphemeralEncryptionKey"),
-            },
-        )
-        .unwrap();
+        let v = s
+            .emu
+            .verify_release(&text, 256, "TpmEphemeralEncryptionKey");
         let (rsa_block, kwp) = split(&v.payload.key_hsm.ciphertext, 256).unwrap();
         let kek = s
             .source
@@ -543,7 +497,7 @@ fn azureguest_refusals_name_the_failed_check() {
         "maa-aikcert-key-mismatch",
     );
 
-    // Forged quote: one byte of the clock info changed (offset 60 is inside clockInfo for an
+    // Forged quote: one byte of the clock info changed (offset 50 is inside clockInfo for an
     // empty extraData: 4+2+2+34+2 = 44, clock at 44..52, resetCount 52..56, ...).
     refuse(
         &|i| flip(&mut i["TpmInfo"]["PcrQuote"], 50),
@@ -567,6 +521,16 @@ fn azureguest_refusals_name_the_failed_check() {
     refuse(
         &|i| flip(&mut i["TpmInfo"]["EncKeyCertifyInfo"], 50),
         "maa-certify-signature-invalid",
+    );
+    // A key certified by the AK but able to sign: not an ephemeral encryption key.
+    let (pub_bytes, info, sig) = certified_signing_key(&s);
+    refuse(
+        &|i| {
+            set_blob(&mut i["TpmInfo"]["EncKeyPub"], &pub_bytes);
+            set_blob(&mut i["TpmInfo"]["EncKeyCertifyInfo"], &info);
+            set_blob(&mut i["TpmInfo"]["EncKeyCertifyInfoSignature"], &sig);
+        },
+        "maa-enckey-attributes-invalid",
     );
     // Bad base64, missing field, wrong isolation type.
     refuse(
@@ -594,4 +558,63 @@ fn azureguest_refusals_name_the_failed_check() {
     );
     // The unmodified request still passes (the refusals came from the edits).
     assert_eq!(post(&s, &body(&good)).0, 200);
+}
+
+/// A key certified by the AK that is a restricted signing key (the AK template of
+/// provisioning, created again under the NULL hierarchy), made in the swtpm through the test's
+/// TPM handle: (TPM2B_PUBLIC, TPMS_ATTEST, raw RSASSA signature).
+fn certified_signing_key(s: &Setup) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    use skrd::evidence::VtpmError;
+    use tss_esapi::handles::ObjectHandle;
+    use tss_esapi::interface_types::resource_handles::Hierarchy;
+    use tss_esapi::interface_types::session_handles::AuthSession;
+    use tss_esapi::structures::{Data, Signature, SignatureScheme};
+    use tss_esapi::traits::Marshall;
+    let cmd = |operation| move |source| VtpmError::Command { operation, source };
+    s.source
+        .vtpm()
+        .run(move |sess| {
+            let ak = sess.ak_handle()?;
+            let template = skrd::emulator::provision::ak_template()?;
+            let ctx = sess.context();
+            let created = ctx
+                .execute_with_session(Some(AuthSession::Password), |ctx| {
+                    ctx.create_primary(Hierarchy::Null, template, None, None, None, None)
+                })
+                .map_err(cmd("CreatePrimary"))?;
+            let certified = ctx
+                .execute_with_sessions(
+                    (
+                        Some(AuthSession::Password),
+                        Some(AuthSession::Password),
+                        None,
+                    ),
+                    |ctx| {
+                        ctx.certify(
+                            ObjectHandle::from(created.key_handle),
+                            ak,
+                            Data::default(),
+                            SignatureScheme::Null,
+                        )
+                    },
+                )
+                .map_err(cmd("Certify"));
+            let _ = ctx.flush_context(ObjectHandle::from(created.key_handle));
+            let (attest, signature) = certified?;
+            let tpmt = created
+                .out_public
+                .marshall()
+                .map_err(cmd("marshall public"))?;
+            let mut tpm2b = u16::try_from(tpmt.len()).unwrap().to_be_bytes().to_vec();
+            tpm2b.extend_from_slice(&tpmt);
+            let Signature::RsaSsa(sig) = signature else {
+                panic!("the AK signs RSASSA");
+            };
+            Ok((
+                tpm2b,
+                attest.marshall().map_err(cmd("marshall attest"))?,
+                sig.signature().value().to_vec(),
+            ))
+        })
+        .unwrap()
 }

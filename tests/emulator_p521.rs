@@ -11,26 +11,14 @@ mod common;
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use common::emulator::Emu;
+use common::emulator::{now, Emu};
 use skrd::crypto::key_material::{decode, KeyKind};
 use skrd::crypto::transfer_key::TransferKey;
 use skrd::emulator::server::state::{load_or_create_rsa, maa_kid, MAA_KEY};
-use skrd::format::jose::release::{verify_release_response, ReleaseVerification};
-use skrd::format::jose::x5c::ChainCert;
-
-fn now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
 
 /// A P-521 private key from python `cryptography` as a JWK (d, x, y: 66 bytes each).
 const GEN_PY: &str = r#"
@@ -101,22 +89,7 @@ impl Vault {
         let status = resp.status().as_u16();
         let text = resp.text().unwrap();
         assert_eq!(status, 200, "{text}");
-        let ca_pem = std::fs::read_to_string(self.emu.ep["ca_pem"].as_str().unwrap()).unwrap();
-        let ca_b64: String = ca_pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        let roots =
-            [ChainCert::from_der("emulator CA", &STANDARD.decode(ca_b64).unwrap()).unwrap()];
-        let v = verify_release_response(
-            text.as_bytes(),
-            &ReleaseVerification {
-                roots: &roots,
-                now: now(),
-                expected_host: None,
-                rsa_block_len: tk.modulus_len(),
-                expected_key: None,
-                expected_transfer_kid: Some(tk.kid()),
-            },
-        )
-        .unwrap();
+        let v = self.emu.verify_release(&text, tk.modulus_len(), tk.kid());
         tk.unwrap_key_hsm(&v.payload.key_hsm)
             .unwrap()
             .expose()

@@ -5,7 +5,9 @@
 //! - [`hcl`]: HCL report building (§4.2-§4.4);
 //! - [`ak_ca`]: the test CA of the vTPM AK certificate;
 //! - [`provision`]: provisioning swtpm like an Azure CVM vTPM (§4.1);
-//! - [`server`]: `skr-emulator serve`, the local IMDS / attestation / Key Vault services (§8).
+//! - [`server`]: `skr-emulator serve`, the local IMDS / attestation / Key Vault services (§8);
+//! - [`tpm_proxy`]: `skr-emulator tpm-proxy`, a swtpm front that refreshes the HCL report when
+//!   user data is written (§4.1).
 //!
 //! Everything here serialises its own bytes, independently of `format::*`, so the verifiers can be
 //! cross-checked against it (and both against the real fixtures).
@@ -17,6 +19,7 @@ pub mod firmware;
 pub mod hcl;
 pub mod provision;
 pub mod server;
+pub mod tpm_proxy;
 
 use std::path::PathBuf;
 

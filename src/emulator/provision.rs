@@ -137,8 +137,7 @@ pub fn provision_vtpm(
             vm_unique_id: String::new(),
         },
     };
-    let firmware = TestFirmware::new(chain);
-    let hcl = write_hcl_report(vtpm, &firmware, &vm_id)?;
+    let hcl = write_hcl_report(vtpm, state_dir)?;
     Ok(Provisioned { hcl, ..paths })
 }
 
@@ -152,41 +151,50 @@ pub fn refresh_hcl_report(
     if let Some(data) = user_data {
         vtpm.write_user_data(&data)?;
     }
-    let firmware = TestFirmware::new(TestAmdChain::load_or_create(state_dir)?);
-    let vm_id = vm_unique_id(state_dir)?;
-    write_hcl_report(vtpm, &firmware, &vm_id)
+    write_hcl_report(vtpm, state_dir)
 }
 
-fn write_hcl_report(
-    vtpm: &Vtpm,
-    firmware: &TestFirmware,
-    vm_id: &str,
-) -> Result<HclRefresh, EmulatorError> {
+fn write_hcl_report(vtpm: &Vtpm, state_dir: &Path) -> Result<HclRefresh, EmulatorError> {
     let ak = vtpm.read_ak_public()?;
     let user_data = vtpm.read_user_data()?.unwrap_or([0u8; 64]);
+    let (hcl_report, refresh) = signed_hcl_report(state_dir, ak.modulus, ak.exponent, user_data)?;
+    vtpm.run(move |s| {
+        s.ensure_nv_index(HCL_REPORT_NV_INDEX, HCL_NV_SIZE)?;
+        s.write_nv(HCL_REPORT_NV_INDEX, &hcl_report)
+    })?;
+    Ok(refresh)
+}
+
+/// A fresh HCL report (PROTOCOLS.md §4.2-§4.4) for the AK (`ak_modulus` big-endian,
+/// `ak_exponent`) and `user_data`, signed by the state directory's test firmware, padded to
+/// [`HCL_NV_SIZE`]; shared by provisioning and `skr-emulator tpm-proxy`.
+pub fn signed_hcl_report(
+    state_dir: &Path,
+    ak_modulus: Vec<u8>,
+    ak_exponent: u32,
+    user_data: [u8; 64],
+) -> Result<(Vec<u8>, HclRefresh), EmulatorError> {
+    let firmware = TestFirmware::new(TestAmdChain::load_or_create(state_dir)?);
+    let vm_id = vm_unique_id(state_dir)?;
     let var_data = hcl::var_data_json(&VarDataInputs {
-        ak_modulus: ak.modulus,
-        ak_exponent: ak.exponent,
-        vm_unique_id: vm_id.to_string(),
+        ak_modulus,
+        ak_exponent,
+        vm_unique_id: vm_id.clone(),
         user_data,
     });
     let report_data = report_data_for(HashType::Sha256, &var_data);
     let report = firmware.sign_report(&report_data, 0)?;
     let hcl_report = hcl::build_hcl_report(&report, &var_data, HCL_NV_SIZE)?;
-    vtpm.run(move |s| {
-        s.ensure_nv_index(HCL_REPORT_NV_INDEX, HCL_NV_SIZE)?;
-        s.write_nv(HCL_REPORT_NV_INDEX, &hcl_report)
-    })?;
-    Ok(HclRefresh {
+    let refresh = HclRefresh {
         hcl_report_size: HCL_NV_SIZE,
         var_data_len: var_data.len(),
         report_data: hex::encode(report_data),
         user_data: hex::encode(user_data),
-        vm_unique_id: vm_id.to_string(),
-    })
+        vm_unique_id: vm_id,
+    };
+    Ok((hcl_report, refresh))
 }
 
-/// The VM's `vmUniqueId` (upper-case GUID), created once per state directory.
 fn vm_unique_id(state_dir: &Path) -> Result<String, EmulatorError> {
     let path = state_dir.join(VM_ID_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {

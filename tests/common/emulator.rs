@@ -135,3 +135,75 @@ pub fn post_json(
         .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&text)));
     (status, code, json)
 }
+
+/// The wall clock in Unix seconds.
+pub fn now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// The JSON type name of `v`, with integers told apart from floats (claim-type comparisons).
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+        Value::Number(_) => "float",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Runs `skr-emulator provision-tpm --tcti TCTI --state-dir DIR`; panics with its stderr on
+/// failure.
+pub fn provision_tpm(tcti: &str, dir: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+        .args(["provision-tpm", "--tcti", tcti, "--state-dir"])
+        .arg(dir)
+        .output()
+        .expect("run skr-emulator provision-tpm");
+    assert!(
+        out.status.success(),
+        "provision-tpm failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Emu {
+    /// Verifies a release response body with skrd's client code against the emulator's CA
+    /// (`ca_pem`) now, for a transfer key of `rsa_block_len` bytes named `transfer_kid`.
+    pub fn verify_release(
+        &self,
+        body: &str,
+        rsa_block_len: usize,
+        transfer_kid: &str,
+    ) -> skrd::format::jose::release::VerifiedRelease {
+        use base64::Engine as _;
+        use skrd::format::jose::release::{verify_release_response, ReleaseVerification};
+        use skrd::format::jose::x5c::ChainCert;
+        let pem = std::fs::read_to_string(self.ep["ca_pem"].as_str().unwrap()).unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let roots = [ChainCert::from_der("emulator CA", &der).unwrap()];
+        verify_release_response(
+            body.as_bytes(),
+            &ReleaseVerification {
+                roots: &roots,
+                now: now(),
+                expected_host: None,
+                rsa_block_len,
+                expected_key: None,
+                expected_transfer_kid: Some(transfer_kid),
+            },
+        )
+        .unwrap_or_else(|e| panic!("release response does not verify: {e}"))
+    }
+}

@@ -79,6 +79,22 @@ enum Command {
         #[arg(long, value_parser = parse_64_hex)]
         user_data: Option<[u8; 64]>,
     },
+    /// Front a swtpm like the Azure paravisor: a successful NV_Write to the user-data index
+    /// 0x01400002 makes it sign a fresh HCL report binding that data into NV 0x01400001.
+    ///
+    /// Prints one JSON line {"tcti", "command", "control"} once both ports listen; clients use
+    /// the printed TCTI. Runs until killed.
+    TpmProxy {
+        /// The swtpm command port HOST:PORT (its control port is PORT+1).
+        #[arg(long)]
+        swtpm: std::net::SocketAddr,
+        /// The proxy's command port (control = PORT+1); port 0 picks a free pair.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// The state directory `provision-tpm` used (test AMD chain, VM id).
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
     /// Sign a raw 1184-byte SNP report with the test VCEK (the raw /dev/sev-guest flow).
     SignReport {
         /// Directory of the test AMD chain (created if absent).
@@ -107,6 +123,28 @@ fn parse_64_hex(s: &str) -> Result<[u8; 64], String> {
             bytes.len()
         )
     })
+}
+
+/// Logs to stderr, filtered by RUST_LOG (default info).
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+}
+
+/// Prints the one start-up JSON line on stdout and flushes it.
+fn print_line<T: serde::Serialize>(value: &T) {
+    use std::io::Write;
+    if let Ok(line) = serde_json::to_string(value) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
 }
 
 fn fail(code: &str, message: impl std::fmt::Display) -> ExitCode {
@@ -141,14 +179,7 @@ fn main() -> ExitCode {
             tls_ca,
             vault_ops_limit,
         } => {
-            let _ = tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_ansi(false)
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .try_init();
+            init_logging();
             let opts = skrd::emulator::server::ServeOptions {
                 state_dir,
                 listen,
@@ -166,15 +197,7 @@ fn main() -> ExitCode {
                         ca: tls_ca,
                     }),
             };
-            let ready = |endpoints: &skrd::emulator::server::Endpoints| {
-                use std::io::Write;
-                if let Ok(line) = serde_json::to_string(endpoints) {
-                    let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{line}");
-                    let _ = out.flush();
-                }
-            };
-            match skrd::emulator::server::run(opts, ready) {
+            match skrd::emulator::server::run(opts, print_line) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e.code(), &e),
             }
@@ -193,6 +216,22 @@ fn main() -> ExitCode {
             },
             Err(e) => fail(e.code(), &e),
         },
+        Command::TpmProxy {
+            swtpm,
+            listen,
+            state_dir,
+        } => {
+            init_logging();
+            let opts = skrd::emulator::tpm_proxy::ProxyOptions {
+                swtpm,
+                listen,
+                state_dir,
+            };
+            match skrd::emulator::tpm_proxy::run(opts, print_line) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e.code(), &e),
+            }
+        }
         Command::SignReport {
             state_dir,
             report_data,

@@ -813,3 +813,151 @@ pub fn encrypt_response(key: &RsaPublicKey, jwt: &[u8]) -> Option<String> {
     });
     Some(b64::encode_url(envelope.to_string().as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+    /// The C++ library's shape (PROTOCOLS.md §5.3) with placeholder blobs.
+    fn info() -> Value {
+        let proof = json!({"SnpReport": URL_SAFE_NO_PAD.encode([1u8; 4]),
+                           "VcekCertChain": STANDARD.encode("PEM")});
+        json!({
+            "AttestationProtocolVersion": "2.0",
+            "OSType": STANDARD.encode("Linux"),
+            "OSDistro": STANDARD.encode("Ubuntu"),
+            "OSVersionMajor": 24,
+            "OSVersionMinor": 4,
+            "OSBuild": STANDARD.encode("NotApplication"),
+            "TcgLogs": "",
+            "ClientPayload": {"nonce": "QURFMDEwMQ=="},
+            "TpmInfo": {
+                "AikCert": STANDARD.encode([0x30, 0]), "AikPub": STANDARD.encode([0, 0]),
+                "PcrQuote": STANDARD.encode([0xff, 0x54]), "PcrSignature": STANDARD.encode([1]),
+                "EncKeyPub": STANDARD.encode([0, 0]), "EncKeyCertifyInfo": STANDARD.encode([2]),
+                "EncKeyCertifyInfoSignature": STANDARD.encode([3]),
+                "PcrSet": [0, 1],
+                "PCRs": [{"Index": 0, "Digest": STANDARD.encode([0u8; 32])},
+                         {"Index": 1, "Digest": STANDARD.encode([1u8; 32])}],
+            },
+            "IsolationInfo": {"Type": "SevSnp", "Evidence": {
+                "Proof": STANDARD.encode(proof.to_string()),
+                "RunTimeData": STANDARD.encode("{}")}},
+        })
+    }
+
+    fn body(name: &str, info: &Value) -> Vec<u8> {
+        json!({ name: URL_SAFE_NO_PAD.encode(info.to_string()) })
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn both_client_shapes_parse_to_the_same_request() {
+        let cpp = parse_guest_request(&body("AttestationInfo", &info())).unwrap();
+        assert_eq!(
+            (
+                cpp.os_type.as_str(),
+                cpp.os_distro.as_str(),
+                cpp.os_build.as_str()
+            ),
+            ("Linux", "Ubuntu", "NotApplication")
+        );
+        assert_eq!((cpp.os_version_major, cpp.os_version_minor), (24, 4));
+        assert_eq!(cpp.snp_report, vec![1u8; 4]);
+        assert_eq!(cpp.vcek_cert_chain, b"PEM");
+        assert_eq!(cpp.runtime_data, b"{}");
+        assert_eq!(cpp.tpm.pcr_set, vec![0, 1]);
+        assert_eq!(cpp.tpm.pcrs[1], (1, vec![1u8; 32]));
+        assert!(cpp.tcg_logs.is_empty());
+        // Python tool: plain OS strings, numeric strings, url-safe unpadded blobs, lower-case
+        // field name.
+        let mut py = info();
+        py["OSType"] = json!("Linux");
+        py["OSDistro"] = json!("Ubuntu");
+        py["OSBuild"] = json!("NotApplication");
+        py["OSVersionMajor"] = json!("24");
+        py["OSVersionMinor"] = json!(" 4 ");
+        py["TpmInfo"]["PcrSignature"] = json!(URL_SAFE_NO_PAD.encode([1]));
+        let parsed = parse_guest_request(&body("attestationInfo", &py)).unwrap();
+        assert_eq!(parsed, cpp);
+    }
+
+    #[test]
+    fn malformed_requests_name_the_field() {
+        let cases: [(&str, Value, &str, &str); 6] = [
+            (
+                "/TpmInfo/AikPub",
+                json!("!!"),
+                "maa-field-base64-invalid",
+                "TpmInfo.AikPub",
+            ),
+            (
+                "/TpmInfo/PcrSet",
+                json!([0, 24]),
+                "maa-field-invalid",
+                "TpmInfo.PcrSet[1]",
+            ),
+            (
+                "/TpmInfo/PCRs",
+                json!([5]),
+                "maa-field-invalid",
+                "TpmInfo.PCRs[0]",
+            ),
+            (
+                "/OSVersionMinor",
+                json!(-1),
+                "maa-field-invalid",
+                "OSVersionMinor",
+            ),
+            (
+                "/ClientPayload",
+                json!("x"),
+                "maa-field-invalid",
+                "ClientPayload",
+            ),
+            (
+                "/IsolationInfo/Evidence",
+                json!(1),
+                "maa-field-invalid",
+                "IsolationInfo.Evidence",
+            ),
+        ];
+        for (pointer, value, code, needle) in cases {
+            let mut i = info();
+            *i.pointer_mut(pointer).unwrap() = value;
+            let e = parse_guest_request(&body("AttestationInfo", &i)).unwrap_err();
+            assert_eq!(e.code(), code, "{pointer}: {e}");
+            assert!(e.to_string().contains(needle), "{e}");
+        }
+        let mut i = info();
+        i["TpmInfo"].as_object_mut().unwrap().remove("EncKeyPub");
+        let e = parse_guest_request(&body("AttestationInfo", &i)).unwrap_err();
+        assert_eq!(e.code(), "maa-field-missing");
+        assert!(e.to_string().contains("TpmInfo.EncKeyPub"), "{e}");
+        for bad in [&b"[]"[..], b"{}", b"{\"AttestationInfo\": 5}"] {
+            assert!(parse_guest_request(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn fuzz_never_panics_on_mutated_bodies() {
+        let body = body("AttestationInfo", &info());
+        assert!(parse_guest_request(&body).is_ok());
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..3000 {
+            let mut b = body.clone();
+            for _ in 0..4 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let at = usize::try_from(seed >> 33).unwrap() % b.len();
+                b[at] = (seed >> 13) as u8;
+            }
+            let cut = usize::try_from(seed >> 40).unwrap() % (b.len() + 1);
+            fuzz_guest_request(&b);
+            fuzz_guest_request(&b[..cut]);
+        }
+    }
+}
