@@ -134,6 +134,10 @@ fn forged_evidence_is_refused_by_the_provider() {
     .unwrap_err();
     assert_eq!(err.code(), "attest-refused", "{err}");
     assert!(err.is_refusal());
+    // The provider says why: the chain does not end at a trusted ARK.
+    let text = err.to_string();
+    assert!(text.contains("InvalidParameter"), "{text}");
+    assert!(text.to_lowercase().contains("ark"), "{text}");
 }
 
 #[test]
@@ -166,4 +170,33 @@ fn a_bare_403_is_explained_from_the_keys_policy() {
         other => panic!("{other:?}"),
     }
     assert_eq!(env.counters()["vault-get"], 1);
+}
+
+#[test]
+fn a_replayed_token_is_refused_by_the_binding_checks() {
+    // A genuine token of an earlier attestation, served again by a man in the middle (the
+    // emulator's fault table stands in for it): signature, issuer and lifetime verify, but the
+    // nonce and the transfer key are not this run's.
+    let env = Env::start("sev-guest", None, "");
+    let services = env.services();
+    let first = block_on(skrd::release::run(
+        &services,
+        test_firmware_source(&env),
+        &[],
+        &[],
+        &Deadline::after(Duration::from_secs(60)),
+    ))
+    .unwrap();
+    let body = serde_json::json!({"token": first.attestation.token}).to_string();
+    env.faults(&serde_json::json!({"attestation-sevsnpvm": {"status": 200, "body": body}}));
+    let err = block_on(skrd::release::run(
+        &env.services(),
+        test_firmware_source(&env),
+        &[],
+        &[],
+        &Deadline::after(Duration::from_secs(60)),
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), "attest-nonce-mismatch", "{err}");
+    assert!(err.is_refusal());
 }

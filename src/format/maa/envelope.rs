@@ -245,6 +245,17 @@ impl EncryptedToken {
     }
 }
 
+/// Fuzz entry point: every parser here that reads an untrusted attestation answer. Never
+/// panics; results are ignored.
+pub fn fuzz_envelope(data: &[u8]) {
+    let _ = EncryptedToken::from_body(data);
+    let _ = EncryptedToken::parse(data);
+    let _ = plain_token(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = check_compact(text);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +400,21 @@ mod tests {
             EncryptedToken::from_body(b"<html>"),
             Err(MaaFormatError::NotJson { .. })
         ));
+    }
+
+    #[test]
+    fn fuzz_entry_survives_truncations_and_flips() {
+        let body = json!({"token": b64::encode_url(REAL_ENVELOPE.as_bytes())}).to_string();
+        for input in [REAL_ENVELOPE.as_bytes(), body.as_bytes()] {
+            for cut in 0..input.len() {
+                fuzz_envelope(&input[..cut]);
+            }
+            for i in (0..input.len()).step_by(7) {
+                let mut m = input.to_vec();
+                m[i] ^= 0x55;
+                fuzz_envelope(&m);
+            }
+        }
     }
 
     #[test]
