@@ -173,8 +173,10 @@ pub async fn attest(
         }
         Source::SevGuest(mut src) => {
             let supplied = src.vcek_chain_pem.take();
-            let t = Instant::now();
-            let collect_fut = blocking("SEV-SNP evidence", move || collect::collect_snp(&mut src));
+            let collect_fut = blocking("SEV-SNP evidence", move || {
+                let t = Instant::now();
+                (collect::collect_snp(&mut src), t.elapsed())
+            });
             let chain_fut = async {
                 match supplied {
                     Some(pem) => Ok(pem),
@@ -182,9 +184,10 @@ pub async fn attest(
                 }
             };
             let (evidence, chain) = tokio::join!(collect_fut, chain_fut);
-            let evidence = evidence??;
-            report.evidence_ms = super::report::ms(t.elapsed());
-            report.local(t.elapsed());
+            let (evidence, took) = evidence?;
+            let evidence = evidence?;
+            report.evidence_ms = super::report::ms(took);
+            report.local(took);
             attest_snp(services, evidence, &chain?, deadline, report).await
         }
     }
