@@ -5,7 +5,7 @@
 //! in-memory transfer key (raw SNP flow), then AES-KWP, then the key material decoded
 //! (`crypto::key_material`). Every key byte lives in a [`Secret`].
 //!
-//! [`run`] is the whole run: evidence + THIM + provider keys + identity token concurrently,
+//! [`run()`] is the whole run: evidence + THIM + provider keys + identity token concurrently,
 //! then the serial attest → release (one attestation and one identity token per audience serve
 //! every key of the run).
 
