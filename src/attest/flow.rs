@@ -80,16 +80,15 @@ enum Expect {
     },
 }
 
-/// A token received but not yet verified.
-#[derive(Debug)]
+/// A token received but not yet verified (`Debug` omits the token).
 pub struct Unverified {
     token: String,
     expect: Expect,
     holder: TransferKeyHolder,
 }
 
-/// A verified attestation: the token, its claims, and the transfer key it binds.
-#[derive(Debug)]
+/// A verified attestation: the token, its claims, and the transfer key it binds (`Debug`
+/// omits the token: with an identity token it obtains keys).
 pub struct Attestation {
     /// The compact JWT (sent to Key Vault as `target`; never logged).
     pub token: String,
@@ -101,6 +100,26 @@ pub struct Attestation {
     pub expires_at: i64,
     /// How to unwrap keys released to this attestation.
     pub holder: TransferKeyHolder,
+}
+
+impl std::fmt::Debug for Unverified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unverified")
+            .field("token_len", &self.token.len())
+            .field("holder", &self.holder)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Attestation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attestation")
+            .field("issuer", &self.issuer)
+            .field("expires_at", &self.expires_at)
+            .field("token_len", &self.token.len())
+            .field("holder", &self.holder)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Unverified {
