@@ -6,71 +6,27 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "net_fixture/mod.rs"]
+mod net_fixture;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
-use common::emulator::Emu;
+use net_fixture::{deadline, rt, Fixture};
 use serde_json::{json, Value};
 use skrd::config::settings::{Identity, IdentitySettings};
 use skrd::config::values::parse_key_url;
 use skrd::error::ErrorCode;
 use skrd::identity::{fetch_vcek_chain, get_key, TokenCache};
-use skrd::net::{Deadline, HttpClient, HttpRequest, NetSettings, Step};
+use skrd::net::{HttpRequest, Step};
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    emu: Emu,
-    admin: reqwest::blocking::Client,
-    http: HttpClient,
+trait IdentityFixture {
+    fn identities(&self) -> Value;
+    fn cache(&self, identity: Identity) -> TokenCache;
 }
 
-impl Fixture {
-    fn start() -> Self {
-        let dir = common::fresh_state_dir();
-        let emu = Emu::start(dir.path(), &[]);
-        let admin = emu.client(Duration::from_secs(10));
-        let http = HttpClient::new(&NetSettings {
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(20),
-            retries: 3,
-            backoff_initial: Duration::from_millis(20),
-            backoff_max: Duration::from_millis(100),
-            ca_files: vec![PathBuf::from(emu.url("ca_pem"))],
-        })
-        .unwrap();
-        Self {
-            dir,
-            emu,
-            admin,
-            http,
-        }
-    }
-
-    fn faults(&self, table: Value) {
-        let r = self
-            .admin
-            .post(format!("{}/faults", self.emu.url("admin")))
-            .body(table.to_string())
-            .send()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-    }
-
-    fn counter(&self, endpoint: &str) -> u64 {
-        let v: Value = self
-            .admin
-            .get(format!("{}/counters", self.emu.url("admin")))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        v[endpoint].as_u64().unwrap_or(0)
-    }
-
+impl IdentityFixture for Fixture {
     fn identities(&self) -> Value {
         serde_json::from_slice(&std::fs::read(self.dir.path().join("identities.json")).unwrap())
             .unwrap()
@@ -78,24 +34,13 @@ impl Fixture {
 
     fn cache(&self, identity: Identity) -> TokenCache {
         TokenCache::new(
-            self.http.clone(),
+            self.http(),
             &IdentitySettings {
                 identity,
                 imds_url: self.emu.url("imds").parse().unwrap(),
             },
         )
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn deadline() -> Deadline {
-    Deadline::after(Duration::from_secs(120))
 }
 
 /// The claims of a JWT, decoded independently of skrd's JOSE code.
@@ -250,7 +195,7 @@ fn thim_chain_is_fetched_and_parsed() {
     let f = Fixture::start();
     let imds = f.emu.url("imds").parse().unwrap();
     let (certs, resp) = rt()
-        .block_on(fetch_vcek_chain(&f.http, &imds, &deadline()))
+        .block_on(fetch_vcek_chain(&f.http(), &imds, &deadline()))
         .unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(certs.chain.len(), 2);
@@ -265,7 +210,7 @@ fn thim_chain_is_fetched_and_parsed() {
     // THIM unavailable (not an Azure SNP VM): a specific error.
     f.faults(json!({"thim": {"status": 404}}));
     let e = rt()
-        .block_on(fetch_vcek_chain(&f.http, &imds, &deadline()))
+        .block_on(fetch_vcek_chain(&f.http(), &imds, &deadline()))
         .unwrap_err();
     assert_eq!(e.code(), "thim-status-unexpected");
 }
@@ -294,7 +239,7 @@ fn create_key(f: &Fixture, cache: &TokenCache, service: &str, resource: &str, na
         body.to_string().into_bytes(),
     )
     .with_bearer(token.bearer());
-    let r = rt.block_on(f.http.send(req, &deadline())).unwrap();
+    let r = rt.block_on(f.http().send(req, &deadline())).unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 }
 
@@ -316,7 +261,7 @@ fn get_key_reads_the_release_policy_from_vault_and_managed_hsm() {
 
     let key = parse_key_url(&format!("{}/keys/rsa-key", f.emu.url("vault"))).unwrap();
     let b = rt
-        .block_on(get_key(&f.http, &fresh, &key, "7.4", &deadline()))
+        .block_on(get_key(&f.http(), &fresh, &key, "7.4", &deadline()))
         .unwrap();
     assert_eq!(b.bundle["key"]["kty"], "RSA-HSM");
     assert!(b.bundle["release_policy"]["data"].is_string());
@@ -326,7 +271,7 @@ fn get_key_reads_the_release_policy_from_vault_and_managed_hsm() {
     // refused with a challenge naming managedhsm.azure.net, and the call is repeated once.
     let key = parse_key_url(&format!("{}/keys/oct-key", f.emu.url("managed_hsm"))).unwrap();
     let b = rt
-        .block_on(get_key(&f.http, &fresh, &key, "7.4", &deadline()))
+        .block_on(get_key(&f.http(), &fresh, &key, "7.4", &deadline()))
         .unwrap();
     assert_eq!(b.bundle["key"]["kty"], "oct-HSM");
     assert_eq!(f.counter("managed-hsm-get"), 2);
@@ -336,7 +281,24 @@ fn get_key_reads_the_release_policy_from_vault_and_managed_hsm() {
     // Unknown key → key-get-not-found.
     let key = parse_key_url(&format!("{}/keys/nope", f.emu.url("vault"))).unwrap();
     let e = rt
-        .block_on(get_key(&f.http, &fresh, &key, "7.4", &deadline()))
+        .block_on(get_key(&f.http(), &fresh, &key, "7.4", &deadline()))
         .unwrap_err();
     assert_eq!(e.code(), "key-get-not-found", "{e}");
+}
+
+#[test]
+fn concurrent_requests_for_one_resource_share_one_imds_call() {
+    let f = Fixture::start();
+    // A slow IMDS makes the two requests overlap.
+    f.faults(json!({"imds-token": {"delay_ms": 300}}));
+    let cache = f.cache(Identity::SystemAssigned);
+    let d = deadline();
+    let (a, b) = rt().block_on(async {
+        tokio::join!(
+            cache.token("https://vault.azure.net", &d),
+            cache.token("https://vault.azure.net", &d)
+        )
+    });
+    assert_eq!(a.unwrap().secret().expose(), b.unwrap().secret().expose());
+    assert_eq!(f.counter("imds-token"), 1);
 }

@@ -6,65 +6,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "net_fixture/mod.rs"]
+mod net_fixture;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::emulator::Emu;
+use net_fixture::{rt, Fixture};
 use serde_json::{json, Value};
 use skrd::error::ErrorCode;
 use skrd::net::{Deadline, HttpClient, HttpRequest, NetError, NetSettings, Step};
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    emu: Emu,
-    admin: reqwest::blocking::Client,
+trait Requests {
+    fn thim(&self) -> HttpRequest;
+    fn openid(&self) -> HttpRequest;
 }
 
-impl Fixture {
-    fn start() -> Self {
-        let dir = common::fresh_state_dir();
-        let emu = Emu::start(dir.path(), &[]);
-        let admin = emu.client(Duration::from_secs(10));
-        Self {
-            _dir: dir,
-            emu,
-            admin,
-        }
-    }
-
-    fn faults(&self, table: Value) {
-        let r = self
-            .admin
-            .post(format!("{}/faults", self.emu.url("admin")))
-            .body(table.to_string())
-            .send()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-    }
-
-    fn counter(&self, endpoint: &str) -> u64 {
-        let v: Value = self
-            .admin
-            .get(format!("{}/counters", self.emu.url("admin")))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        v[endpoint].as_u64().unwrap_or(0)
-    }
-
-    fn settings(&self) -> NetSettings {
-        NetSettings {
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(10),
-            retries: 4,
-            backoff_initial: Duration::from_millis(20),
-            backoff_max: Duration::from_millis(100),
-            ca_files: vec![PathBuf::from(self.emu.url("ca_pem"))],
-        }
-    }
-
+impl Requests for Fixture {
     fn thim(&self) -> HttpRequest {
         let url = format!("{}/metadata/THIM/amd/certification", self.emu.url("imds"));
         HttpRequest::get(Step::Thim, url.parse().unwrap()).header("Metadata", "true")
@@ -77,13 +34,6 @@ impl Fixture {
         );
         HttpRequest::get(Step::OpenIdConfig, url.parse().unwrap())
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]
@@ -369,4 +319,19 @@ fn bearer_is_sent_but_never_logged_in_errors() {
     let err = rt().block_on(client.send(req, &deadline)).unwrap_err();
     assert!(!format!("{err} {err:?}").contains("SECRET-TOKEN-BYTES"));
     assert_eq!(f.counter("vault-get"), 5);
+}
+
+#[test]
+fn slow_body_counts_against_the_attempt_timeout() {
+    let f = Fixture::start();
+    // The THIM document (~5 KiB) at 200 bytes/s takes far longer than the 1 s attempt limit.
+    f.faults(json!({"thim": {"slow_bytes_per_sec": 200, "times": 1}}));
+    let mut s = f.settings();
+    s.request_timeout = Duration::from_secs(1);
+    let client = HttpClient::new(&s).unwrap();
+    let deadline = Deadline::after(Duration::from_secs(60));
+    let r = rt().block_on(client.send(f.thim(), &deadline)).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.attempts, 2);
+    assert_eq!(f.counter("thim"), 2);
 }

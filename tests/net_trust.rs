@@ -7,17 +7,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "net_fixture/mod.rs"]
+mod net_fixture;
 
-use std::path::PathBuf;
-use std::time::Duration;
-
-use common::emulator::Emu;
+use net_fixture::{deadline, rt, Fixture};
 use serde_json::{json, Value};
 use skrd::attest::trust::ProviderKeys;
 use skrd::emulator::server::state::{load_or_create_rsa, maa_kid, RsaSigner, MAA_KEY};
 use skrd::error::ErrorCode;
 use skrd::format::jose::jwk::KeySet;
-use skrd::net::{Deadline, HttpClient, NetSettings};
+use skrd::net::{HttpClient, NetSettings};
 
 macro_rules! real {
     ($p:literal) => {
@@ -29,13 +28,6 @@ macro_rules! real {
     };
 }
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    emu: Emu,
-    admin: reqwest::blocking::Client,
-    http: HttpClient,
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -43,44 +35,22 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-impl Fixture {
-    fn start() -> Self {
-        let dir = common::fresh_state_dir();
-        let emu = Emu::start(dir.path(), &[]);
-        let admin = emu.client(Duration::from_secs(10));
-        let http = HttpClient::new(&NetSettings {
-            retries: 2,
-            backoff_initial: Duration::from_millis(20),
-            backoff_max: Duration::from_millis(50),
-            ca_files: vec![PathBuf::from(emu.url("ca_pem"))],
-            ..NetSettings::default()
-        })
-        .unwrap();
-        Self {
-            dir,
-            emu,
-            admin,
-            http,
-        }
-    }
+trait TrustFixture {
+    fn provider(&self) -> url::Url;
+    fn keys(&self) -> ProviderKeys;
+    fn signer(&self) -> RsaSigner;
+    fn forger(&self, kid: Option<&str>) -> RsaSigner;
+    fn claims(&self, iss: &str, exp_offset: i64) -> Value;
+    fn token(&self, signer: &RsaSigner, claims: &Value) -> String;
+}
 
-    fn counter(&self, endpoint: &str) -> u64 {
-        let v: Value = self
-            .admin
-            .get(format!("{}/counters", self.emu.url("admin")))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        v[endpoint].as_u64().unwrap_or(0)
-    }
-
+impl TrustFixture for Fixture {
     fn provider(&self) -> url::Url {
         self.emu.url("attestation").parse().unwrap()
     }
 
     fn keys(&self) -> ProviderKeys {
-        ProviderKeys::new(self.http.clone(), self.provider())
+        ProviderKeys::new(self.http(), self.provider())
     }
 
     fn signer(&self) -> RsaSigner {
@@ -125,17 +95,6 @@ impl Fixture {
     fn token(&self, signer: &RsaSigner, claims: &Value) -> String {
         signer.sign_jwt(claims, &[]).unwrap()
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn deadline() -> Deadline {
-    Deadline::after(Duration::from_secs(60))
 }
 
 #[test]
@@ -254,7 +213,7 @@ fn unknown_kid_finds_a_rotated_key_on_refetch() {
         "maa-tokens/jwks/secretnetwork-known-maa-keys.jwks.json"
     ))
     .unwrap();
-    let keys = ProviderKeys::with_keys(f.http.clone(), f.provider(), stale);
+    let keys = ProviderKeys::with_keys(f.http(), f.provider(), stale);
     let iss = f.emu.url("attestation");
     let jwt = f.token(&f.signer(), &f.claims(&iss, 3600));
     rt().block_on(keys.verify_token(&jwt, now(), &deadline()))
@@ -265,13 +224,7 @@ fn unknown_kid_finds_a_rotated_key_on_refetch() {
 #[test]
 fn key_fetch_failures_are_clear() {
     let f = Fixture::start();
-    let post = |table: Value| {
-        f.admin
-            .post(format!("{}/faults", f.emu.url("admin")))
-            .body(table.to_string())
-            .send()
-            .unwrap();
-    };
+    let post = |table: Value| f.faults(table);
     let iss = f.emu.url("attestation");
     let jwt = f.token(&f.signer(), &f.claims(&iss, 3600));
     let rt = rt();

@@ -171,13 +171,15 @@ fn help_says_signature_is_not_verified() {
 // ---- --key-url: the policy of a live key (skr-emulator) -----------------------------------
 
 mod common;
+#[path = "net_fixture/mod.rs"]
+mod net_fixture;
 
 #[test]
 fn key_url_reads_the_live_keys_policy() {
     use base64::Engine;
     use serde_json::json;
-    let state = common::fresh_state_dir();
-    let emu = common::emulator::Emu::start(state.path(), &[]);
+    let f = net_fixture::Fixture::start();
+    let emu = &f.emu;
     let http = emu.client(std::time::Duration::from_secs(30));
     let token: Value = http
         .get(format!(
@@ -207,17 +209,7 @@ fn key_url_reads_the_live_keys_policy() {
     assert_eq!(r.status().as_u16(), 200);
 
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("skrd.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[identity]\nimds_url = \"{}\"\n[network]\nretries = 1\nbackoff_initial = \"10ms\"\n\
-             backoff_max = \"20ms\"\n[trust]\nca_files = [\"{}\"]\n",
-            emu.url("imds"),
-            emu.url("ca_pem")
-        ),
-    )
-    .unwrap();
+    let conf = f.config_file(dir.path());
     let key_url = format!("{}/keys/live", emu.url("vault"));
     let claims = dir.path().join("claims.json");
     let run = |extra: &[&str]| {
@@ -244,20 +236,15 @@ fn key_url_reads_the_live_keys_policy() {
     );
     assert_eq!(json_of(&out)["valid"], true);
     // Claims that satisfy it, and claims that do not.
-    std::fs::write(
-        &claims,
-        json!({"iss": authority, "x-ms-attestation-type": "sevsnpvm"}).to_string(),
-    )
-    .unwrap();
-    let out = run(&["--claims", claims.to_str().unwrap(), "--json"]);
+    let evaluate = |attestation_type: &str| {
+        let c = json!({"iss": authority, "x-ms-attestation-type": attestation_type});
+        std::fs::write(&claims, c.to_string()).unwrap();
+        run(&["--claims", claims.to_str().unwrap(), "--json"])
+    };
+    let out = evaluate("sevsnpvm");
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(json_of(&out)["allowed"], true);
-    std::fs::write(
-        &claims,
-        json!({"iss": authority, "x-ms-attestation-type": "sgx"}).to_string(),
-    )
-    .unwrap();
-    let out = run(&["--claims", claims.to_str().unwrap(), "--json"]);
+    let out = evaluate("sgx");
     assert_eq!(out.status.code(), Some(1));
     let v = json_of(&out);
     assert_eq!(v["allowed"], false);

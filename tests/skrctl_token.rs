@@ -550,33 +550,8 @@ fn release_with_the_system_bundle() {
 // ---- token verify with the provider's published keys (skr-emulator) ----------------------
 
 mod common;
-
-/// A configuration pointing at a running emulator: its attestation provider, IMDS and CA.
-fn emulator_config(emu: &common::emulator::Emu, dir: &Path) -> PathBuf {
-    let conf = dir.join("skrd.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[identity]\nimds_url = \"{}\"\n[attestation]\nprovider = \"{}\"\n\
-             [network]\nretries = 1\nbackoff_initial = \"10ms\"\nbackoff_max = \"20ms\"\n\
-             [trust]\nca_files = [\"{}\"]\n",
-            emu.url("imds"),
-            emu.url("attestation"),
-            emu.url("ca_pem")
-        ),
-    )
-    .unwrap();
-    conf
-}
-
-fn counters(emu: &common::emulator::Emu) -> Value {
-    emu.client(std::time::Duration::from_secs(10))
-        .get(format!("{}/counters", emu.url("admin")))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
+#[path = "net_fixture/mod.rs"]
+mod net_fixture;
 
 /// A SevSnpVm-style token signed by `signer` (the emulator's MAA key, or a forger's).
 fn emulator_token(signer: &skrd::emulator::server::state::RsaSigner, iss: &str) -> String {
@@ -589,27 +564,29 @@ fn emulator_token(signer: &skrd::emulator::server::state::RsaSigner, iss: &str) 
 #[test]
 fn without_keys_the_configured_providers_keys_are_fetched() {
     use skrd::emulator::server::state::{load_or_create_rsa, maa_kid, MAA_KEY};
-    let state = common::fresh_state_dir();
-    let emu = common::emulator::Emu::start(state.path(), &[]);
+    let f = net_fixture::Fixture::start();
     let dir = tempfile::tempdir().unwrap();
-    let conf = emulator_config(&emu, dir.path());
+    let conf = f.config_file(dir.path());
     let conf = conf.to_str().unwrap();
-    let iss = emu.url("attestation");
-    let signer = load_or_create_rsa(state.path(), MAA_KEY, maa_kid).unwrap();
+    let iss = f.emu.url("attestation");
+    let signer = load_or_create_rsa(f.dir.path(), MAA_KEY, maa_kid).unwrap();
+    let verify = |jwt: &Path| {
+        run(&[
+            "--config",
+            conf,
+            "token",
+            "verify",
+            jwt.to_str().unwrap(),
+            "--json",
+        ])
+    };
     let good = dir.path().join("good.jwt");
     std::fs::write(&good, emulator_token(&signer, &iss)).unwrap();
-    let (code, out, err) = run(&[
-        "--config",
-        conf,
-        "token",
-        "verify",
-        good.to_str().unwrap(),
-        "--json",
-    ]);
+    let (code, out, err) = verify(&good);
     assert_eq!(code, 0, "{out} {err}");
     assert_eq!(out["verified"], true);
     assert_eq!(out["kid"], signer.kid.as_str());
-    assert_eq!(counters(&emu)["attestation-certs"], 1);
+    assert_eq!(f.counters()["attestation-certs"], 1);
 
     // Forged: the published kid, another key.
     let other = tempfile::tempdir().unwrap();
@@ -617,54 +594,26 @@ fn without_keys_the_configured_providers_keys_are_fetched() {
     forger.kid = signer.kid.clone();
     let forged = dir.path().join("forged.jwt");
     std::fs::write(&forged, emulator_token(&forger, &iss)).unwrap();
-    let (code, out, _) = run(&[
-        "--config",
-        conf,
-        "token",
-        "verify",
-        forged.to_str().unwrap(),
-        "--json",
-    ]);
+    let (code, out, _) = verify(&forged);
     assert_eq!(
         (code, out["error"]["code"].as_str()),
         (1, Some("jws-signature-invalid"))
     );
 
     // Another issuer: refused, and nothing more was fetched.
-    let before = counters(&emu);
+    let before = f.counters();
     let foreign = dir.path().join("foreign.jwt");
     std::fs::write(&foreign, emulator_token(&signer, "https://evil.example")).unwrap();
-    let (code, out, _) = run(&[
-        "--config",
-        conf,
-        "token",
-        "verify",
-        foreign.to_str().unwrap(),
-        "--json",
-    ]);
+    let (code, out, _) = verify(&foreign);
     assert_eq!(
         (code, out["error"]["code"].as_str()),
         (1, Some("jwt-issuer-mismatch"))
     );
-    assert_eq!(
-        counters(&emu)["attestation-meta"],
-        before["attestation-meta"]
-    );
+    assert_eq!(f.counters()["attestation-meta"], before["attestation-meta"]);
 
     // The provider's keys cannot be fetched: unusable (2), with the network code.
-    emu.client(std::time::Duration::from_secs(10))
-        .post(format!("{}/faults", emu.url("admin")))
-        .body(r#"{"attestation-certs": {"status": 503}}"#)
-        .send()
-        .unwrap();
-    let (code, out, _) = run(&[
-        "--config",
-        conf,
-        "token",
-        "verify",
-        good.to_str().unwrap(),
-        "--json",
-    ]);
+    f.faults(serde_json::json!({"attestation-certs": {"status": 503}}));
+    let (code, out, _) = verify(&good);
     assert_eq!(
         (code, out["error"]["code"].as_str()),
         (2, Some("net-retries-exhausted"))

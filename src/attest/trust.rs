@@ -199,36 +199,53 @@ impl ProviderKeys {
         &self.provider
     }
 
-    /// Fetches the OpenID metadata, then the JWKS it names.
-    pub async fn fetch_keys(&self, deadline: &Deadline) -> Result<KeySet, TrustError> {
-        let meta_url = openid_config_url(&self.provider);
+    /// GET `url` for `step`; the body of a 200 answer.
+    async fn get_document(
+        &self,
+        step: Step,
+        url: Url,
+        deadline: &Deadline,
+    ) -> Result<Vec<u8>, TrustError> {
         let resp = self
             .http
-            .send(
-                HttpRequest::get(Step::OpenIdConfig, meta_url.clone()),
+            .send(HttpRequest::get(step, url.clone()), deadline)
+            .await?;
+        if resp.status != 200 {
+            return Err(TrustError::FetchStatus {
+                step,
+                url: url.to_string(),
+                status: resp.status,
+            });
+        }
+        Ok(resp.body)
+    }
+
+    /// Fetches the OpenID metadata, then the JWKS it names.
+    pub async fn fetch_keys(&self, deadline: &Deadline) -> Result<KeySet, TrustError> {
+        let meta = self
+            .get_document(
+                Step::OpenIdConfig,
+                openid_config_url(&self.provider),
                 deadline,
             )
             .await?;
-        if resp.status != 200 {
-            return Err(TrustError::FetchStatus {
-                step: Step::OpenIdConfig,
-                url: meta_url.to_string(),
-                status: resp.status,
-            });
-        }
-        let jwks_url = parse_openid_config(&resp.body, &self.provider)?;
-        let resp = self
-            .http
-            .send(HttpRequest::get(Step::Jwks, jwks_url.clone()), deadline)
-            .await?;
-        if resp.status != 200 {
-            return Err(TrustError::FetchStatus {
-                step: Step::Jwks,
-                url: jwks_url.to_string(),
-                status: resp.status,
-            });
-        }
-        KeySet::from_bytes(&resp.body).map_err(TrustError::Jwks)
+        let jwks_url = parse_openid_config(&meta, &self.provider)?;
+        let jwks = self.get_document(Step::Jwks, jwks_url, deadline).await?;
+        KeySet::from_bytes(&jwks).map_err(TrustError::Jwks)
+    }
+
+    /// Fetches the keys into `cache`.
+    async fn fill(
+        &self,
+        cache: &mut Option<Cached>,
+        deadline: &Deadline,
+    ) -> Result<KeySet, TrustError> {
+        let keys = self.fetch_keys(deadline).await?;
+        *cache = Some(Cached {
+            keys: keys.clone(),
+            fetched: Instant::now(),
+        });
+        Ok(keys)
     }
 
     /// The cached keys, fetching them when there are none yet.
@@ -237,12 +254,7 @@ impl ProviderKeys {
         if let Some(c) = cache.as_ref() {
             return Ok(c.keys.clone());
         }
-        let keys = self.fetch_keys(deadline).await?;
-        *cache = Some(Cached {
-            keys: keys.clone(),
-            fetched: Instant::now(),
-        });
-        Ok(keys)
+        self.fill(&mut cache, deadline).await
     }
 
     /// Refetches the keys because `kid` is unknown, unless a refetch happened less than
@@ -271,12 +283,7 @@ impl ProviderKeys {
                 .ok_or(TrustError::Token(JoseError::KeySetEmpty));
         }
         tracing::debug!(kid, "unknown kid: refetching the provider keys");
-        let keys = self.fetch_keys(deadline).await?;
-        *cache = Some(Cached {
-            keys: keys.clone(),
-            fetched: Instant::now(),
-        });
-        Ok(keys)
+        self.fill(&mut cache, deadline).await
     }
 
     /// When the cached keys were fetched (None before the first fetch).

@@ -163,6 +163,7 @@ impl TokenCache {
     ) -> Result<AccessToken, IdentityError> {
         let url = token_url(&self.imds_url, &self.identity, resource);
         let settings = self.http.settings().clone();
+        let start = std::time::Instant::now();
         let mut calls: u32 = 0;
         loop {
             calls = calls.saturating_add(1);
@@ -189,7 +190,8 @@ impl TokenCache {
                             step: Step::ImdsToken,
                             host: url.host_str().unwrap_or_default().to_string(),
                             attempts: calls,
-                            elapsed_ms: 0,
+                            elapsed_ms: u64::try_from(start.elapsed().as_millis())
+                                .unwrap_or(u64::MAX),
                             last: Some(crate::net::Failure::Status(resp.status)),
                         }));
                     }

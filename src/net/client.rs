@@ -171,7 +171,6 @@ impl HttpClient {
                 }
                 Ok(Err(AttemptError::Retry(f))) => (f, None),
                 Ok(Ok(raw)) => {
-                    tracing::debug!(step = %step, host, attempt = attempts, status = raw.status, ms, "http attempt");
                     let resp = HttpResponse {
                         status: raw.status,
                         headers: raw.headers,
@@ -192,11 +191,13 @@ impl HttpClient {
                             None,
                         )
                     } else {
+                        tracing::debug!(step = %step, host, attempt = attempts, status = resp.status, ms, "http attempt");
                         return Ok(resp);
                     }
                 }
             };
-            tracing::debug!(step = %step, host, attempt = attempts, ms, failure = %failure, "http attempt will be retried if allowed");
+            // One line per attempt: answers were logged above unless they are to be retried.
+            tracing::debug!(step = %step, host, attempt = attempts, ms, failure = %failure, "http attempt failed");
             last = Some(failure);
             if attempts >= max_attempts {
                 return Err(NetError::RetriesExhausted {
