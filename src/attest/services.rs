@@ -228,3 +228,32 @@ impl Services {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::snp::thim::parse_thim_document;
+
+    /// A real THIM-shaped document (the confidential sidecar's host AMD certificate JSON).
+    const THIM: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/real/confidential-sidecar-containers/uvm_host_amd_certificate.json"
+    ));
+
+    #[test]
+    fn chain_pem_is_the_vcek_then_its_chain_as_pem() {
+        let certs = parse_thim_document(THIM).unwrap();
+        let pem = String::from_utf8(chain_pem(&certs)).unwrap();
+        assert_eq!(
+            pem.matches("-----BEGIN CERTIFICATE-----").count(),
+            1 + certs.chain.len()
+        );
+        // Every block decodes back to a certificate.
+        let (parsed, skipped) =
+            crate::format::jose::x5c::ChainCert::load_pem_bundle(pem.as_bytes());
+        assert_eq!(skipped, 0);
+        assert_eq!(parsed.len(), 1 + certs.chain.len());
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(pem.lines().all(|l| l.len() <= 64));
+    }
+}
