@@ -18,7 +18,7 @@ FUZZ_TARGETS = $(shell sed -n 's/^name = "\(fuzz_[a-z_]*\)"/\1/p' fuzz/Cargo.tom
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps build check fmt-check clippy check-boundaries unit test fuzz-smoke fuzz \
-        demo bench-emulator install clean
+        demo bench-emulator bench-flow install clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -74,6 +74,9 @@ demo: deps ## Provision a swtpm like an Azure CVM and show what `skrctl evidence
 
 bench-emulator: ## Release requests/s and p50/p99 latency of skr-emulator on loopback (not part of test)
 	./scripts/bench-release.sh
+
+bench-flow: ## One complete vTPM release against skr-emulator + swtpm at L = 0 and 50 ms per call: per-step times, network/(2L)
+	$(CARGO) bench --locked --profile dev --bench flow
 
 install: ## Install binaries, config, man pages under DESTDIR/PREFIX
 	$(CARGO) build --locked --release --bins

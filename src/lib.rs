@@ -5,7 +5,7 @@
 //! - [`format`](mod@format): PURE wire formats (SNP report, AMD certificates, HCL report, TPM structures).
 //!   Bytes in, typed values or a specific error out; no I/O, no clock (time is passed in).
 //! - [`crypto`]: key unwrap (RSA-OAEP + AES-KWP), released-key IKM, LUKS passphrase, transfer key.
-//! - [`attest`]: I/O EDGE: attestation: the provider's signing keys and token verification.
+//! - [`attest`]: I/O EDGE: attestation flows (vTPM → AzureGuest, raw SNP → SevSnpVm), token trust.
 //! - [`config`]: `/etc/skrd/skrd.toml` and its drop-ins: parse fragments, merge, validate.
 //! - [`evidence`]: I/O edge that gathers evidence: the vTPM (tss-esapi) and `/dev/sev-guest`.
 //! - [`emulator`]: the pieces of `skr-emulator` (test SNP firmware, swtpm provisioning).
@@ -13,6 +13,7 @@
 //! - [`net`]: I/O EDGE: the HTTP(S) client: timeouts, retries with back-off, Retry-After, deadline.
 //! - [`volume`]: I/O edge over libcryptsetup: enroll/unenroll/reenroll skrd's LUKS2 keyslot, status, unlock.
 //! - [`keysocket`]: I/O edge: the AF_UNIX key socket systemd-cryptsetup reads crypttab key files from.
+//! - [`release`](mod@release): I/O: key release from Key Vault / Managed HSM, unwrap; one whole run.
 //! - [`secret`]: buffers for key material: locked in memory, wiped on drop, never printed.
 
 pub mod attest;
@@ -25,5 +26,6 @@ pub mod format;
 pub mod identity;
 pub mod keysocket;
 pub mod net;
+pub mod release;
 pub mod secret;
 pub mod volume;

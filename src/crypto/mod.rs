@@ -10,6 +10,7 @@
 //! - [`key_material`]: released plaintext (oct raw, RSA/EC PKCS#8) → IKM.
 //! - [`derive`](mod@derive): IKM + LUKS UUID → the per-volume LUKS2 passphrase.
 //! - [`transfer_key`]: the in-memory RSA transfer key and its runtime-data JWKS.
+//! - [`maa_token`]: AES-256-GCM decryption of the AzureGuest attestation token.
 //!
 //! Every key, KEK, IKM and passphrase returned is a [`crate::secret::Secret`]. Errors:
 //! [`CryptoError`], codes in `docs/errors-crypto.md`.
@@ -18,6 +19,7 @@ pub mod aes_kwp;
 pub mod derive;
 pub mod error;
 pub mod key_material;
+pub mod maa_token;
 pub mod rsa_aes_wrap;
 pub mod transfer_key;
 

@@ -9,5 +9,6 @@ pub mod jose;
 pub mod json;
 pub mod keysocket_peer;
 pub mod luks_token;
+pub mod maa;
 pub mod snp;
 pub mod tpm;

@@ -4,6 +4,7 @@
 //! module and calls the library. Exit status: 0 verified/done, 1 checked and refused,
 //! 2 unusable input or usage (see `docs/man/skrctl.1`).
 
+mod attest_cmd;
 mod config_cmd;
 mod evidence_cmd;
 mod output;
@@ -43,9 +44,11 @@ enum Command {
     /// Verify MAA attestation tokens (JWT) offline.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
-    /// Verify Key Vault key release responses offline.
-    #[command(subcommand)]
-    Release(release_cmd::ReleaseCommand),
+    /// Attest to the configured provider and print the verified claims.
+    Attest(attest_cmd::AttestArgs),
+    /// Release a key and unwrap it (metadata only; --out-fd hands it over), or verify a saved
+    /// release response offline (`release verify`).
+    Release(release_cmd::ReleaseArgs),
     /// List the configured LUKS2 volumes and their state (no cloud needed).
     Volumes(volume_cmd::VolumesArgs),
     /// Add skrd's keyslot and azure-skr token to a configured LUKS2 volume.
@@ -68,7 +71,8 @@ fn main() -> ExitCode {
         Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()),
         Command::Policy(cmd) => policy_cmd::run(cmd, cli.config.as_deref()),
         Command::Token(cmd) => token_cmd::run(cmd, cli.config.as_deref()),
-        Command::Release(cmd) => release_cmd::run(cmd, cli.config.as_deref()),
+        Command::Attest(args) => attest_cmd::run_attest(&args, cli.config.as_deref()),
+        Command::Release(args) => release_cmd::run(args, cli.config.as_deref()),
         Command::Volumes(args) => volume_cmd::run_volumes(args, cli.config.as_deref()),
         Command::Enroll(args) => volume_cmd::run_enroll(args, cli.config.as_deref()),
         Command::Unenroll(args) => volume_cmd::run_unenroll(args, cli.config.as_deref()),

@@ -1,4 +1,10 @@
-//! `skrctl release verify` (owner: jose): verify a saved Key Vault / Managed HSM key release
+//! `skrctl release KEY_NAME | --key-url URL`: attest, release one key from Key Vault / Managed
+//! HSM and unwrap it (PROTOCOLS.md §6); prints metadata only, never key bytes; `--out-fd N`
+//! hands the released plaintext to a script (oct: the raw key bytes; RSA/EC: the PKCS#8 DER
+//! `PrivateKeyInfo` exactly as Key Vault released it). Exit status: 0 released, 1 refused
+//! (release policy, attestation), 2 unusable.
+//!
+//! `skrctl release verify`: verify a saved Key Vault / Managed HSM key release
 //! response offline and describe the wrapped key (PROTOCOLS.md §6.3, §6.4, §6.6).
 //!
 //! Trust: the `--root` files (PEM, one or more certificates, or DER), else the system bundle
@@ -10,25 +16,52 @@
 use crate::output::{self, print_json, unusable, Status};
 use clap::Subcommand;
 use serde_json::{json, Value};
+use skrd::config::values::parse_key_url;
 use skrd::error::{ErrorCode, Problem};
 use skrd::format::jose::jws::CompactJws;
+use skrd::format::jose::release::WrapAlgorithm;
 use skrd::format::jose::release::{
     decode_release_payload, release_body_jws, verify_release_response, ReleasePayload,
     ReleaseVerification,
 };
 use skrd::format::jose::x5c::ChainCert;
+use skrd::release::roots::SYSTEM_BUNDLES;
+use skrd::release::KeyRequest;
 use std::path::{Path, PathBuf};
 
-/// CA bundle paths probed when no `--root` is given (PROTOCOLS.md §9 "TLS trust").
-pub const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
+/// `skrctl release`: release a key, or a subcommand.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ReleaseArgs {
+    #[command(subcommand)]
+    command: Option<ReleaseCommand>,
+    /// The key to release: a [keys.NAME] of the configuration (a key named "verify" needs --key-url).
+    #[arg(
+        value_name = "KEY_NAME",
+        required_unless_present = "key_url",
+        conflicts_with = "key_url"
+    )]
+    key_name: Option<String>,
+    /// Release this key URL instead (https://VAULT.vault.azure.net/keys/NAME[/VERSION]).
+    #[arg(long, value_name = "URL")]
+    key_url: Option<String>,
+    /// Wrapping to request: CKM_RSA_AES_KEY_WRAP, RSA_AES_KEY_WRAP_256 or RSA_AES_KEY_WRAP_384
+    /// (default: the key's configured enc, else RSA_AES_KEY_WRAP_256).
+    #[arg(long, value_name = "MODE")]
+    enc: Option<String>,
+    /// Evidence source (default: [evidence] source of the configuration).
+    #[arg(long, value_enum)]
+    source: Option<crate::attest_cmd::SourceArg>,
+    /// Write the released key material to this already-open file descriptor.
+    #[arg(long, value_name = "N")]
+    out_fd: Option<i32>,
+    /// Print one JSON object: {"released", "error", "key": {...}, "timings"}.
+    #[arg(long)]
+    json: bool,
+}
 
 /// Release subcommands.
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 pub enum ReleaseCommand {
     /// Verify a key release response body ({"value": JWS}): x5c chain to a trusted root,
     /// signature, payload consistency; print the request, the key and how it is wrapped.
@@ -53,17 +86,18 @@ pub enum ReleaseCommand {
     },
 }
 
-/// Runs a release subcommand.
-pub fn run(cmd: ReleaseCommand, _config: Option<&Path>) -> Status {
-    match cmd {
-        ReleaseCommand::Verify {
+/// Runs `skrctl release ...`.
+pub fn run(args: ReleaseArgs, config: Option<&Path>) -> Status {
+    match args.command {
+        None => release(&args, config),
+        Some(ReleaseCommand::Verify {
             response_file,
             roots,
             at,
             host,
             transfer_key_bits,
             json,
-        } => verify(
+        }) => verify(
             &response_file,
             &roots,
             at.as_deref(),
@@ -236,4 +270,151 @@ fn verify(
             Status::Refused
         }
     }
+}
+
+fn usage(message: String) -> Problem {
+    Problem::new("invalid-argument", message)
+}
+
+/// The key request of `KEY_NAME` or `--key-url`.
+fn key_request(args: &ReleaseArgs, s: &skrd::config::Settings) -> Result<KeyRequest, Problem> {
+    let mut req = match (&args.key_name, &args.key_url) {
+        (Some(name), None) => {
+            let k = s.keys.get(name).ok_or_else(|| {
+                let known: Vec<&str> = s.keys.keys().map(String::as_str).collect();
+                usage(format!(
+                    "no key {name:?} in the configuration (known: {known:?}); define [keys.{name}] or pass --key-url"
+                ))
+            })?;
+            KeyRequest::from_settings(name, k)
+        }
+        (None, Some(url)) => {
+            let parsed = parse_key_url(url)
+                .map_err(|e| usage(format!("--key-url {url:?} is not a key URL: {e}")))?;
+            KeyRequest {
+                name: url.clone(),
+                url: parsed,
+                enc: WrapAlgorithm::RsaAesKeyWrap256,
+                api_version: skrd::format::maa::release::API_VERSION.to_string(),
+            }
+        }
+        _ => {
+            return Err(usage(
+                "give exactly one of KEY_NAME and --key-url".to_string(),
+            ))
+        }
+    };
+    if let Some(enc) = &args.enc {
+        req.enc = WrapAlgorithm::from_name(enc).ok_or_else(|| {
+            usage(format!(
+                "--enc {enc:?} is not one of {:?}",
+                WrapAlgorithm::NAMES
+            ))
+        })?;
+    }
+    Ok(req)
+}
+
+/// Writes the released plaintext to the caller's open descriptor `fd` (never closes it).
+fn write_fd(fd: i32, bytes: &[u8]) -> Result<(), Problem> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let bad = |why: String| Problem::new("output-unwritable", format!("--out-fd {fd}: {why}"));
+    if fd < 0 {
+        return Err(bad("not a file descriptor".to_string()));
+    }
+    // SAFETY: fcntl(F_GETFD) only queries the descriptor table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(bad(format!("{}", std::io::Error::last_os_error())));
+    }
+    // SAFETY: `fd` is open (checked above) and owned by the caller; ManuallyDrop keeps it open.
+    let mut file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+    file.write_all(bytes)
+        .and_then(|()| file.flush())
+        .map_err(|e| bad(e.to_string()))
+}
+
+fn release(args: &ReleaseArgs, config: Option<&Path>) -> Status {
+    let s = match crate::attest_cmd::settings(config) {
+        Ok(s) => s,
+        Err(p) => return unusable(&p, args.json),
+    };
+    let req = match key_request(args, &s) {
+        Ok(r) => r,
+        Err(p) => return unusable(&p, args.json),
+    };
+    let source = match crate::attest_cmd::open_source(args.source, &s) {
+        Ok(src) => src,
+        Err(p) => return unusable(&p, args.json),
+    };
+    let mut outcome = match crate::attest_cmd::run_flow(&s, source, std::slice::from_ref(&req)) {
+        Err(p) => return unusable(&p, args.json),
+        Ok(Err(e)) => {
+            return crate::attest_cmd::flow_failed(
+                &e,
+                args.json,
+                json!({"released": false, "key_url": req.url.to_string()}),
+            )
+        }
+        Ok(Ok(o)) => o,
+    };
+    let Some(key) = outcome.keys.pop() else {
+        let p = Problem::new(
+            "internal-task-failed",
+            "the run released no key; this is a bug",
+        );
+        return unusable(&p, args.json);
+    };
+    if let Some(fd) = args.out_fd {
+        if let Err(p) = write_fd(fd, key.plaintext.expose()) {
+            return unusable(&p, args.json);
+        }
+    }
+    let mut meta = json!({
+        "name": key.name,
+        "kid": key.kid,
+        "kty": key.kty,
+        "key_ops": key.key_ops,
+        "enc": key.enc.name(),
+        "description": key.material.description(),
+        "length": key.plaintext.len(),
+    });
+    if let Some(size) = key.key_size {
+        meta["key_size"] = json!(size);
+    }
+    if let Some(crv) = &key.crv {
+        meta["crv"] = json!(crv);
+    }
+    if args.json {
+        print_json(&json!({
+            "released": true,
+            "error": null,
+            "key": meta,
+            "written_to_fd": args.out_fd,
+            "attestation": {
+                "issuer": outcome.attestation.issuer,
+                "expires_at": output::rfc3339(outcome.attestation.expires_at),
+                "wrapped_to": outcome.attestation.holder.kid(),
+            },
+            "timings": crate::attest_cmd::timings_json(&outcome.report),
+        }));
+    } else {
+        let r = &outcome.report;
+        output::print_text(&format!(
+            "released {} ({}, {})\n  kid: {}\n  wrapped with: {} to {}\n  time: {:.0} ms (evidence {:.0} ms, network {:.0} ms)\n{}",
+            key.name,
+            key.kty,
+            key.material.description(),
+            key.kid,
+            key.enc.name(),
+            outcome.attestation.holder.kid(),
+            r.total_ms,
+            r.evidence_ms,
+            r.network_ms(),
+            args.out_fd
+                .map(|fd| format!("  key material written to fd {fd} ({} bytes)\n", key.plaintext.len()))
+                .unwrap_or_default()
+        ));
+    }
+    Status::Ok
 }

@@ -1,0 +1,115 @@
+//! The vTPM flow end to end against skr-emulator and a real swtpm provisioned like an Azure
+//! CVM: HCL report, AK, PCR quote and a certified ephemeral key → `AzureGuest`; the encrypted
+//! token opened with the inner key decrypted inside the TPM; release of every key type with
+//! every `enc` mode, the RSA step of each unwrap inside the TPM; refusals.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "flow_common.rs"]
+mod flow_common;
+
+use flow_common::*;
+use skrd::error::ErrorCode;
+use skrd::format::jose::release::WrapAlgorithm;
+use skrd::net::Deadline;
+use std::time::Duration;
+
+const TEE_TYPE: &str = "x-ms-isolation-tee.x-ms-attestation-type";
+
+#[test]
+fn one_vtpm_attestation_releases_every_key_type_and_enc_mode() {
+    let env = Env::start("vtpm", None, "");
+    let tpm = provisioned_swtpm(&env);
+    let p = policy(&env.authority(), TEE_TYPE, "sevsnpvm");
+    let wanted = import_all(
+        &env,
+        &p,
+        &[
+            (
+                "rsa3072",
+                KeyType::Rsa(3072),
+                WrapAlgorithm::RsaAesKeyWrap256,
+                "RSA-HSM",
+            ),
+            (
+                "rsa4096",
+                KeyType::Rsa(4096),
+                WrapAlgorithm::RsaAesKeyWrap384,
+                "RSA-HSM",
+            ),
+            (
+                "ec256",
+                KeyType::Ec("P-256"),
+                WrapAlgorithm::CkmRsaAesKeyWrap,
+                "EC-HSM",
+            ),
+            (
+                "ec384",
+                KeyType::Ec("P-384"),
+                WrapAlgorithm::RsaAesKeyWrap256,
+                "EC-HSM",
+            ),
+            (
+                "ec521",
+                KeyType::Ec("P-521"),
+                WrapAlgorithm::RsaAesKeyWrap384,
+                "EC-HSM",
+            ),
+            (
+                "oct256",
+                KeyType::Oct256,
+                WrapAlgorithm::RsaAesKeyWrap256,
+                "oct-HSM",
+            ),
+        ],
+    );
+    let services = env.services();
+    let requests: Vec<_> = wanted.iter().map(|(r, _, _)| r.clone()).collect();
+    let out = block_on(skrd::release::run(
+        &services,
+        vtpm_source(&tpm, env.cfg_dir.path()),
+        &requests,
+        &roots(&env),
+        &Deadline::after(Duration::from_secs(120)),
+    ))
+    .unwrap();
+    let claims = &out.attestation.claims;
+    assert_eq!(claims["x-ms-attestation-type"], "azurevm");
+    assert_eq!(
+        claims["x-ms-isolation-tee"]["x-ms-attestation-type"],
+        "sevsnpvm"
+    );
+    assert_eq!(out.attestation.holder.kid(), "TpmEphemeralEncryptionKey");
+    check_released(&out.keys, &wanted);
+    let c = env.counters();
+    assert_eq!(c["attestation-azureguest"], 1, "{c}");
+    // TPM operations: 5 to collect (HCL report, AK public, AK cert, quote, ephemeral key),
+    // 1 for the token's inner key, then exactly 1 per released key.
+    let ops: Vec<&str> = out.report.tpm.iter().map(|o| o.op).collect();
+    assert_eq!(ops.len(), 5 + 1 + wanted.len(), "{ops:?}");
+    assert_eq!(
+        ops.iter().filter(|o| **o == "ephemeral_decrypt").count(),
+        1 + wanted.len()
+    );
+    assert!(out.report.evidence_ms > 0.0);
+}
+
+#[test]
+fn vtpm_policy_written_for_sevsnpvm_tokens_is_refused() {
+    // A policy on the top-level attestation type "sevsnpvm" never matches an AzureGuest token
+    // (PROTOCOLS.md §5.4: the same fact lives at another path).
+    let env = Env::start("vtpm", None, "");
+    let tpm = provisioned_swtpm(&env);
+    let p = policy(&env.authority(), "x-ms-attestation-type", "sevsnpvm");
+    let (url, _) = env.import("wrong-path", KeyType::Oct256, &p);
+    let services = env.services();
+    let err = block_on(skrd::release::run(
+        &services,
+        vtpm_source(&tpm, env.cfg_dir.path()),
+        &[key_request(&url, WrapAlgorithm::RsaAesKeyWrap256)],
+        &roots(&env),
+        &Deadline::after(Duration::from_secs(60)),
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), "release-forbidden", "{err}");
+    assert!(err.to_string().contains("x-ms-attestation-type"), "{err}");
+}
