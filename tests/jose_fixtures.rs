@@ -1462,3 +1462,35 @@ fn key_hsm_split_edges() {
         vec![0xfb, 0xff]
     );
 }
+
+/// §6.6 step 5 for a vault reached by IP address: only a SAN `iPAddress` entry names it, never a
+/// DNS SAN spelling the same digits (RFC 6125 §6.2.1; RFC 5280 §4.2.1.6: iPAddress is 4 or 16
+/// octets). The certificate is made by rcgen with known SAN entries; the expected outcomes follow
+/// from those RFCs, not from skrd.
+#[test]
+fn leaf_host_check_matches_ip_literals_only_against_ip_sans() {
+    use skrd::format::jose::x5c::check_leaf_host;
+    let key = rcgen::KeyPair::generate().unwrap();
+    // rcgen turns IP-looking names into IP SANs: push the look-alike DNS name explicitly.
+    let mut params = rcgen::CertificateParams::new(vec!["vault.example".into()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::DnsName("127.0.0.2".try_into().unwrap()));
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
+    params.subject_alt_names.push(rcgen::SanType::IpAddress(
+        std::net::Ipv6Addr::LOCALHOST.into(),
+    ));
+    let cert = params.self_signed(&key).unwrap();
+    let leaf = ChainCert::from_der("leaf", cert.der()).unwrap();
+
+    check_leaf_host(&leaf, "vault.example").unwrap();
+    check_leaf_host(&leaf, "127.0.0.1").unwrap();
+    check_leaf_host(&leaf, "[::1]").unwrap();
+    check_leaf_host(&leaf, "::1").unwrap();
+    for host in ["127.0.0.2", "127.0.0.3", "other.example", "[::2]"] {
+        let err = check_leaf_host(&leaf, host).unwrap_err();
+        assert_eq!(err.code(), "chain-name-mismatch", "{host}");
+    }
+}

@@ -141,13 +141,13 @@ pub async fn release_key(
         });
     }
     let t = Instant::now();
-    // The signing leaf must name the vault host (§6.6 step 5) — a DNS name. A vault addressed
-    // by an IP literal (skr-emulator on loopback) cannot be named by a DNS SAN: its leaf is not
-    // name-checked, the chain must still end at a configured root.
-    let host = match key.url.base.host() {
-        Some(url::Host::Domain(d)) => Some(d.to_string()),
-        _ => None,
-    };
+    // The signing leaf must name the vault host (§6.6 step 5): a DNS name by a SAN DNS name, an
+    // IP literal (skr-emulator on loopback) by a SAN IP address.
+    let host = key.url.base.host().map(|h| match h {
+        url::Host::Domain(d) => d.to_string(),
+        url::Host::Ipv4(a) => a.to_string(),
+        url::Host::Ipv6(a) => a.to_string(),
+    });
     let key_url = key.url.to_string();
     let verified = verify_release_response(
         &resp.body,

@@ -109,7 +109,7 @@ impl Ca {
 
 impl Ca {
     /// Issues the Key Vault / Managed HSM release-signing certificate (PROTOCOLS.md §6.3): the
-    /// RSA key of `signer`, CN = the first of `names`, SAN DNS = `names` + `localhost`, signed by
+    /// RSA key of `signer`, CN = the first of `names`, SAN DNS = `names` + `localhost`, SAN IP = 127.0.0.1 and ::1, signed by
     /// this CA. Returns the certificate DER.
     pub fn issue_rsa_leaf(
         &self,
@@ -128,7 +128,7 @@ impl Ca {
 }
 
 /// End-entity certificate parameters shared by every certificate the CA issues: CN = the first
-/// of `names` (or localhost), optional O, SAN DNS = `names` + `localhost`, not a CA, digital
+/// of `names` (or localhost), optional O, SAN DNS = `names` + `localhost`, SAN IP = 127.0.0.1 and ::1, not a CA, digital
 /// signature, AKI, valid 2024-01-01 to 2049-12-31.
 fn leaf_params(
     names: &[String],
@@ -150,6 +150,14 @@ fn leaf_params(
             .try_into()
             .map_err(rcgen_err("host name"))?;
         params.subject_alt_names.push(SanType::DnsName(ia5));
+    }
+    // Clients on this machine call the emulator at loopback addresses: name them as Azure's
+    // certificates name their hosts, so clients check the name instead of skipping the check.
+    for ip in [
+        std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ] {
+        params.subject_alt_names.push(SanType::IpAddress(ip));
     }
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

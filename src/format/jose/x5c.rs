@@ -143,7 +143,7 @@ pub enum ChainError {
     NameMismatch {
         /// The host called.
         expected: String,
-        /// SAN DNS names of the leaf.
+        /// SAN DNS names (or, for an IP address, `IP:` SAN addresses) of the leaf.
         found: Vec<String>,
     },
 }
@@ -288,6 +288,21 @@ impl ChainCert {
             .ok()
             .flatten()
             .is_some_and(|(_, bc)| bc.ca)
+    }
+
+    /// SAN IP addresses (4- or 16-byte `iPAddress` entries; others are ignored).
+    pub fn ip_addresses(&self) -> Vec<core::net::IpAddr> {
+        match self.cert.tbs_certificate.get::<SubjectAltName>() {
+            Ok(Some((_, san))) => san
+                .0
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::IpAddress(octets) => ip_from_octets(octets.as_bytes()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// SAN DNS names.
@@ -503,8 +518,31 @@ pub fn verify_chain(
     }
 }
 
-/// Checks that the leaf's SAN DNS names cover `host` (a `*.` wildcard covers one label).
+fn ip_from_octets(octets: &[u8]) -> Option<core::net::IpAddr> {
+    if let Ok(v4) = <[u8; 4]>::try_from(octets) {
+        return Some(core::net::IpAddr::from(v4));
+    }
+    <[u8; 16]>::try_from(octets)
+        .ok()
+        .map(core::net::IpAddr::from)
+}
+
+/// Checks that the leaf names `host`: a DNS name must be covered by a SAN DNS name (a `*.`
+/// wildcard covers one label); an IP address (e.g. a vault reached at `https://127.0.0.1:PORT`)
+/// must equal a SAN IP address, as RFC 6125 §6.2.1 says — never a DNS name that looks like it.
 pub fn check_leaf_host(leaf: &ChainCert, host: &str) -> Result<(), ChainError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<core::net::IpAddr>() {
+        let ips = leaf.ip_addresses();
+        return if ips.contains(&ip) {
+            Ok(())
+        } else {
+            Err(ChainError::NameMismatch {
+                expected: ip.to_string(),
+                found: ips.iter().map(|a| format!("IP:{a}")).collect(),
+            })
+        };
+    }
     let names = leaf.dns_names();
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let covered = names.iter().any(|n| {
