@@ -40,5 +40,7 @@ PY
     fuzz_openid_config) printf %s '{"jwks_uri":"https://sharedeus2.eus2.attest.azure.net/certs","issuer":"https://sharedeus2.eus2.attest.azure.net","response_types_supported":["token","none"],"id_token_signing_alg_values_supported":["RS256"],"revocation_endpoint":"https://sharedeus2.eus2.attest.azure.net/revocations"}' > "$dir"/sharedeus2.json ;;
     fuzz_luks_token) printf %s '{"type":"azure-skr","keyslots":["1"],"skrd_token_version":1,"key_url":"https://v.vault.azure.net/keys/disk","key_version":"v1","kdf":"skrd luks2 v1","volume":"data","created_at":1}' > "$dir"/token.json
                      printf %s '1a2b3c4d5e6f7081/cryptsetup/data' > "$dir"/peer.txt ;;
+    fuzz_maa_envelope) printf %s '{"Jwt":"76kOqre2QpeBHsHT/KfgV9m4Vz3/WEEQ4Gpx2zk2h07421Se0oTVXn4IlNOP","EncryptedInnerKey":"fJUiCFc4vO214/qAzvp2dYUrWcgtpIdU","EncryptionParams":{"BlockMode":"ChainingModeGCM","BlockPadding":"PKCS7","Cipher":"AES","KeySizeInBits":256,"Iv":"eSDcsXBhxCvL2xos"},"AuthenticationData":"qu6gmp2zM7A9bkayAjRAeQ=="}' > "$dir"/envelope.json
+                       printf %s '{"token":"eyJhbGciOiJSUzI1NiJ9.e30.c2ln"}' > "$dir"/plain.json ;;
     *) ;;
 esac

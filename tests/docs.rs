@@ -124,10 +124,33 @@ fn every_skrctl_subcommand_has_a_man_page_section() {
         "unenroll",
         "reenroll",
         "unlock",
+        "attest",
+        "release",
     ] {
         assert!(
             man.contains(&format!(".SS \"{sub}")),
             "docs/man/skrctl.1 lacks `{sub}`"
+        );
+    }
+    // And every command skrctl itself lists, so a new one cannot ship without its section.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_skrctl"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 10, "skrctl --help lists {commands:?}");
+    for sub in commands {
+        assert!(
+            man.contains(&format!(".SS \"{sub}")),
+            "docs/man/skrctl.1 lacks a section for `skrctl {sub}`"
         );
     }
 }
