@@ -111,10 +111,28 @@ impl VtpmSession {
         Ok((created.key_handle, created.out_public, pcr_digest))
     }
 
-    /// See [`Vtpm::create_ephemeral_key`].
+    /// Flushes the ephemeral key kept loaded, if any.
+    fn drop_loaded_ephemeral(&mut self) {
+        if let Some((key, _)) = self.ephemeral.take() {
+            self.flush_key(key);
+        }
+    }
+
+    /// The loaded ephemeral key and its PCR digest, created now if none is loaded.
+    fn loaded_ephemeral(&mut self) -> Result<(KeyHandle, Digest), VtpmError> {
+        if let Some((key, digest)) = &self.ephemeral {
+            return Ok((*key, digest.clone()));
+        }
+        let (key, _, digest) = self.create_ephemeral_primary()?;
+        self.ephemeral = Some((key, digest.clone()));
+        Ok((key, digest))
+    }
+
+    /// See [`Vtpm::create_ephemeral_key`]. The key stays loaded for the decryptions that follow.
     pub fn create_ephemeral_key(&mut self) -> Result<EphemeralKey, VtpmError> {
         let ak = self.ak_handle()?;
-        let (key, public, _) = self.create_ephemeral_primary()?;
+        self.drop_loaded_ephemeral();
+        let (key, public, pcr_digest) = self.create_ephemeral_primary()?;
         let certified = self
             .context
             .execute_with_sessions(
@@ -133,7 +151,10 @@ impl VtpmSession {
                 },
             )
             .map_err(cmd("Certify(ephemeral key, AK)"));
-        self.flush_key(key);
+        match certified {
+            Ok(_) => self.ephemeral = Some((key, pcr_digest)),
+            Err(_) => self.flush_key(key),
+        }
         let (attest, signature) = certified?;
         let (modulus, exponent) = rsa_parts(&public, "the ephemeral key")?;
         Ok(EphemeralKey {
@@ -166,14 +187,8 @@ impl VtpmSession {
             })),
         };
         let cipher = PublicKeyRsa::try_from(ciphertext.to_vec()).map_err(cmd("ciphertext"))?;
-        let (key, _, pcr_digest) = self.create_ephemeral_primary()?;
-        let session = match self.start_session(SessionType::Policy) {
-            Ok(session) => session,
-            Err(e) => {
-                self.flush_key(key);
-                return Err(e);
-            }
-        };
+        let (key, pcr_digest) = self.loaded_ephemeral()?;
+        let session = self.start_session(SessionType::Policy)?;
         let result = (|| {
             let policy_session = PolicySession::try_from(session).map_err(cmd("policy session"))?;
             let selection = Self::pcr_selection()?;
@@ -189,7 +204,11 @@ impl VtpmSession {
                 .map_err(cmd("RSA_Decrypt(ephemeral key)"))
         })();
         self.flush_session(session);
-        self.flush_key(key);
+        // After any refusal (wrong padding, PCRs changed, a handle the TPM lost) the next call
+        // starts from a freshly created key instead of trusting the loaded one.
+        if result.is_err() {
+            self.drop_loaded_ephemeral();
+        }
         Ok(zeroize::Zeroizing::new(result?.value().to_vec()))
     }
 }

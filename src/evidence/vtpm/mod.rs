@@ -259,13 +259,15 @@ impl Vtpm {
     }
 
     /// Creates the `TpmEphemeralEncryptionKey` (NULL hierarchy, PolicyPCR over PCR0-7) and
-    /// certifies it with the AK; the key is flushed afterwards.
+    /// certifies it with the AK; the key stays loaded for [`Vtpm::ephemeral_decrypt`] until the
+    /// next creation, a refused decryption, or the last handle is dropped (then it is flushed).
     pub fn create_ephemeral_key(&self) -> Result<EphemeralKey, VtpmError> {
         self.run(|s| s.create_ephemeral_key())
     }
 
-    /// Re-creates the ephemeral key, satisfies its PolicyPCR and decrypts `ciphertext` inside the
-    /// TPM. The result is key material: the caller moves it into a `Secret` at once.
+    /// Satisfies the ephemeral key's PolicyPCR and decrypts `ciphertext` inside the TPM, with the
+    /// loaded key (created first if none is: NULL-hierarchy primaries are deterministic until the
+    /// TPM resets, so it is the same key that was certified). The result is key material: the caller moves it into a `Secret` at once.
     pub fn ephemeral_decrypt(
         &self,
         ciphertext: &[u8],

@@ -9,7 +9,9 @@ use tss_esapi::handles::{
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::resource_handles::{NvAuth, Provision};
 use tss_esapi::interface_types::session_handles::AuthSession;
-use tss_esapi::structures::{Attest, CapabilityData, MaxNvBuffer, NvPublic, Public, Signature};
+use tss_esapi::structures::{
+    Attest, CapabilityData, Digest, MaxNvBuffer, NvPublic, Public, Signature,
+};
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::Marshall;
 use tss_esapi::Context;
@@ -19,6 +21,19 @@ use super::*;
 /// The TPM context and the operations on it; lives on the owner thread only.
 pub struct VtpmSession {
     pub(super) context: Context,
+    /// The ephemeral key kept loaded after its creation, with the PCR digest its policy binds,
+    /// so each decryption of a run does not pay another CreatePrimary (an RSA key generation:
+    /// tens of ms on swtpm, far more on hardware). Flushed when the session ends.
+    pub(super) ephemeral: Option<(KeyHandle, Digest)>,
+}
+
+impl Drop for VtpmSession {
+    /// Leaves no transient object behind (a TPM without a resource manager keeps it loaded).
+    fn drop(&mut self) {
+        if let Some((key, _)) = self.ephemeral.take() {
+            let _ = self.context.flush_context(ObjectHandle::from(key));
+        }
+    }
 }
 
 impl std::fmt::Debug for VtpmSession {
@@ -44,7 +59,10 @@ impl VtpmSession {
                 .get_tpm_property(tss_esapi::constants::PropertyTag::NvBufferMax)
                 .map_err(unreachable)?;
         }
-        Ok(Self { context })
+        Ok(Self {
+            context,
+            ephemeral: None,
+        })
     }
 
     /// The raw tss-esapi context (for the emulator's provisioning).
