@@ -21,6 +21,25 @@ pub mod state;
 pub mod tls;
 pub mod vault;
 
+/// Feeds `f` 3000 deterministic mutations of `body` (four random bytes overwritten) and a random
+/// prefix of each: the request parsers' no-panic unit tests share it.
+#[cfg(test)]
+pub(crate) fn for_each_mutation(body: &[u8], mut seed: u64, mut f: impl FnMut(&[u8])) {
+    for _ in 0..3000 {
+        let mut b = body.to_vec();
+        for _ in 0..4 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let at = usize::try_from(seed >> 33).unwrap() % b.len();
+            b[at] = (seed >> 13) as u8;
+        }
+        let cut = usize::try_from(seed >> 40).unwrap() % (b.len() + 1);
+        f(&b);
+        f(&b[..cut]);
+    }
+}
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -651,20 +651,7 @@ mod tests {
         let parsed = parse_attest_request(&body).unwrap();
         assert_eq!(parsed.snp_report, report.to_vec());
         assert_eq!(parsed.runtime_data.unwrap().json, Some(json!({})));
-        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-        for _ in 0..3000 {
-            let mut b = body.clone();
-            for _ in 0..4 {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let at = usize::try_from(seed >> 33).unwrap() % b.len();
-                b[at] = (seed >> 13) as u8;
-            }
-            let cut = usize::try_from(seed >> 40).unwrap() % (b.len() + 1);
-            fuzz_attest_request(&b);
-            fuzz_attest_request(&b[..cut]);
-        }
+        super::super::for_each_mutation(&body, 0x9E37_79B9_7F4A_7C15, fuzz_attest_request);
         for body in [&b""[..], b"{", b"{\"report\":\"\"}", &[0xff, 0xfe, 0x00]] {
             fuzz_attest_request(body);
         }
