@@ -19,6 +19,7 @@ use skrd::net::{Deadline, HttpClient, HttpRequest, NetError, NetSettings, Step};
 trait Requests {
     fn thim(&self) -> HttpRequest;
     fn openid(&self) -> HttpRequest;
+    fn send_thim(&self, settings: &NetSettings) -> Result<skrd::net::HttpResponse, NetError>;
 }
 
 impl Requests for Fixture {
@@ -33,6 +34,13 @@ impl Requests for Fixture {
             self.emu.url("attestation")
         );
         HttpRequest::get(Step::OpenIdConfig, url.parse().unwrap())
+    }
+
+    /// One THIM GET with a client built from `settings`, under a 60 s deadline.
+    fn send_thim(&self, settings: &NetSettings) -> Result<skrd::net::HttpResponse, NetError> {
+        let client = HttpClient::new(settings).unwrap();
+        let deadline = Deadline::after(Duration::from_secs(60));
+        rt().block_on(client.send(self.thim(), &deadline))
     }
 }
 
@@ -75,9 +83,7 @@ fn untrusted_server_certificate_is_not_retried() {
 fn server_errors_then_success() {
     let f = Fixture::start();
     f.faults(json!({"thim": {"status": 503, "times": 2}}));
-    let client = HttpClient::new(&f.settings()).unwrap();
-    let deadline = Deadline::after(Duration::from_secs(60));
-    let r = rt().block_on(client.send(f.thim(), &deadline)).unwrap();
+    let r = f.send_thim(&f.settings()).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.attempts, 3);
     assert_eq!(f.counter("thim"), 3);
@@ -87,9 +93,7 @@ fn server_errors_then_success() {
 fn other_statuses_are_returned_not_retried() {
     let f = Fixture::start();
     f.faults(json!({"thim": {"status": 404, "body": "{\"error\":\"nope\"}"}}));
-    let client = HttpClient::new(&f.settings()).unwrap();
-    let deadline = Deadline::after(Duration::from_secs(60));
-    let r = rt().block_on(client.send(f.thim(), &deadline)).unwrap();
+    let r = f.send_thim(&f.settings()).unwrap();
     assert_eq!(r.status, 404);
     assert_eq!(r.attempts, 1);
     assert_eq!(f.counter("thim"), 1);
@@ -99,9 +103,7 @@ fn other_statuses_are_returned_not_retried() {
 fn retries_exhausted_names_step_host_attempts_and_last_failure() {
     let f = Fixture::start();
     f.faults(json!({"thim": {"status": 500}}));
-    let client = HttpClient::new(&f.settings()).unwrap();
-    let deadline = Deadline::after(Duration::from_secs(60));
-    let err = rt().block_on(client.send(f.thim(), &deadline)).unwrap_err();
+    let err = f.send_thim(&f.settings()).unwrap_err();
     assert_eq!(err.code(), "net-retries-exhausted");
     match &err {
         NetError::RetriesExhausted {
@@ -195,9 +197,7 @@ fn garbage_truncated_and_dropped_answers_are_retried() {
 fn garbage_every_time_ends_in_a_clear_error() {
     let f = Fixture::start();
     f.faults(json!({"thim": {"garbage": true}}));
-    let client = HttpClient::new(&f.settings()).unwrap();
-    let deadline = Deadline::after(Duration::from_secs(60));
-    let err = rt().block_on(client.send(f.thim(), &deadline)).unwrap_err();
+    let err = f.send_thim(&f.settings()).unwrap_err();
     assert_eq!(err.code(), "net-retries-exhausted");
     assert!(err.to_string().contains("not JSON"), "{err}");
     assert_eq!(f.counter("thim"), 5);
@@ -209,9 +209,7 @@ fn per_attempt_timeout_then_success() {
     f.faults(json!({"thim": {"delay_ms": 4000, "times": 1}}));
     let mut s = f.settings();
     s.request_timeout = Duration::from_millis(500);
-    let client = HttpClient::new(&s).unwrap();
-    let deadline = Deadline::after(Duration::from_secs(60));
-    let r = rt().block_on(client.send(f.thim(), &deadline)).unwrap();
+    let r = f.send_thim(&s).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.attempts, 2);
     assert_eq!(f.counter("thim"), 2);
@@ -328,9 +326,7 @@ fn slow_body_counts_against_the_attempt_timeout() {
     f.faults(json!({"thim": {"slow_bytes_per_sec": 200, "times": 1}}));
     let mut s = f.settings();
     s.request_timeout = Duration::from_secs(1);
-    let client = HttpClient::new(&s).unwrap();
-    let deadline = Deadline::after(Duration::from_secs(60));
-    let r = rt().block_on(client.send(f.thim(), &deadline)).unwrap();
+    let r = f.send_thim(&s).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.attempts, 2);
     assert_eq!(f.counter("thim"), 2);
