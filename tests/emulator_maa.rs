@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::emulator::Emu;
+use common::emulator::{json_type, now, post_json as post, Emu};
 
 use std::time::Duration;
 
@@ -77,29 +77,6 @@ fn body(f: B64, report: &[u8], chain: &str, runtime: &[u8], extra: Value) -> Val
     b
 }
 
-fn post(c: &reqwest::blocking::Client, url: &str, body: &Value) -> (u16, Option<String>, Value) {
-    let resp = c.post(url).json(body).send().unwrap();
-    let status = resp.status().as_u16();
-    let code = resp
-        .headers()
-        .get("x-ms-error-code")
-        .map(|v| v.to_str().unwrap().to_string());
-    let text = resp.bytes().unwrap();
-    let json = serde_json::from_slice(&text)
-        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&text)));
-    (status, code, json)
-}
-
-fn now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
-
 /// Asserts a 400 with Azure's body, `azure` as code, and the skrd `code` at the message start.
 fn assert_refused(got: (u16, Option<String>, Value), azure: &str, code: &str) {
     let (status, header, body) = got;
@@ -108,18 +85,6 @@ fn assert_refused(got: (u16, Option<String>, Value), azure: &str, code: &str) {
     assert_eq!(body["error"]["code"], azure, "{body}");
     let msg = body["error"]["message"].as_str().unwrap();
     assert!(msg.starts_with(&format!("{code}: ")), "{msg}");
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
-        Value::Number(_) => "float",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 const REAL_TOKEN: &[u8] = include_bytes!(concat!(

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::emulator::{client as ca_client, Emu};
+use common::emulator::{client as ca_client, now, Emu};
 
 use std::path::Path;
 use std::time::Duration;
@@ -39,16 +39,6 @@ fn unb64url(s: &str) -> Vec<u8> {
         .unwrap()
 }
 
-fn now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
-
 struct Ctx {
     emu: Emu,
     http: reqwest::blocking::Client,
@@ -57,27 +47,12 @@ struct Ctx {
     mhsm_token: String,
 }
 
-fn imds_token(emu: &Emu, resource: &str) -> String {
-    let url = format!(
-        "{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={resource}",
-        emu.url("imds")
-    );
-    let body: Value = reqwest::blocking::Client::new()
-        .get(url)
-        .header("Metadata", "true")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_string()
-}
-
 impl Ctx {
     fn start(dir: &Path, extra: &[&str]) -> Self {
         let emu = Emu::start(dir, extra);
         let http = client(Path::new(emu.ep["ca_pem"].as_str().unwrap()));
-        let vault_token = imds_token(&emu, "https%3A%2F%2Fvault.azure.net");
-        let mhsm_token = imds_token(&emu, "https%3A%2F%2Fmanagedhsm.azure.net%2F");
+        let vault_token = emu.imds_token("https%3A%2F%2Fvault.azure.net");
+        let mhsm_token = emu.imds_token("https%3A%2F%2Fmanagedhsm.azure.net%2F");
         Self {
             emu,
             http,
@@ -527,7 +502,7 @@ fn release_refusals_and_errors() {
         www.ends_with("resource=\"https://vault.azure.net\""),
         "{www}"
     );
-    let mgmt = imds_token(&ctx.emu, "https%3A%2F%2Fmanagement.azure.com");
+    let mgmt = ctx.emu.imds_token("https%3A%2F%2Fmanagement.azure.com");
     let (st, _, b) = ctx.call_with(
         "POST",
         "vault",
