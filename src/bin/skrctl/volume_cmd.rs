@@ -1,8 +1,10 @@
 //! `skrctl volumes | enroll | unenroll | reenroll | unlock` (owner: volume): argument parsing
 //! and output only; the work is `skrd::volume`.
 //!
-//! Key material comes from a file descriptor (`--key-fd N`: the raw IKM bytes, e.g. an oct
-//! key) until the release client is wired in; the recovery passphrase from `--recovery-fd N`
+//! Key material is released now (attestation + Key Vault release of the volume's configured key,
+//! as at boot) unless `--key-fd N` gives it: the bytes `skrctl release --out-fd N` writes (oct
+//! bytes, or an RSA/EC key as PKCS#8 DER), reduced to the same IKM as at boot (DESIGN.md). The
+//! recovery passphrase comes from `--recovery-fd N`
 //! (exact bytes, like a cryptsetup key file), else a no-echo prompt on a terminal, else the
 //! first line of stdin. Exit status: 0 done or unchanged, 1 refused, 2 unusable input.
 
@@ -12,8 +14,10 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::{json, Value};
 use skrd::config::Settings;
+use skrd::crypto::key_material::{self, KeyKind};
 use skrd::error::{ErrorCode, Problem};
 use skrd::keysocket::DEFAULT_SOCKET_PATH;
+use skrd::release::KeyRequest;
 use skrd::secret::Secret;
 use skrd::volume::{self, Authorization, Change, VolumeError, VolumeSpec};
 
@@ -58,10 +62,10 @@ pub struct Target {
 pub struct EnrollArgs {
     #[command(flatten)]
     target: Target,
-    /// Read the released key material (IKM bytes) from this file descriptor (tests and
-    /// break-glass; the release client will provide it).
+    /// Read the key material from this file descriptor (as `skrctl release --out-fd` writes it)
+    /// instead of releasing the volume's key now.
     #[arg(long, value_name = "N")]
-    key_fd: i32,
+    key_fd: Option<i32>,
     /// Read the recovery passphrase from this file descriptor (exact bytes).
     #[arg(long, value_name = "N")]
     recovery_fd: Option<i32>,
@@ -85,9 +89,10 @@ pub struct ReenrollArgs {
     /// Key material of the currently enrolled version, from this file descriptor.
     #[arg(long, value_name = "N")]
     old_key_fd: i32,
-    /// Key material of the new version, from this file descriptor.
+    /// Key material of the new version, from this file descriptor (default: release the
+    /// configured key now).
     #[arg(long, value_name = "N")]
-    key_fd: i32,
+    key_fd: Option<i32>,
     /// The new key version (recorded in the token; default: the configured one).
     #[arg(long, value_name = "VERSION")]
     key_version: Option<String>,
@@ -101,15 +106,89 @@ pub struct UnlockArgs {
     /// The LUKS2 device (default: /dev/disk/by-uuid/UUID).
     #[arg(long, value_name = "DEV")]
     device: Option<PathBuf>,
-    /// Key material, from this file descriptor.
+    /// Key material, from this file descriptor (default: release the volume's key now).
     #[arg(long, value_name = "N")]
-    key_fd: i32,
+    key_fd: Option<i32>,
     /// Only check that the key opens skrd's keyslot; activate nothing.
     #[arg(long)]
     test: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// The IKM of a released key given as `skrctl release --out-fd` writes it: an RSA or EC key
+/// (PKCS#8 DER, or PKCS#1 / SEC1) gives its private value, anything else is oct key bytes.
+fn ikm_of_released(plaintext: &Secret) -> Result<Secret, Problem> {
+    let mut last = None;
+    for kind in [KeyKind::Rsa, KeyKind::Ec, KeyKind::Oct] {
+        match key_material::decode(kind, plaintext) {
+            Ok(m) => return Ok(m.into_ikm()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Problem::new(
+        "secret-input-unreadable",
+        format!(
+            "the key material on the descriptor is neither an RSA or EC private key nor oct key \
+             bytes ({}); give what `skrctl release --out-fd` writes",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        ),
+    ))
+}
+
+/// The volume's IKM: from `--key-fd`, else released now with the volume's configured key
+/// (the same attestation and release as at boot). On a refusal the status says so.
+fn volume_ikm(
+    settings: &Settings,
+    volume: &str,
+    key_fd: Option<i32>,
+    json: bool,
+) -> Result<Secret, Status> {
+    if let Some(fd) = key_fd {
+        return read_fd(fd, "key")
+            .and_then(|k| ikm_of_released(&k))
+            .map_err(|p| unusable(&p, json));
+    }
+    let key_name = settings
+        .volumes
+        .get(volume)
+        .map(|v| v.key.clone())
+        .ok_or_else(|| {
+            let p = Problem::new(
+                "invalid-argument",
+                format!("volume {volume:?} is not configured; give --key-fd or configure it"),
+            );
+            unusable(&p, json)
+        })?;
+    let key = settings.keys.get(&key_name).ok_or_else(|| {
+        let p = Problem::new(
+            "invalid-argument",
+            format!("volume {volume:?} uses key {key_name:?}, which is not configured"),
+        );
+        unusable(&p, json)
+    })?;
+    let request = KeyRequest::from_settings(&key_name, key);
+    let source = crate::attest_cmd::open_source(None, settings).map_err(|p| unusable(&p, json))?;
+    match crate::attest_cmd::run_flow(settings, source, std::slice::from_ref(&request)) {
+        Err(p) => Err(unusable(&p, json)),
+        Ok(Err(e)) => Err(crate::attest_cmd::flow_failed(
+            &e,
+            json,
+            json!({"volume": volume, "key_url": request.url.to_string()}),
+        )),
+        Ok(Ok(mut outcome)) => outcome
+            .keys
+            .pop()
+            .map(|k| k.material.into_ikm())
+            .ok_or_else(|| {
+                let p = Problem::new(
+                    "internal-task-failed",
+                    "the run released no key; this is a bug",
+                );
+                unusable(&p, json)
+            }),
+    }
 }
 
 fn load(config: Option<&Path>) -> Result<Settings, Problem> {
@@ -351,9 +430,10 @@ pub fn run_enroll(args: EnrollArgs, config: Option<&Path>) -> Status {
         Ok(t) => t,
         Err(status) => return status,
     };
-    let ikm = match read_fd(args.key_fd, "key") {
+    // Release first: a refusal should not cost the operator a passphrase prompt.
+    let ikm = match volume_ikm(&settings, &spec.name, args.key_fd, json) {
         Ok(k) => k,
-        Err(p) => return unusable(&p, json),
+        Err(status) => return status,
     };
     let auth = match recovery(args.recovery_fd) {
         Ok(k) => k,
@@ -396,11 +476,13 @@ pub fn run_reenroll(args: ReenrollArgs, config: Option<&Path>) -> Status {
         Ok(t) => t,
         Err(status) => return status,
     };
-    let keys = read_fd(args.old_key_fd, "old key")
-        .and_then(|old| read_fd(args.key_fd, "key").map(|new| (old, new)));
-    let (old, new) = match keys {
+    let old = match read_fd(args.old_key_fd, "old key").and_then(|k| ikm_of_released(&k)) {
         Ok(k) => k,
         Err(p) => return unusable(&p, json),
+    };
+    let new = match volume_ikm(&settings, &spec.name, args.key_fd, json) {
+        Ok(k) => k,
+        Err(status) => return status,
     };
     let version = args.key_version.or_else(|| spec.key_version.clone());
     let result = volume::reenroll(
@@ -434,9 +516,9 @@ pub fn run_unlock(args: UnlockArgs, config: Option<&Path>) -> Status {
             Ok(t) => t,
             Err(e) => return fail(&e, json),
         };
-    let ikm = match read_fd(args.key_fd, "key") {
+    let ikm = match volume_ikm(&settings, &spec.name, args.key_fd, json) {
         Ok(k) => k,
-        Err(p) => return unusable(&p, json),
+        Err(status) => return status,
     };
     let dm_name = (!args.test).then_some(spec.name.as_str());
     match volume::unlock(&device, &spec, &ikm, dm_name) {
