@@ -122,9 +122,7 @@ fn enroll_releases_the_configured_key_and_its_slot_opens() {
     std::fs::write(&key_file, &pkcs8).unwrap();
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "exec \"$0\" --config \"$1\" unlock logs --device \"$2\" --test --key-fd 3 3<\"$3\""
-        ))
+        .arg("exec \"$0\" --config \"$1\" unlock logs --device \"$2\" --test --key-fd 3 3<\"$3\"")
         .arg(env!("CARGO_BIN_EXE_skrctl"))
         .arg(env.config_path())
         .arg(&logs)
