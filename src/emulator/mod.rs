@@ -14,6 +14,7 @@
 
 pub mod ak_ca;
 pub mod amd_chain;
+pub mod attestation_policy;
 pub(crate) mod der;
 pub mod firmware;
 pub mod hcl;

@@ -1,7 +1,7 @@
 //! Enroll, unenroll and re-enroll skrd's keyslot on a configured LUKS2 volume (DESIGN.md
 //! "Volumes and the untrusted header").
 //!
-//! Every header write runs inside [`with_backup`](super::header::with_backup). Invariants:
+//! Every header write runs inside [`super::header::with_backup`]. Invariants:
 //! - the device's LUKS UUID must be the configured one, and the passphrase is derived from the
 //!   configured UUID;
 //! - a keyslot not bound to an `azure-skr` token (the recovery passphrase) is never removed,

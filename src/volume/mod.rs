@@ -2,8 +2,8 @@
 //!
 //! - [`device`]: one opened LUKS2 header (keyslots, the `azure-skr` token, backup/restore).
 //! - [`header`]: back the header up before every write and restore it on failure.
-//! - [`enroll`]: enroll / unenroll / reenroll skrd's keyslot.
-//! - [`status`]: per-volume state for `skrctl volumes`, and unlock (dm-crypt activation).
+//! - [`enroll`](mod@enroll): enroll / unenroll / reenroll skrd's keyslot.
+//! - [`status`](mod@status): per-volume state for `skrctl volumes`, and unlock (dm-crypt activation).
 //!
 //! Trust: the configuration ([`VolumeSpec`], from `[volumes.NAME]`) is the authority. The
 //! header is host-controlled input: its UUID must equal the configured one, the passphrase is

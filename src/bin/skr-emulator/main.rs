@@ -66,6 +66,11 @@ enum Command {
         /// 10 s before 429 (Azure: 2000).
         #[arg(long, default_value_t = skrd::emulator::server::vault::DEFAULT_OPS_LIMIT)]
         vault_ops_limit: u32,
+        /// Attestation policy (Azure's policy language 1.0, authorization rules) that every
+        /// attestation must satisfy; kept in the state directory. Default: the kept one, else
+        /// permit every guest whose evidence verifies (and that is not debuggable).
+        #[arg(long, value_name = "FILE")]
+        attestation_policy: Option<PathBuf>,
     },
     /// Provision a running swtpm like an Azure CVM vTPM (AK, AK certificate, HCL report).
     ProvisionTpm {
@@ -178,6 +183,7 @@ fn main() -> ExitCode {
             tls_key,
             tls_ca,
             vault_ops_limit,
+            attestation_policy,
         } => {
             init_logging();
             let opts = skrd::emulator::server::ServeOptions {
@@ -189,6 +195,7 @@ fn main() -> ExitCode {
                 extra_hostnames: hostnames,
                 faults,
                 vault_ops_limit,
+                attestation_policy,
                 tls: tls_cert
                     .zip(tls_key)
                     .map(|(cert, key)| skrd::emulator::server::GivenTls {

@@ -4,7 +4,7 @@
 //! [`parse_guest_request`] reads `{"AttestationInfo": b64url(JSON)}` (also `attestationInfo`),
 //! every blob in any base64 flavour, the OS version as a number or a numeric string and any JSON
 //! object as `ClientPayload` (the C++ library's and Microsoft's Python tool's shapes).
-//! [`AzureGuest::attest`] then checks, each with its own error code:
+//! [`AzureGuest::attest_claims`] then checks, each with its own error code:
 //! 1. the SNP report, its VCEK chain and the runtime-data binding (shared with `SevSnpVm`,
 //!    [`SevSnpVm::verify_evidence`]);
 //! 2. `HCLAkPub` of the runtime data == `TpmInfo.AikPub`; `AikCert` chains to the emulator's AK
@@ -34,7 +34,7 @@ use super::http::{Request, Response};
 use super::maa::azure_error;
 use super::sevsnpvm::{
     b64_field, json_object, new_jti, policy_hash, required, unix_now, AttestError, SevSnpVm,
-    DEFAULT_POLICY, TOKEN_LIFETIME_S,
+    TOKEN_LIFETIME_S,
 };
 use crate::error::ErrorCode;
 use crate::format::hcl::{HclError, RuntimeData};
@@ -740,9 +740,22 @@ impl AzureGuest {
             put("x-ms-azurevm-vmid", json!(id));
         }
         put("x-ms-isolation-tee", Value::Object(tee));
-        put("x-ms-policy-hash", json!(policy_hash(DEFAULT_POLICY)));
+        put("x-ms-policy-hash", json!(policy_hash(snp.policy().text())));
         put("x-ms-runtime", Value::Object(runtime));
         put("x-ms-ver", json!("1.0"));
+        // The policy sees the incoming claims: the VM's and its isolation TEE's, flattened.
+        let mut incoming = c.clone();
+        if let Some(Value::Object(tee)) = c.get("x-ms-isolation-tee") {
+            for (k, v) in tee {
+                incoming.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        snp.policy()
+            .authorize(&incoming)
+            .map_err(|r| AttestError::PolicyDenied {
+                refusal: r.to_string(),
+                which: "configured",
+            })?;
         Ok((Value::Object(c), enc_key))
     }
 

@@ -4,12 +4,14 @@
 //! [`super::azureguest`]); every other path gets MAA's error body
 //! `{"error": {"code", "message"}}` with the `x-ms-error-code` header.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
 
 use crate::emulator::ak_ca::AkCa;
 use crate::emulator::amd_chain::TestAmdChain;
+use crate::emulator::attestation_policy::AttestationPolicy;
 
 use super::azureguest::AzureGuest;
 use super::http::{Malformed, Request, Response, Service};
@@ -61,6 +63,33 @@ pub fn azure_error(status: u16, code: &str, message: &str) -> Response {
     .with_header("x-ms-error-code", code)
 }
 
+/// The file in the state directory that keeps the instance's attestation policy.
+pub const POLICY_FILE: &str = "attestation-policy.txt";
+
+/// The instance's attestation policy: `given` (validated, then kept in the state directory so a
+/// restart keeps it), else the one kept there, else the default.
+pub fn load_policy(dir: &Path, given: Option<&Path>) -> Result<AttestationPolicy, ServeError> {
+    let kept = dir.join(POLICY_FILE);
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None if kept.is_file() => kept.clone(),
+        None => return Ok(AttestationPolicy::default_policy()),
+    };
+    let invalid = |reason: String| ServeError::AttestationPolicy {
+        path: path.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| invalid(e.to_string()))?;
+    let policy = AttestationPolicy::parse(&text).map_err(|e| invalid(e.to_string()))?;
+    if given.is_some() {
+        std::fs::write(&kept, policy.text()).map_err(|source| ServeError::StateIo {
+            path: kept.clone(),
+            source,
+        })?;
+    }
+    Ok(policy)
+}
+
 /// The attestation service.
 #[derive(Debug)]
 pub struct Attestation {
@@ -73,7 +102,12 @@ pub struct Attestation {
 
 impl Attestation {
     /// The service: `issuer` is the printed URL; `host` names the signing certificate.
-    pub fn new(state: Arc<State>, issuer: String, host: &str) -> Result<Self, ServeError> {
+    pub fn new(
+        state: Arc<State>,
+        issuer: String,
+        host: &str,
+        policy: AttestationPolicy,
+    ) -> Result<Self, ServeError> {
         let cert = maa_certificate(&state.maa, host)?;
         let mut jwk = state.maa.public_jwk();
         jwk["x5c"] = serde_json::json!([base64::engine::general_purpose::STANDARD.encode(cert)]);
@@ -85,7 +119,7 @@ impl Attestation {
             what: "AK CA trust anchor",
             reason: e.to_string(),
         })?;
-        let sevsnpvm = SevSnpVm::new(state, issuer.clone(), Some(&ark)).map_err(|e| {
+        let sevsnpvm = SevSnpVm::new(state, issuer.clone(), Some(&ark), policy).map_err(|e| {
             ServeError::Certificate {
                 what: "AMD trust store",
                 reason: e.to_string(),

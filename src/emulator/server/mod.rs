@@ -113,6 +113,14 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The attestation policy file is unreadable or not a valid policy.
+    #[error("attestation policy {path}: {reason}")]
+    AttestationPolicy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The async runtime or the signal handlers could not start.
     #[error("cannot start the server runtime: {source}")]
     Runtime {
@@ -132,6 +140,7 @@ impl ErrorCode for ServeError {
             Self::FaultsInvalid { .. } => "emulator-faults-invalid",
             Self::Listen { .. } => "emulator-listen-failed",
             Self::Runtime { .. } => "emulator-runtime-failed",
+            Self::AttestationPolicy { .. } => "emulator-attestation-policy-invalid",
         }
     }
 }
@@ -158,6 +167,9 @@ pub struct ServeOptions {
     pub tls: Option<GivenTls>,
     /// Key Vault / Managed HSM throttling limit: RSA-2048-equivalent operations per 10 s.
     pub vault_ops_limit: u32,
+    /// The attestation policy file (kept in the state directory; default: the one kept there,
+    /// else Azure's default permit-all).
+    pub attestation_policy: Option<PathBuf>,
 }
 
 /// TLS material given on the command line instead of the emulator's own CA.
@@ -323,10 +335,12 @@ async fn serve(opts: ServeOptions, on_ready: impl FnOnce(&Endpoints)) -> Result<
     };
 
     let imds: Arc<dyn Service> = Arc::new(imds::Imds::new(st.clone(), &chain)?);
+    let policy = maa::load_policy(&st.dir, opts.attestation_policy.as_deref())?;
     let maa: Arc<dyn Service> = Arc::new(maa::Attestation::new(
         st.clone(),
         endpoints.attestation.clone(),
         &opts.attestation_host,
+        policy,
     )?);
     let vault_setup = |flavour: &'static str, base_url: &str| vault::VaultSetup {
         flavour,

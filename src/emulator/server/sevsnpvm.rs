@@ -2,16 +2,17 @@
 //! (PROTOCOLS.md §5.2 request, §3.8 verification, §5.4 token, §9.1 traps 13-16): parses the
 //! request ([`parse_attest_request`], every base64 flavour, pretty-printed inner JSON), verifies
 //! the SNP report against the built-in AMD roots plus the state directory's test ARK, checks the
-//! runtime-data binding, `initTimeData` against HOST_DATA and a default policy (no DEBUG), then
-//! issues the RS256 token with the claim names, nesting and JSON types of real MAA tokens.
+//! runtime-data binding, `initTimeData` against HOST_DATA, no DEBUG, and the instance's
+//! attestation policy (or the request's `draftPolicyForAttestation`;
+//! [`crate::emulator::attestation_policy`]), then issues the RS256 token with the claim names, nesting and JSON types of real MAA tokens.
 //!
 //! Refusals are 400 with Azure's error body: `InvalidParameter` for a malformed request or
 //! evidence that does not verify, `PolicyEvaluationError` for the policy; the message starts with
 //! the skrd error code ([`AttestError`]) and says which check failed.
 //!
 //! Not done: `Endorsements` (ACI UVM reference info) are checked for shape only, their COSE
-//! signature is not verified (no Microsoft UVM signing key here); `draftPolicyForAttestation` is
-//! hashed into `x-ms-policy-hash` but its rules are not evaluated (the default rules apply).
+//! signature is not verified (no Microsoft UVM signing key here); a policy's issuance rules are
+//! not evaluated (the token carries the built-in claim set).
 
 use std::sync::Arc;
 
@@ -38,9 +39,8 @@ pub const API_VERSIONS: [&str; 4] = [
 ];
 /// Token lifetime: `exp - iat` of every real MAA token (§5.4).
 pub const TOKEN_LIFETIME_S: i64 = 28_800;
-/// The default attestation policy text of the emulated instance (permits what the built-in
-/// checks accept); `x-ms-policy-hash` is derived from it.
-pub const DEFAULT_POLICY: &str = "version= 1.0;\nauthorizationrules\n{\n    => permit();\n};\n";
+use crate::emulator::attestation_policy::AttestationPolicy;
+pub use crate::emulator::attestation_policy::DEFAULT_POLICY;
 /// GuestPolicy DEBUG bit (PROTOCOLS.md §3.3).
 const POLICY_DEBUG_BIT: u64 = 1 << 19;
 
@@ -119,6 +119,20 @@ pub enum AttestError {
         /// The report's POLICY.
         policy: u64,
     },
+    /// The instance's attestation policy (or the request's draft policy) refuses the guest.
+    #[error("policy evaluation failed: {refusal} of the {which} attestation policy; change the guest or the policy (skr-emulator serve --attestation-policy)")]
+    PolicyDenied {
+        /// Which rule decided.
+        refusal: String,
+        /// "configured" or "draft".
+        which: &'static str,
+    },
+    /// `draftPolicyForAttestation` is not a valid policy text.
+    #[error("draftPolicyForAttestation: {source}")]
+    DraftPolicy {
+        /// The parser's error.
+        source: crate::emulator::attestation_policy::PolicyTextError,
+    },
 }
 
 impl ErrorCode for AttestError {
@@ -134,6 +148,8 @@ impl ErrorCode for AttestError {
             Self::Binding { source } => source.code(),
             Self::InitTimeMismatch { .. } => "maa-inittime-mismatch",
             Self::DebugAllowed { .. } => "maa-policy-debug-allowed",
+            Self::PolicyDenied { .. } => "maa-policy-denied",
+            Self::DraftPolicy { source } => source.code(),
         }
     }
 }
@@ -142,7 +158,7 @@ impl AttestError {
     /// The Azure error code of the response (`x-ms-error-code`).
     pub fn azure_code(&self) -> &'static str {
         match self {
-            Self::DebugAllowed { .. } => "PolicyEvaluationError",
+            Self::DebugAllowed { .. } | Self::PolicyDenied { .. } => "PolicyEvaluationError",
             _ => "InvalidParameter",
         }
     }
@@ -398,14 +414,17 @@ pub struct SevSnpVm {
     trust: TrustStore,
     issuer: String,
     state: Arc<State>,
+    policy: AttestationPolicy,
 }
 
 impl SevSnpVm {
-    /// The built-in AMD roots plus `test_ark` (the state directory's test ARK) explicitly trusted.
+    /// The built-in AMD roots plus `test_ark` (the state directory's test ARK) explicitly trusted;
+    /// `policy` is the instance's attestation policy.
     pub fn new(
         state: Arc<State>,
         issuer: String,
         test_ark: Option<&[u8]>,
+        policy: AttestationPolicy,
     ) -> Result<Self, SnpError> {
         let mut trust = TrustStore::with_builtin_roots()?;
         if let Some(der) = test_ark {
@@ -417,6 +436,7 @@ impl SevSnpVm {
             trust,
             issuer,
             state,
+            policy,
         })
     }
 
@@ -458,6 +478,11 @@ impl SevSnpVm {
         Ok((report, claims))
     }
 
+    /// The instance's attestation policy.
+    pub fn policy(&self) -> &AttestationPolicy {
+        &self.policy
+    }
+
     /// The issuer (`iss`, and `{iss}/certs` as `jku`).
     pub fn issuer(&self) -> &str {
         &self.issuer
@@ -485,7 +510,17 @@ impl SevSnpVm {
             }
         }
 
-        let policy = req.draft_policy.as_deref().unwrap_or(DEFAULT_POLICY);
+        let draft = match req.draft_policy.as_deref() {
+            Some(text) => Some(
+                AttestationPolicy::parse(text)
+                    .map_err(|source| AttestError::DraftPolicy { source })?,
+            ),
+            None => None,
+        };
+        let (policy, which) = match &draft {
+            Some(p) => (p, "draft"),
+            None => (&self.policy, "configured"),
+        };
         // Real tokens: "azure-compliant-cvm" for CVM (HCL) evidence, "azure-compliant-uvm" for
         // ACI evidence, which always carries UVM endorsements (PROTOCOLS.md §5.4).
         let compliance = if req.endorsements {
@@ -503,7 +538,7 @@ impl SevSnpVm {
         put("jti", json!(new_jti()));
         put("x-ms-attestation-type", json!("sevsnpvm"));
         put("x-ms-compliance-status", json!(compliance));
-        put("x-ms-policy-hash", json!(policy_hash(policy)));
+        put("x-ms-policy-hash", json!(policy_hash(policy.text())));
         put("x-ms-ver", json!("1.0"));
         if let Some(nonce) = req.nonce {
             put("nonce", json!(nonce));
@@ -514,6 +549,12 @@ impl SevSnpVm {
         if let Some(Some(it)) = req.init_time_data.map(|r| r.json) {
             put("x-ms-inittime", it);
         }
+        policy
+            .authorize(&claims)
+            .map_err(|r| AttestError::PolicyDenied {
+                refusal: r.to_string(),
+                which,
+            })?;
         Ok(Value::Object(claims))
     }
 
