@@ -15,11 +15,13 @@
 //! - [`keysocket`]: I/O edge: the AF_UNIX key socket systemd-cryptsetup reads crypttab key files from.
 //! - [`release`](mod@release): I/O: key release from Key Vault / Managed HSM, unwrap; one whole run.
 //! - [`state_file`]: I/O edge: `/run/skrd/state.json` read + atomic write (document: `format::state`).
+//! - [`daemon`]: the long-running service: manager (domain core), D-Bus adapter (zbus), ACL, sd_notify.
 //! - [`secret`]: buffers for key material: locked in memory, wiped on drop, never printed.
 
 pub mod attest;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod emulator;
 pub mod error;
 pub mod evidence;
