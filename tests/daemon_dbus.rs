@@ -85,10 +85,11 @@ fn daemon_serves_keys_by_acl_over_dbus() {
     let bus = Bus::start();
     let work = tempfile::tempdir().unwrap();
     let monitor_out = work.path().join("monitor.txt");
-    let mut monitor = Command::new("dbus-monitor")
-        .arg(format!("--address={}", bus.address))
+    // Unbuffered: the monitor is killed at the end, and nothing may stay in its stdio buffer.
+    let mut monitor = Command::new("stdbuf")
+        .args(["-o0", "dbus-monitor", "--address", &bus.address])
         .stdout(std::fs::File::create(&monitor_out).unwrap())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(work.path().join("monitor.err")).unwrap())
         .spawn()
         .unwrap();
     let skrd = Skrd::start(&env, &bus, work.path());
@@ -268,7 +269,9 @@ fn daemon_serves_keys_by_acl_over_dbus() {
     let capture = std::fs::read(&monitor_out).unwrap();
     assert!(
         String::from_utf8_lossy(&capture).contains("ReleaseKey"),
-        "the monitor saw no call"
+        "the monitor saw no call: {}{}",
+        String::from_utf8_lossy(&capture),
+        std::fs::read_to_string(work.path().join("monitor.err")).unwrap()
     );
     assert!(
         log.contains("ReleaseKey allowed") && log.contains("ReleaseKey denied"),
