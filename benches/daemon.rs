@@ -44,13 +44,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let (env, _tpm) = env_with_swtpm();
-    let p = policy(
-        &env.authority(),
-        "x-ms-isolation-tee.x-ms-attestation-type",
-        "sevsnpvm",
-    );
-    let (url, key) = env.import("bench", KeyType::Oct256, &p);
+    let (env, _tpm, mut keys) = env_with_keys(&["bench"]);
+    let (url, key) = keys.remove(0);
     env.append_config(&format!(
         "\n[keys.bench]\nurl = \"{url}\"\nallow_uids = [0]\n"
     ));

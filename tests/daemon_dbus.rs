@@ -15,7 +15,7 @@ mod flow_common;
 use daemon_common::*;
 use flow_common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn busctl_as_nobody(address: &str, args: &[&str]) -> (i32, String) {
@@ -70,14 +70,8 @@ fn assert_no_secret(what: &str, haystack: &[u8], key: &[u8]) {
 
 #[test]
 fn daemon_serves_keys_by_acl_over_dbus() {
-    let (env, _tpm) = env_with_swtpm();
-    let p = policy(
-        &env.authority(),
-        "x-ms-isolation-tee.x-ms-attestation-type",
-        "sevsnpvm",
-    );
-    let (disk_url, disk) = env.import("disk", KeyType::Oct256, &p);
-    let (other_url, other) = env.import("other", KeyType::Oct256, &p);
+    let (env, _tpm, keys) = env_with_keys(&["disk", "other"]);
+    let [(disk_url, disk), (other_url, other)] = <[_; 2]>::try_from(keys).unwrap();
     let base_config = std::fs::read_to_string(env.config_path()).unwrap();
     env.append_config(&format!(
         "\n[keys.disk]\nurl = \"{disk_url}\"\nallow_uids = [0]\n\n[keys.other]\nurl = \"{other_url}\"\n"
@@ -327,4 +321,83 @@ async fn futures_join<T: Send + 'static>(
         out.push(h.await);
     }
     out
+}
+
+/// The pid owning org.skrd.KeyRelease1.
+async fn owner_pid(conn: &zbus::Connection) -> u32 {
+    let proxy = zbus::fdo::DBusProxy::new(conn).await.unwrap();
+    let name = zbus::names::BusName::try_from("org.skrd.KeyRelease1").unwrap();
+    proxy.get_connection_unix_process_id(name).await.unwrap()
+}
+
+#[test]
+fn clients_wait_through_activation_and_restart() {
+    let (env, _tpm, mut keys) = env_with_keys(&["disk"]);
+    let (url, key) = keys.remove(0);
+    env.append_config(&format!(
+        "\n[keys.disk]\nurl = \"{url}\"\nallow_uids = [0]\n"
+    ));
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("skrd.log");
+    // The bus starts skrd itself on the first call (D-Bus activation), as in production.
+    let exec = format!(
+        "/bin/sh -c \"exec {} --config {} --bus-address $DBUS_STARTER_ADDRESS --state-file {}/state.json --key-socket {}/luks.sock 2>>{}\"",
+        env!("CARGO_BIN_EXE_skrd"),
+        env.config_path().display(),
+        work.path().display(),
+        work.path().display(),
+        log.display()
+    );
+    let bus = Bus::start_with_activation(Some(&exec));
+    let rt = rt();
+    let burst = |n: usize| {
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let address = bus.address.clone();
+                    tokio::spawn(async move {
+                        let c = connect(&address).await;
+                        release(&c, "disk").await
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        })
+    };
+    // Nobody owns the name: 10 callers wait for the activated daemon's initial attestation.
+    for r in burst(10) {
+        assert_eq!(
+            r.unwrap_or_else(|e| panic!(
+                "{e:?}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )),
+            key
+        );
+    }
+    let first = rt.block_on(async { owner_pid(&connect(&bus.address).await).await });
+    // Restart: SIGTERM (clean exit), then callers arrive while no daemon runs.
+    // SAFETY: kill(2) on the daemon the bus started for this test.
+    assert_eq!(unsafe { libc::kill(first as i32, libc::SIGTERM) }, 0);
+    let t = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{first}")).exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "skrd ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for r in burst(10) {
+        assert_eq!(r.unwrap(), key);
+    }
+    let second = rt.block_on(async { owner_pid(&connect(&bus.address).await).await });
+    assert_ne!(first, second, "a new daemon answered");
+    // The second daemon took over the state file the first one left.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("took over the state file"), "{text}");
+    // SAFETY: as above.
+    unsafe { libc::kill(second as i32, libc::SIGTERM) };
 }

@@ -430,7 +430,7 @@ impl Manager {
             (_, Err(e)) => Err(e.problem()),
         };
         let now = now_unix();
-        let answer = match result {
+        match result {
             Ok(p) => {
                 tracing::info!(volume, key = %vs.key, stage = "unlocking", "passphrase handed to systemd-cryptsetup");
                 self.update(|st| {
@@ -455,8 +455,7 @@ impl Manager {
                 });
                 None
             }
-        };
-        answer
+        }
     }
 
     /// Marks daemon volumes whose `/dev/mapper/NAME` exists as unlocked.

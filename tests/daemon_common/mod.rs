@@ -3,7 +3,7 @@
 //! and zbus client helpers. Include with `#[path]` next to `flow_common`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
-use crate::flow_common::Env;
+use crate::flow_common::{env_with_swtpm, policy, Env, KeyType, Swtpm};
 use std::io::{BufRead, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
@@ -22,7 +22,26 @@ pub struct Bus {
 
 impl Bus {
     pub fn start() -> Self {
+        Self::start_with_activation(None)
+    }
+
+    /// With `exec`, org.skrd.KeyRelease1 is D-Bus activatable: the bus runs `exec` (a
+    /// service file `Exec=` line) when a call arrives while nobody owns the name.
+    pub fn start_with_activation(exec: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let servicedir = match exec {
+            Some(exec) => {
+                let sd = dir.path().join("services");
+                std::fs::create_dir(&sd).unwrap();
+                std::fs::write(
+                    sd.join("org.skrd.KeyRelease1.service"),
+                    format!("[D-BUS Service]\nName=org.skrd.KeyRelease1\nExec={exec}\nUser=root\n"),
+                )
+                .unwrap();
+                format!("<servicedir>{}</servicedir>", sd.display())
+            }
+            None => String::new(),
+        };
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let socket = dir.path().join("bus");
         let conf = dir.path().join("bus.conf");
@@ -51,6 +70,7 @@ impl Bus {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
   </policy>
   <include>{REPO}/dbus/org.skrd.KeyRelease1.conf</include>
+  {servicedir}
 </busconfig>
 "#,
                 socket.display()
@@ -223,4 +243,20 @@ pub async fn release(conn: &zbus::Connection, name: &str) -> Result<Vec<u8>, (St
         }
         Err(e) => panic!("unexpected error {e}"),
     }
+}
+
+/// An emulator + provisioned swtpm with one AES-256 key per name imported under a release
+/// policy the swtpm's attestation meets; returns (url, imported bytes) per name.
+pub fn env_with_keys(names: &[&str]) -> (Env, Swtpm, Vec<(String, Vec<u8>)>) {
+    let (env, tpm) = env_with_swtpm();
+    let p = policy(
+        &env.authority(),
+        "x-ms-isolation-tee.x-ms-attestation-type",
+        "sevsnpvm",
+    );
+    let keys = names
+        .iter()
+        .map(|n| env.import(n, KeyType::Oct256, &p))
+        .collect();
+    (env, tpm, keys)
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 use skrd::error::{ErrorCode, Problem};
-use skrd::format::state::{self, State};
+use skrd::format::state::{self, State, Writer};
 
 use crate::output::{print_json, print_text, unusable, Status};
 
@@ -85,13 +85,14 @@ fn when(secs: Option<u64>) -> String {
 }
 
 fn human(st: &State, source: &str, settings: Option<&skrd::config::Settings>) -> String {
+    let writer = match st.writer {
+        Writer::Initrd => "the initramfs",
+        Writer::Daemon => "the daemon",
+    };
     let mut out = format!(
-        "skrd status (from {source}; written by {:?} at {})\n",
-        st.writer,
+        "skrd status (from {source}; written by {writer} at {})\n",
         when(Some(st.updated_at))
-    )
-    .replace("Initrd", "the initramfs")
-    .replace("Daemon", "the daemon");
+    );
     out.push_str("volumes:\n");
     if st.volumes.is_empty() {
         out.push_str("  (none configured)\n");
