@@ -11,7 +11,6 @@ mod daemon_common;
 mod flow_common;
 
 use daemon_common::*;
-use flow_common::*;
 use std::time::{Duration, Instant};
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {

@@ -3,6 +3,10 @@
 //! long-running daemon"; introspection in `dbus/org.skrd.KeyRelease1.xml`). Keys leave only as
 //! sealed memfds (`h`), never as byte arrays. Errors are `org.skrd.KeyRelease1.Error.*`.
 
+// zbus::interface generates an undocumented emitter trait method for the signal; every item
+// written here is documented.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 
 use zbus::message::Header;
@@ -129,8 +133,6 @@ async fn systemd_unit_of_pid(conn: &zbus::Connection, pid: u32) -> Option<String
     String::try_from(value).ok()
 }
 
-// The macro generates an undocumented `state_changed` emitter method.
-#[allow(missing_docs)]
 #[zbus::interface(name = "org.skrd.KeyRelease1.Manager")]
 impl ManagerObject {
     /// The state document (`/run/skrd/state.json` schema) as JSON.
