@@ -267,6 +267,11 @@ fn daemon_serves_keys_by_acl_over_dbus() {
         String::from_utf8_lossy(&capture),
         std::fs::read_to_string(work.path().join("monitor.err")).unwrap()
     );
+    // StateChanged went out (dbus-monitor prints "signal ... member=StateChanged").
+    assert!(
+        String::from_utf8_lossy(&capture).contains("member=StateChanged"),
+        "no StateChanged signal seen"
+    );
     assert!(
         log.contains("ReleaseKey allowed") && log.contains("ReleaseKey denied"),
         "{log}"
