@@ -179,34 +179,43 @@ impl ManagerObject {
     async fn state_changed(emitter: &SignalEmitter<'_>, state: &str) -> zbus::Result<()>;
 }
 
-/// Connects to `address` (None: the system bus, honouring `DBUS_SYSTEM_BUS_ADDRESS`), serves
-/// the object and owns the name; spawns the `StateChanged` forwarder.
-pub async fn serve(
-    manager: Arc<Manager>,
-    address: Option<&str>,
-) -> Result<zbus::Connection, DaemonError> {
+/// Connects to `address` (None: the system bus, honouring `DBUS_SYSTEM_BUS_ADDRESS`), without
+/// owning the name yet (so a daemon without a bus stops before touching anything).
+pub async fn connect(address: Option<&str>) -> Result<zbus::Connection, DaemonError> {
     let bus_err = |e: zbus::Error| DaemonError::Bus {
         bus: address.unwrap_or("system").to_string(),
         reason: e.to_string(),
     };
-    let builder = match address {
+    match address {
         Some(a) => zbus::connection::Builder::address(a),
         None => zbus::connection::Builder::system(),
     }
-    .map_err(bus_err)?;
-    let conn = builder
-        .serve_at(
+    .map_err(bus_err)?
+    .build()
+    .await
+    .map_err(bus_err)
+}
+
+/// Serves the object on `conn`, owns the name, and spawns the `StateChanged` forwarder.
+pub async fn serve(
+    conn: &zbus::Connection,
+    manager: Arc<Manager>,
+    address: Option<&str>,
+) -> Result<(), DaemonError> {
+    let bus_err = |e: zbus::Error| DaemonError::Bus {
+        bus: address.unwrap_or("system").to_string(),
+        reason: e.to_string(),
+    };
+    conn.object_server()
+        .at(
             OBJECT_PATH,
             ManagerObject {
                 manager: manager.clone(),
             },
         )
-        .map_err(bus_err)?
-        .name(BUS_NAME)
-        .map_err(bus_err)?
-        .build()
         .await
         .map_err(bus_err)?;
+    conn.request_name(BUS_NAME).await.map_err(bus_err)?;
     let mut rx = manager.subscribe();
     let c = conn.clone();
     tokio::spawn(async move {
@@ -217,5 +226,5 @@ pub async fn serve(
             }
         }
     });
-    Ok(conn)
+    Ok(())
 }

@@ -58,6 +58,15 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
             return 1;
         }
     };
+    // The bus first, before anything is written: without a bus the daemon stops untouched.
+    let conn = match dbus::connect(opts.bus_address.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error_code = e.code(), "{e}");
+            notify::Notifier::from_env().status(&e.to_string());
+            return 1;
+        }
+    };
     let notifier = notify::Notifier::from_env();
     let manager = Manager::new(
         opts.config.clone(),
@@ -65,15 +74,12 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
         settings,
         notifier,
     );
-    // The bus first: callers arriving during the initial work wait for it (NotReady after 20 s).
-    let _conn = match dbus::serve(manager.clone(), opts.bus_address.as_deref()).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error_code = e.code(), "{e}");
-            manager.notifier().status(&e.to_string());
-            return 1;
-        }
-    };
+    // Callers arriving during the initial work wait for it (NotReady after 20 s).
+    if let Err(e) = dbus::serve(&conn, manager.clone(), opts.bus_address.as_deref()).await {
+        tracing::error!(error_code = e.code(), "{e}");
+        manager.notifier().status(&e.to_string());
+        return 1;
+    }
     tracing::info!(
         bus = opts.bus_address.as_deref().unwrap_or("system"),
         "serving {} on the bus",
