@@ -42,7 +42,12 @@ fn main() {
     let n: usize = std::env::var("BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+        // `cargo test --all-targets` runs this without --bench: a short smoke run then.
+        .unwrap_or(if std::env::args().any(|a| a == "--bench") {
+            2000
+        } else {
+            80
+        });
     let (env, _tpm, mut keys) = env_with_keys(&["bench"]);
     let (url, key) = keys.remove(0);
     env.append_config(&format!(
