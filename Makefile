@@ -12,13 +12,13 @@ FUZZ_SECONDS ?= 10
 # independently of skrd's own code).
 BUILD_DEBS := build-essential pkg-config clang libclang-dev libtss2-dev libcryptsetup-dev
 TEST_DEBS  := swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 libtss2-tcti-device0 openssl \
-              python3 python3-cryptography cryptsetup-bin
+              python3 python3-cryptography cryptsetup-bin dbus dbus-bin systemd util-linux
 FUZZ_TARGETS = $(shell sed -n 's/^name = "\(fuzz_[a-z_]*\)"/\1/p' fuzz/Cargo.toml)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps build check fmt-check clippy check-boundaries unit test fuzz-smoke fuzz \
-        demo bench-emulator bench-flow install clean
+        demo bench-emulator bench-flow bench-daemon install clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -78,13 +78,20 @@ bench-emulator: ## Release requests/s and p50/p99 latency of skr-emulator on loo
 bench-flow: ## One complete vTPM release against skr-emulator + swtpm at L = 0 and 50 ms per call: per-step times, network/(2L)
 	$(CARGO) bench --locked --profile dev --bench flow
 
-install: ## Install binaries, config, man pages under DESTDIR/PREFIX
+bench-daemon: ## ReleaseKey of a cached key over D-Bus: p50/p99, req/s on 2 cores, idle RSS, binary size (not part of test)
+	./scripts/bench-daemon.sh
+
+install: ## Install binaries, config, man pages, unit and D-Bus files under DESTDIR/PREFIX
 	$(CARGO) build --locked --release --bins
 	install -Dm0755 target/release/skrd $(DESTDIR)$(PREFIX)/sbin/skrd
 	install -Dm0755 target/release/skrctl $(DESTDIR)$(PREFIX)/bin/skrctl
 	install -Dm0755 target/release/skr-emulator $(DESTDIR)$(PREFIX)/bin/skr-emulator
 	install -Dm0644 config/skrd.toml $(DESTDIR)/etc/skrd/skrd.toml
 	install -d $(DESTDIR)/etc/skrd/skrd.toml.d
+	install -Dm0644 systemd/skrd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/skrd.service
+	install -Dm0644 dbus/org.skrd.KeyRelease1.conf $(DESTDIR)$(PREFIX)/share/dbus-1/system.d/org.skrd.KeyRelease1.conf
+	install -Dm0644 dbus/org.skrd.KeyRelease1.service $(DESTDIR)$(PREFIX)/share/dbus-1/system-services/org.skrd.KeyRelease1.service
+	install -Dm0644 dbus/org.skrd.KeyRelease1.xml $(DESTDIR)$(PREFIX)/share/dbus-1/interfaces/org.skrd.KeyRelease1.xml
 	for m in docs/man/*.[0-9]; do \
 	    s=$${m##*.}; install -Dm0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/$$(basename $$m); done
 

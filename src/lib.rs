@@ -14,11 +14,14 @@
 //! - [`volume`]: I/O edge over libcryptsetup: enroll/unenroll/reenroll skrd's LUKS2 keyslot, status, unlock.
 //! - [`keysocket`]: I/O edge: the AF_UNIX key socket systemd-cryptsetup reads crypttab key files from.
 //! - [`release`](mod@release): I/O: key release from Key Vault / Managed HSM, unwrap; one whole run.
+//! - [`state_file`]: I/O edge: `/run/skrd/state.json` read + atomic write (document: `format::state`).
+//! - [`daemon`]: the long-running service: manager (domain core), D-Bus adapter (zbus), ACL, sd_notify.
 //! - [`secret`]: buffers for key material: locked in memory, wiped on drop, never printed.
 
 pub mod attest;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod emulator;
 pub mod error;
 pub mod evidence;
@@ -28,4 +31,5 @@ pub mod keysocket;
 pub mod net;
 pub mod release;
 pub mod secret;
+pub mod state_file;
 pub mod volume;

@@ -1,7 +1,8 @@
-//! `skrd`: the daemon and initramfs unlocker.
+//! `skrd`: the daemon (`skrd.service`): loads and validates its configuration, then runs the
+//! long-running service of `skrd::daemon` (D-Bus key service, attestation refresh, volumes left
+//! to the daemon). Args, logging, exit status; nothing else.
 //!
-//! This release loads and validates its configuration, then stops with status 2: the boot unlock
-//! and the long-running D-Bus service arrive in later releases (see README "Status").
+//! Exit status: 0 after SIGTERM, 1 when the bus cannot be served, 2 unusable configuration.
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -14,6 +15,57 @@ struct Cli {
     /// Configuration file (default: /etc/skrd/skrd.toml plus /etc/skrd/skrd.toml.d/*.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// D-Bus address to serve on instead of the system bus (tests).
+    #[arg(long, value_name = "ADDRESS")]
+    bus_address: Option<String>,
+    /// State file (default: /run/skrd/state.json).
+    #[arg(long, value_name = "FILE", default_value = skrd::state_file::STATE_FILE)]
+    state_file: PathBuf,
+    /// crypttab key socket for volumes with options.initrd = false.
+    #[arg(long, value_name = "PATH", default_value = skrd::keysocket::DEFAULT_SOCKET_PATH)]
+    key_socket: PathBuf,
+}
+
+/// True when `$JOURNAL_STREAM` names our stderr (systemd connected it to the journal).
+fn stderr_is_journal() -> bool {
+    let Ok(v) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.split_once(':') else {
+        return false;
+    };
+    // SAFETY: fstat on fd 2 into a zeroed stat buffer.
+    let st = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(2, &mut st) != 0 {
+            return false;
+        }
+        st
+    };
+    dev.parse::<u64>().ok() == Some(st.st_dev) && ino.parse::<u64>().ok() == Some(st.st_ino)
+}
+
+fn init_logging(level: &str) {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKRD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    if stderr_is_journal() {
+        if let Ok(journald) = tracing_journald::layer() {
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(journald.with_syslog_identifier("skrd".into()))
+                .init();
+            return;
+        }
+    }
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -36,12 +88,30 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logging(settings.log.level.as_str());
+    skrd::daemon::harden_process();
     if !settings.trust.amd_test_roots.is_empty() {
-        eprintln!(
-            "skrd: warning: trust.amd_test_roots is set: SEV-SNP evidence signed by a test root \
-             is trusted; never use this configuration in production"
+        tracing::warn!(
+            "trust.amd_test_roots is set: SEV-SNP evidence signed by a test root is trusted; \
+             never use this configuration in production"
         );
     }
-    eprintln!("skrd: the daemon is not implemented in this release; use skrctl");
-    ExitCode::from(2)
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("skrd: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let opts = skrd::daemon::Options {
+        config: cli.config,
+        state_file: cli.state_file,
+        bus_address: cli.bus_address,
+        key_socket: cli.key_socket,
+    };
+    ExitCode::from(rt.block_on(skrd::daemon::run(opts, settings)))
 }

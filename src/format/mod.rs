@@ -11,4 +11,5 @@ pub mod keysocket_peer;
 pub mod luks_token;
 pub mod maa;
 pub mod snp;
+pub mod state;
 pub mod tpm;

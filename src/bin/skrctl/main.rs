@@ -10,6 +10,7 @@ mod evidence_cmd;
 mod output;
 mod policy_cmd;
 mod release_cmd;
+mod status_cmd;
 mod token_cmd;
 mod volume_cmd;
 
@@ -59,6 +60,8 @@ enum Command {
     Reenroll(volume_cmd::ReenrollArgs),
     /// Unlock a configured volume by hand (or --test the key).
     Unlock(volume_cmd::UnlockArgs),
+    /// Show the daemon's status (or the state file's when the daemon is not running).
+    Status(status_cmd::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Unenroll(args) => volume_cmd::run_unenroll(args, cli.config.as_deref()),
         Command::Reenroll(args) => volume_cmd::run_reenroll(args, cli.config.as_deref()),
         Command::Unlock(args) => volume_cmd::run_unlock(args, cli.config.as_deref()),
+        Command::Status(args) => status_cmd::run(args, cli.config.as_deref()),
     };
     ExitCode::from(status as u8)
 }

@@ -1,0 +1,216 @@
+//! `skrctl status [--json]`: the daemon's view (D-Bus `GetStatus` on org.skrd.KeyRelease1),
+//! or, when the daemon is not running, the state file `/run/skrd/state.json` (the output says
+//! which). Human form: one line per volume, the attestation, and the keys with who may request
+//! them (from the configuration's ACLs). Exit status: 0 healthy, 1 something failed or was
+//! refused, 2 unusable (neither the daemon nor a usable state file).
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use skrd::error::{ErrorCode, Problem};
+use skrd::format::state::{self, State, Writer};
+
+use crate::output::{print_json, print_text, unusable, Status};
+
+/// `skrctl status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print one JSON object: {"source", "healthy", "state", "acl"} (or {"error"}).
+    #[arg(long)]
+    json: bool,
+    /// D-Bus address of the daemon's bus (default: the system bus).
+    #[arg(long, value_name = "ADDRESS")]
+    bus_address: Option<String>,
+    /// State file read when the daemon does not answer.
+    #[arg(long, value_name = "FILE", default_value = skrd::state_file::STATE_FILE)]
+    state_file: PathBuf,
+}
+
+async fn ask_daemon(address: Option<&str>) -> Result<String, String> {
+    let conn = match address {
+        Some(a) => zbus::connection::Builder::address(a),
+        None => zbus::connection::Builder::system(),
+    }
+    .map_err(|e| e.to_string())?
+    .build()
+    .await
+    .map_err(|e| e.to_string())?;
+    let reply = conn
+        .call_method(
+            Some(skrd::daemon::dbus::BUS_NAME),
+            skrd::daemon::dbus::OBJECT_PATH,
+            Some(skrd::daemon::dbus::INTERFACE),
+            "GetStatus",
+            &(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    reply
+        .body()
+        .deserialize::<String>()
+        .map_err(|e| e.to_string())
+}
+
+fn daemon_state(address: Option<&str>) -> Result<State, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let json = rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(5), ask_daemon(address))
+            .await
+            .map_err(|_| "no answer within 5 s".to_string())?
+    })?;
+    state::parse(json.as_bytes()).map_err(|e| e.to_string())
+}
+
+fn acl_text(s: &skrd::config::Settings, key: &str) -> String {
+    let Some(k) = s.keys.get(key) else {
+        return "not configured".into();
+    };
+    if k.acl.denies_everyone() {
+        return "nobody (volume unlock only)".into();
+    }
+    let mut parts = Vec::new();
+    parts.extend(k.acl.uids.iter().map(|u| format!("uid {u}")));
+    parts.extend(k.acl.gids.iter().map(|g| format!("group {g}")));
+    parts.extend(k.acl.units.iter().map(|u| format!("unit {u}")));
+    parts.join(", ")
+}
+
+fn when(secs: Option<u64>) -> String {
+    secs.and_then(|s| i64::try_from(s).ok())
+        .and_then(|s| crate::output::rfc3339(s).as_str().map(str::to_string))
+        .unwrap_or_else(|| "never".into())
+}
+
+fn human(st: &State, source: &str, settings: Option<&skrd::config::Settings>) -> String {
+    let writer = match st.writer {
+        Writer::Initrd => "the initramfs",
+        Writer::Daemon => "the daemon",
+    };
+    let mut out = format!(
+        "skrd status (from {source}; written by {writer} at {})\n",
+        when(Some(st.updated_at))
+    );
+    out.push_str("volumes:\n");
+    if st.volumes.is_empty() {
+        out.push_str("  (none configured)\n");
+    }
+    for v in &st.volumes {
+        let timings: Vec<String> = v
+            .timings_ms
+            .iter()
+            .map(|(k, ms)| format!("{k} {ms} ms"))
+            .collect();
+        out.push_str(&format!(
+            "  {:<16} {:<16} attempts {}{}\n",
+            v.name,
+            v.stage.as_str(),
+            v.attempts,
+            if timings.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", timings.join(", "))
+            }
+        ));
+        if let Some(e) = &v.last_error {
+            out.push_str(&format!("    error: {} ({})\n", e.message, e.code));
+        }
+    }
+    match &st.attestation {
+        None => out.push_str("attestation: not attempted\n"),
+        Some(a) => {
+            out.push_str(&format!(
+                "attestation: {} via {}; last success {}; token expires {}\n",
+                a.source,
+                a.provider,
+                when(a.last_success),
+                when(a.token_expiry)
+            ));
+            if let Some(e) = &a.last_error {
+                out.push_str(&format!("    error: {} ({})\n", e.message, e.code));
+            }
+        }
+    }
+    out.push_str("keys:\n");
+    for k in &st.keys {
+        out.push_str(&format!(
+            "  {:<16} {} {}\n    may request: {}\n",
+            k.name,
+            if k.cached { "cached    " } else { "not cached" },
+            k.url,
+            settings.map_or_else(
+                || "(configuration unreadable)".into(),
+                |s| acl_text(s, &k.name)
+            )
+        ));
+        if let Some(e) = &k.last_error {
+            out.push_str(&format!("    error: {} ({})\n", e.message, e.code));
+        }
+    }
+    out.push_str(if st.has_failure() {
+        "health: FAILED (see the errors above)\n"
+    } else {
+        "health: ok\n"
+    });
+    out
+}
+
+/// Runs `skrctl status`.
+pub fn run(args: StatusArgs, config: Option<&std::path::Path>) -> Status {
+    let (st, source) = match daemon_state(args.bus_address.as_deref()) {
+        Ok(st) => (st, "daemon".to_string()),
+        Err(daemon_problem) => match skrd::state_file::read(&args.state_file) {
+            Ok(Some(st)) => (st, format!("state file {}", args.state_file.display())),
+            Ok(None) => {
+                let p = Problem::new(
+                    "status-unavailable",
+                    format!(
+                        "the daemon does not answer ({daemon_problem}) and there is no state file \
+                         {}; start skrd (systemctl start skrd) or check the boot log",
+                        args.state_file.display()
+                    ),
+                );
+                return unusable(&p, args.json);
+            }
+            Err(e) => {
+                let mut p = e.problem();
+                p.message = format!(
+                    "the daemon does not answer ({daemon_problem}); {}",
+                    p.message
+                );
+                return unusable(&p, args.json);
+            }
+        },
+    };
+    let settings = skrd::config::load(config).ok();
+    let healthy = !st.has_failure();
+    if args.json {
+        let acl: serde_json::Map<String, serde_json::Value> = st
+            .keys
+            .iter()
+            .map(|k| {
+                (
+                    k.name.clone(),
+                    settings
+                        .as_ref()
+                        .map_or(serde_json::Value::Null, |s| json!(acl_text(s, &k.name))),
+                )
+            })
+            .collect();
+        print_json(&json!({
+            "source": if source == "daemon" { "daemon" } else { "state-file" },
+            "healthy": healthy,
+            "state": st,
+            "acl": acl,
+        }));
+    } else {
+        print_text(&human(&st, &source, settings.as_ref()));
+    }
+    if healthy {
+        Status::Ok
+    } else {
+        Status::Refused
+    }
+}

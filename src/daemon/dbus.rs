@@ -1,0 +1,230 @@
+//! The D-Bus adapter (zbus) over [`Manager`]: name `org.skrd.KeyRelease1`, object
+//! `/org/skrd/KeyRelease1`, interface `org.skrd.KeyRelease1.Manager` (DESIGN.md "The
+//! long-running daemon"; introspection in `dbus/org.skrd.KeyRelease1.xml`). Keys leave only as
+//! sealed memfds (`h`), never as byte arrays. Errors are `org.skrd.KeyRelease1.Error.*`.
+
+// zbus::interface generates an undocumented emitter trait method for the signal; every item
+// written here is documented.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::OwnedFd;
+
+use super::acl::{unit_of_pid, Caller};
+use super::error::DaemonError;
+use super::manager::Manager;
+use crate::error::ErrorCode;
+
+/// Well-known bus name.
+pub const BUS_NAME: &str = "org.skrd.KeyRelease1";
+/// Object path.
+pub const OBJECT_PATH: &str = "/org/skrd/KeyRelease1";
+/// Interface name.
+pub const INTERFACE: &str = "org.skrd.KeyRelease1.Manager";
+
+/// D-Bus errors (`org.skrd.KeyRelease1.Error.<Name>`); the message is the operator sentence
+/// followed by the stable code in parentheses.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.skrd.KeyRelease1.Error")]
+pub enum KeyReleaseError {
+    /// A zbus error.
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// The caller is not in the key's ACL.
+    AccessDenied(String),
+    /// No such key.
+    UnknownKey(String),
+    /// Initial work not finished.
+    NotReady(String),
+    /// The release (or its attestation) failed.
+    ReleaseFailed(String),
+    /// The attestation failed.
+    AttestFailed(String),
+    /// Anything else.
+    Failed(String),
+}
+
+impl From<DaemonError> for KeyReleaseError {
+    fn from(e: DaemonError) -> Self {
+        let msg = format!("{e} ({})", e.code());
+        match e {
+            DaemonError::AccessDenied { .. } | DaemonError::RootOnly { .. } => {
+                Self::AccessDenied(msg)
+            }
+            DaemonError::UnknownKey { .. } => Self::UnknownKey(msg),
+            DaemonError::NotReady { .. } => Self::NotReady(msg),
+            DaemonError::ReleaseFailed { .. } => Self::ReleaseFailed(msg),
+            DaemonError::AttestFailed { .. } => Self::AttestFailed(msg),
+            _ => Self::Failed(msg),
+        }
+    }
+}
+
+/// The served object.
+#[derive(Debug)]
+pub struct ManagerObject {
+    manager: Arc<Manager>,
+}
+
+async fn caller(conn: &zbus::Connection, header: &Header<'_>) -> Result<Caller, DaemonError> {
+    let sender =
+        header
+            .sender()
+            .map(|s| s.to_string())
+            .ok_or_else(|| DaemonError::Credentials {
+                sender: "(none)".into(),
+                reason: "the message has no sender".into(),
+            })?;
+    let cred_err = |e: zbus::Error| DaemonError::Credentials {
+        sender: sender.clone(),
+        reason: e.to_string(),
+    };
+    let proxy = zbus::fdo::DBusProxy::new(conn).await.map_err(cred_err)?;
+    let name = zbus::names::BusName::try_from(sender.as_str()).map_err(|e| cred_err(e.into()))?;
+    let creds = proxy
+        .get_connection_credentials(name)
+        .await
+        .map_err(|e| cred_err(e.into()))?;
+    let pid = creds.process_id();
+    let unit = match pid {
+        Some(p) => match unit_of_pid(p) {
+            Some(u) => Some(u),
+            None => systemd_unit_of_pid(conn, p).await,
+        },
+        None => None,
+    };
+    Ok(Caller {
+        bus_name: sender.clone(),
+        uid: creds.unix_user_id(),
+        gids: creds.unix_group_ids().cloned().unwrap_or_default(),
+        pid,
+        unit,
+    })
+}
+
+/// The unit of `pid` from systemd itself (`GetUnitByPID`, then the unit's `Id`), for when
+/// `/proc/PID` is hidden from skrd (`ProtectProc=invisible`). `None` without systemd.
+async fn systemd_unit_of_pid(conn: &zbus::Connection, pid: u32) -> Option<String> {
+    let reply = conn
+        .call_method(
+            Some("org.freedesktop.systemd1"),
+            "/org/freedesktop/systemd1",
+            Some("org.freedesktop.systemd1.Manager"),
+            "GetUnitByPID",
+            &(pid,),
+        )
+        .await
+        .ok()?;
+    let path: zbus::zvariant::OwnedObjectPath = reply.body().deserialize().ok()?;
+    let reply = conn
+        .call_method(
+            Some("org.freedesktop.systemd1"),
+            path.as_str(),
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &("org.freedesktop.systemd1.Unit", "Id"),
+        )
+        .await
+        .ok()?;
+    let value: zbus::zvariant::OwnedValue = reply.body().deserialize().ok()?;
+    String::try_from(value).ok()
+}
+
+#[zbus::interface(name = "org.skrd.KeyRelease1.Manager")]
+impl ManagerObject {
+    /// The state document (`/run/skrd/state.json` schema) as JSON.
+    async fn get_status(&self) -> String {
+        self.manager.status_json()
+    }
+
+    /// Every configured key: (name, url, cached).
+    async fn list_keys(&self) -> Vec<(String, String, bool)> {
+        self.manager.list_keys()
+    }
+
+    /// The key `name` as a sealed memfd (read it from offset 0), if the caller is in its ACL.
+    async fn release_key(
+        &self,
+        name: String,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<OwnedFd, KeyReleaseError> {
+        let who = caller(conn, &header).await?;
+        let fd = self.manager.release(&name, &who).await?;
+        Ok(OwnedFd::from(fd))
+    }
+
+    /// A fresh attestation now (root only).
+    async fn reattest(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), KeyReleaseError> {
+        let who = caller(conn, &header).await?;
+        if who.uid != Some(0) {
+            return Err(DaemonError::RootOnly {
+                method: "Reattest",
+                uid: who.uid.map_or_else(|| "unknown".into(), |u| u.to_string()),
+            }
+            .into());
+        }
+        Ok(self.manager.reattest().await?)
+    }
+
+    /// Sent with the new state document whenever it changes.
+    #[zbus(signal)]
+    async fn state_changed(emitter: &SignalEmitter<'_>, state: &str) -> zbus::Result<()>;
+}
+
+/// Connects to `address` (None: the system bus, honouring `DBUS_SYSTEM_BUS_ADDRESS`), without
+/// owning the name yet (so a daemon without a bus stops before touching anything).
+pub async fn connect(address: Option<&str>) -> Result<zbus::Connection, DaemonError> {
+    let bus_err = |e: zbus::Error| DaemonError::Bus {
+        bus: address.unwrap_or("system").to_string(),
+        reason: e.to_string(),
+    };
+    match address {
+        Some(a) => zbus::connection::Builder::address(a),
+        None => zbus::connection::Builder::system(),
+    }
+    .map_err(bus_err)?
+    .build()
+    .await
+    .map_err(bus_err)
+}
+
+/// Serves the object on `conn`, owns the name, and spawns the `StateChanged` forwarder.
+pub async fn serve(
+    conn: &zbus::Connection,
+    manager: Arc<Manager>,
+    address: Option<&str>,
+) -> Result<(), DaemonError> {
+    let bus_err = |e: zbus::Error| DaemonError::Bus {
+        bus: address.unwrap_or("system").to_string(),
+        reason: e.to_string(),
+    };
+    conn.object_server()
+        .at(
+            OBJECT_PATH,
+            ManagerObject {
+                manager: manager.clone(),
+            },
+        )
+        .await
+        .map_err(bus_err)?;
+    conn.request_name(BUS_NAME).await.map_err(bus_err)?;
+    let mut rx = manager.subscribe();
+    let c = conn.clone();
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let json = rx.borrow_and_update().clone();
+            if let Ok(emitter) = SignalEmitter::new(&c, OBJECT_PATH) {
+                let _ = ManagerObject::state_changed(&emitter, &json).await;
+            }
+        }
+    });
+    Ok(())
+}

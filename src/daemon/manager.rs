@@ -1,0 +1,605 @@
+//! The daemon's domain core (no D-Bus here; `dbus.rs` is a thin adapter over it): the current
+//! configuration, the state document (`/run/skrd/state.json`, written on every change), the
+//! cache of released keys (each in a `Secret`), the runs (attest + release, one at a time:
+//! the TPM has one owner), the passphrases of volumes left to the daemon (`options.initrd =
+//! false`; systemd-cryptsetup reads them from the key socket, so skrd itself needs no
+//! device-mapper privilege),
+//! the ACL decisions, and the configuration reload.
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::attest::collect::{self, SevGuestSource, Source, VtpmSource};
+use crate::config::{EvidenceSource, Settings};
+use crate::error::{ErrorCode, Problem};
+use crate::evidence::{vtpm::HCL_REPORT_NV_INDEX, DevSevGuest, Vtpm};
+use crate::format::state::{AttestationState, LastError, Stage, State, Writer};
+use crate::net::Deadline;
+use crate::release::{roots::load_roots, KeyRequest, ReleasedKey};
+use crate::secret::Secret;
+use crate::volume::VolumeSpec;
+
+use super::acl::{self, Caller, Decision};
+use super::error::DaemonError;
+use super::memfd::sealed_memfd;
+use super::notify::Notifier;
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The keys the daemon releases at start: those of volumes it unlocks itself, and those some
+/// local caller may request (non-empty ACL).
+pub fn keys_needed(s: &Settings) -> Vec<String> {
+    let mut names: Vec<String> = s
+        .volumes
+        .values()
+        .filter(|v| !v.options.initrd)
+        .map(|v| v.key.clone())
+        .chain(
+            s.keys
+                .iter()
+                .filter(|(_, k)| !k.acl.denies_everyone())
+                .map(|(n, _)| n.clone()),
+        )
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Opens the configured evidence source (auto: the vTPM when it holds an HCL report, else
+/// `/dev/sev-guest`).
+pub fn open_source(s: &Settings) -> Result<Source, Problem> {
+    let vtpm = |v: Vtpm| {
+        Source::Vtpm(VtpmSource {
+            vtpm: Arc::new(v),
+            event_log: s.evidence.event_log.clone(),
+            os_release: PathBuf::from(collect::OS_RELEASE),
+        })
+    };
+    let sev_guest = || -> Result<Source, Problem> {
+        let dev = DevSevGuest::open().map_err(|e| e.problem())?;
+        Ok(Source::SevGuest(SevGuestSource {
+            firmware: Box::new(dev),
+            vcek_chain_pem: None,
+            transfer_key_bits: crate::crypto::transfer_key::DEFAULT_BITS,
+        }))
+    };
+    match s.evidence.source {
+        EvidenceSource::Vtpm => Vtpm::open(&s.evidence.tcti)
+            .map(vtpm)
+            .map_err(|e| e.problem()),
+        EvidenceSource::SevGuest => sev_guest(),
+        EvidenceSource::Auto => match Vtpm::open(&s.evidence.tcti) {
+            Ok(v) if v.nv_index_exists(HCL_REPORT_NV_INDEX).unwrap_or(false) => Ok(vtpm(v)),
+            _ => sev_guest(),
+        },
+    }
+}
+
+/// Error codes that belong to a key's release rather than to the attestation.
+fn is_key_error(code: &str) -> bool {
+    ["release-", "unwrap-", "kwp-", "key-"]
+        .iter()
+        .any(|p| code.starts_with(p))
+}
+
+/// The daemon's state and operations.
+pub struct Manager {
+    config_path: Option<PathBuf>,
+    state_path: PathBuf,
+    settings: RwLock<Arc<Settings>>,
+    state: Mutex<State>,
+    cache: Mutex<BTreeMap<String, Arc<ReleasedKey>>>,
+    ready: tokio::sync::watch::Sender<bool>,
+    changed: tokio::sync::watch::Sender<String>,
+    runs: tokio::sync::Mutex<()>,
+    notifier: Notifier,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("state_path", &self.state_path)
+            .field("cached_keys", &lock(&self.cache).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    /// A manager for `settings` (loaded from `config_path`), taking over the state document at
+    /// `state_path` when the initramfs left one (an unusable one is logged and replaced).
+    pub fn new(
+        config_path: Option<PathBuf>,
+        state_path: PathBuf,
+        settings: Settings,
+        notifier: Notifier,
+    ) -> Arc<Self> {
+        let now = now_unix();
+        let mut state = match crate::state_file::read(&state_path) {
+            Ok(Some(s)) => {
+                tracing::info!(path = %state_path.display(), writer = ?s.writer, "took over the state file");
+                s
+            }
+            Ok(None) => State::new(Writer::Daemon, now),
+            Err(e) => {
+                tracing::warn!(error_code = e.code(), "{e}; starting a new state file");
+                State::new(Writer::Daemon, now)
+            }
+        };
+        state.writer = Writer::Daemon;
+        sync_state(&mut state, &settings, now);
+        let json = String::from_utf8(crate::format::state::encode(&state).unwrap_or_default())
+            .unwrap_or_default();
+        let (ready, _) = tokio::sync::watch::channel(false);
+        let (changed, _) = tokio::sync::watch::channel(json);
+        let m = Arc::new(Self {
+            config_path,
+            state_path,
+            settings: RwLock::new(Arc::new(settings)),
+            state: Mutex::new(state),
+            cache: Mutex::new(BTreeMap::new()),
+            ready,
+            changed,
+            runs: tokio::sync::Mutex::new(()),
+            notifier,
+        });
+        m.update(|_| ());
+        m
+    }
+
+    /// The current configuration.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The service manager notifier.
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    /// A receiver of every new state document (JSON), for the `StateChanged` signal.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<String> {
+        self.changed.subscribe()
+    }
+
+    /// Whether the initial work finished.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits until the initial work finished, at most `limit`.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let mut rx = self.ready.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Applies `f` to the state, then writes the state file and announces the change.
+    pub fn update(&self, f: impl FnOnce(&mut State)) {
+        let json = {
+            let mut st = lock(&self.state);
+            f(&mut st);
+            st.updated_at = now_unix();
+            st.writer = Writer::Daemon;
+            if let Err(e) = crate::state_file::write(&self.state_path, &st) {
+                tracing::warn!(error_code = e.code(), "{e}");
+            }
+            crate::format::state::encode(&st)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_default()
+        };
+        self.changed.send_replace(json);
+    }
+
+    /// The state document as JSON (what `GetStatus` returns).
+    pub fn status_json(&self) -> String {
+        self.changed.borrow().clone()
+    }
+
+    /// A copy of the state.
+    pub fn state(&self) -> State {
+        lock(&self.state).clone()
+    }
+
+    /// `(name, url, cached)` of every configured key.
+    pub fn list_keys(&self) -> Vec<(String, String, bool)> {
+        let s = self.settings();
+        let cache = lock(&self.cache);
+        s.keys
+            .iter()
+            .map(|(n, k)| (n.clone(), k.url.to_string(), cache.contains_key(n)))
+            .collect()
+    }
+
+    fn set_stage(&self, volumes: &[String], stage: Stage) {
+        let now = now_unix();
+        self.update(|st| {
+            for v in &mut st.volumes {
+                if volumes.contains(&v.name) {
+                    v.stage = stage;
+                    v.updated_at = now;
+                }
+            }
+        });
+    }
+
+    /// One run: attest, then release `names` (none: attestation only) into the cache.
+    pub async fn run_keys(&self, names: &[String]) -> Result<(), DaemonError> {
+        let _one = self.runs.lock().await;
+        let s = self.settings();
+        let requests: Vec<KeyRequest> = names
+            .iter()
+            .filter_map(|n| s.keys.get(n).map(|k| KeyRequest::from_settings(n, k)))
+            .collect();
+        let provider = s
+            .attestation
+            .as_ref()
+            .map_or_else(String::new, |a| a.provider.to_string());
+        self.notifier.status("attesting");
+        tracing::info!(stage = "attesting", keys = ?names, "attesting");
+        let t = Instant::now();
+        let outcome = async {
+            let source = open_source(&s)?;
+            let source_name = source.name();
+            self.update(|st| {
+                let a = st.attestation.get_or_insert_with(|| AttestationState {
+                    provider: provider.clone(),
+                    source: source_name.to_string(),
+                    last_success: None,
+                    token_expiry: None,
+                    maa_request_id: None,
+                    last_error: None,
+                });
+                a.provider = provider.clone();
+                a.source = source_name.to_string();
+            });
+            let services =
+                crate::attest::services::Services::from_settings(&s).map_err(|e| e.problem())?;
+            let roots = if requests.is_empty() {
+                Vec::new()
+            } else {
+                load_roots(&services.ca_files).map_err(|e| e.problem())?
+            };
+            let deadline = Deadline::after(s.boot.deadline.max(Duration::from_secs(1)));
+            crate::release::run(&services, source, &requests, &roots, &deadline)
+                .await
+                .map_err(|e| e.problem())
+        }
+        .await;
+        let now = now_unix();
+        match outcome {
+            Ok(out) => {
+                let expiry = u64::try_from(out.attestation.expires_at).ok();
+                let ms = t.elapsed().as_millis();
+                let mut cache = lock(&self.cache);
+                let released: Vec<(String, String)> = out
+                    .keys
+                    .into_iter()
+                    .map(|k| {
+                        let version = k.kid.rsplit('/').next().unwrap_or_default().to_string();
+                        let name = k.name.clone();
+                        cache.insert(name.clone(), Arc::new(k));
+                        (name, version)
+                    })
+                    .collect();
+                drop(cache);
+                for (name, _) in &released {
+                    tracing::info!(key = %name, stage = "released", elapsed_ms = ms as u64, "key released and cached");
+                }
+                self.update(|st| {
+                    if let Some(a) = &mut st.attestation {
+                        a.last_success = Some(now);
+                        a.token_expiry = expiry;
+                        a.last_error = None;
+                    }
+                    for (name, version) in &released {
+                        if let Some(url) = s.keys.get(name).map(|k| k.url.to_string()) {
+                            let k = st.key_mut(name, &url);
+                            k.cached = true;
+                            k.version = (!version.is_empty()).then(|| version.clone());
+                            k.released_at = Some(now);
+                            k.last_error = None;
+                        }
+                    }
+                });
+                self.notifier.status("attested; keys cached");
+                Ok(())
+            }
+            Err(p) => {
+                let key_error = is_key_error(&p.code);
+                tracing::warn!(stage = "attesting", error_code = %p.code, keys = ?names, "{}", p.message);
+                self.update(|st| {
+                    let last = LastError::from(p.clone());
+                    if key_error {
+                        for n in names {
+                            if let Some(url) = s.keys.get(n).map(|k| k.url.to_string()) {
+                                st.key_mut(n, &url).last_error = Some(last.clone());
+                            }
+                        }
+                    } else if let Some(a) = &mut st.attestation {
+                        a.last_error = Some(last);
+                    } else {
+                        st.attestation = Some(AttestationState {
+                            provider: if provider.is_empty() {
+                                "none".into()
+                            } else {
+                                provider.clone()
+                            },
+                            source: s.evidence.source.as_str().to_string(),
+                            last_success: None,
+                            token_expiry: None,
+                            maa_request_id: None,
+                            last_error: Some(last),
+                        });
+                    }
+                });
+                self.notifier.status(&format!("failed: {}", p.code));
+                Err(if key_error {
+                    DaemonError::ReleaseFailed {
+                        key: names.join(","),
+                        code: p.code,
+                        message: p.message,
+                    }
+                } else {
+                    DaemonError::AttestFailed {
+                        code: p.code,
+                        message: p.message,
+                    }
+                })
+            }
+        }
+    }
+
+    /// The initial work: release the keys needed, unlock the daemon's volumes, then READY=1.
+    pub async fn initial_work(&self) {
+        let s = self.settings();
+        let names = keys_needed(&s);
+        let daemon_volumes: Vec<String> = s
+            .volumes
+            .iter()
+            .filter(|(_, v)| !v.options.initrd)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if s.attestation.is_some() {
+            self.set_stage(&daemon_volumes, Stage::Attesting);
+            let result = self.run_keys(&names).await;
+            if let Err(e) = &result {
+                let stage = if e.code() == "daemon-release-failed" {
+                    Stage::Refused
+                } else {
+                    Stage::Failed
+                };
+                let last = LastError::from(e.problem());
+                self.update(|st| {
+                    for v in &mut st.volumes {
+                        if daemon_volumes.contains(&v.name) {
+                            v.stage = stage;
+                            v.attempts = v.attempts.saturating_add(1);
+                            v.last_error = Some(last.clone());
+                        }
+                    }
+                });
+            } else {
+                // systemd-cryptsetup asks for them on the key socket.
+                self.set_stage(&daemon_volumes, Stage::Pending);
+            }
+        }
+        self.ready.send_replace(true);
+        self.notifier.notify("READY=1\nSTATUS=ready");
+        tracing::info!(stage = "ready", "initial work done");
+    }
+
+    /// The passphrase of daemon volume `volume` for systemd-cryptsetup (key socket): waits for
+    /// the initial work, then derives it from the cached key; `None` refuses (logged).
+    pub async fn volume_passphrase(&self, volume: &str) -> Option<Secret> {
+        let s = self.settings();
+        let vs = s.volumes.get(volume).filter(|v| !v.options.initrd);
+        let Some(vs) = vs else {
+            tracing::warn!(
+                volume,
+                stage = "refused",
+                "key socket request for a volume the daemon does not unlock"
+            );
+            return None;
+        };
+        self.wait_ready(Duration::from_secs(300)).await;
+        let key = lock(&self.cache).get(&vs.key).cloned();
+        let result = match (key, VolumeSpec::from_settings(&s, volume)) {
+            (Some(k), Ok(spec)) => spec.passphrase(k.material.ikm()).map_err(|e| e.problem()),
+            (None, _) => Err(Problem::new(
+                "daemon-release-failed",
+                format!("key {:?} is not released; see the key's last error", vs.key),
+            )),
+            (_, Err(e)) => Err(e.problem()),
+        };
+        let now = now_unix();
+        match result {
+            Ok(p) => {
+                tracing::info!(volume, key = %vs.key, stage = "unlocking", "passphrase handed to systemd-cryptsetup");
+                self.update(|st| {
+                    if let Some(v) = st.volumes.iter_mut().find(|v| v.name == volume) {
+                        v.stage = Stage::Unlocking;
+                        v.attempts = v.attempts.saturating_add(1);
+                        v.last_error = None;
+                        v.updated_at = now;
+                    }
+                });
+                Some(p)
+            }
+            Err(p) => {
+                tracing::warn!(volume, key = %vs.key, stage = "failed", error_code = %p.code, "{}", p.message);
+                self.update(|st| {
+                    if let Some(v) = st.volumes.iter_mut().find(|v| v.name == volume) {
+                        v.stage = Stage::Failed;
+                        v.attempts = v.attempts.saturating_add(1);
+                        v.last_error = Some(p.into());
+                        v.updated_at = now;
+                    }
+                });
+                None
+            }
+        }
+    }
+
+    /// Marks daemon volumes whose `/dev/mapper/NAME` exists as unlocked.
+    pub fn refresh_volumes(&self) {
+        let s = self.settings();
+        let open: Vec<String> = s
+            .volumes
+            .keys()
+            .filter(|n| Path::new("/dev/mapper").join(n).exists())
+            .cloned()
+            .collect();
+        let changed = lock(&self.state)
+            .volumes
+            .iter()
+            .any(|v| open.contains(&v.name) && v.stage != Stage::Unlocked);
+        if changed {
+            self.update(|st| {
+                for v in &mut st.volumes {
+                    if open.contains(&v.name) {
+                        v.stage = Stage::Unlocked;
+                        v.last_error = None;
+                    }
+                }
+            });
+        }
+    }
+
+    /// `Reattest()`: a fresh attestation (no release).
+    pub async fn reattest(&self) -> Result<(), DaemonError> {
+        self.run_keys(&[]).await
+    }
+
+    /// When the current attestation should be renewed: at 80 % of its remaining lifetime
+    /// (at least 30 s from now, at most an hour).
+    pub fn next_refresh(&self) -> Duration {
+        let expiry = lock(&self.state)
+            .attestation
+            .as_ref()
+            .and_then(|a| a.token_expiry);
+        let now = now_unix();
+        let secs = expiry.map_or(3600, |e| e.saturating_sub(now) * 4 / 5);
+        Duration::from_secs(secs.clamp(30, 3600))
+    }
+
+    /// `ReleaseKey(name)`: the ACL decision (logged), then the key as a sealed memfd, released
+    /// now if it is not cached yet.
+    pub async fn release(&self, name: &str, caller: &Caller) -> Result<OwnedFd, DaemonError> {
+        let s = self.settings();
+        let uid = caller
+            .uid
+            .map_or_else(|| "unknown".into(), |u| u.to_string());
+        let pid = caller
+            .pid
+            .map_or_else(|| "unknown".into(), |p| p.to_string());
+        let unit = caller.unit.clone().unwrap_or_else(|| "none".into());
+        let Some(k) = s.keys.get(name) else {
+            tracing::warn!(key = name, caller_uid = %uid, caller_pid = %pid, caller_unit = %unit, decision = "unknown-key", "ReleaseKey of an unknown key");
+            return Err(DaemonError::UnknownKey {
+                key: name.chars().take(64).collect(),
+                configured: s.keys.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        match acl::decide(&k.acl, caller, &acl::resolve_user, &acl::resolve_group) {
+            Decision::Allow(why) => {
+                tracing::info!(key = name, caller_uid = %uid, caller_pid = %pid, caller_unit = %unit, decision = "allow", rule = %why, "ReleaseKey allowed");
+            }
+            Decision::Deny => {
+                tracing::warn!(key = name, caller_uid = %uid, caller_pid = %pid, caller_unit = %unit, decision = "deny", "ReleaseKey denied");
+                return Err(DaemonError::AccessDenied {
+                    key: name.to_string(),
+                    uid,
+                    pid,
+                    unit,
+                });
+            }
+        }
+        if !self.wait_ready(Duration::from_secs(20)).await {
+            return Err(DaemonError::NotReady {
+                stage: "initial attestation".into(),
+            });
+        }
+        let cached = lock(&self.cache).get(name).cloned();
+        let key = match cached {
+            Some(k) => k,
+            None => {
+                self.run_keys(&[name.to_string()]).await?;
+                lock(&self.cache)
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| DaemonError::ReleaseFailed {
+                        key: name.to_string(),
+                        code: "internal-task-failed".into(),
+                        message: "the run finished without the key".into(),
+                    })?
+            }
+        };
+        sealed_memfd(&format!("skrd-key-{name}"), key.plaintext.expose()).map_err(|e| {
+            DaemonError::Memfd {
+                key: name.to_string(),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// Reloads the configuration (SIGHUP). An invalid configuration is refused and the old one
+    /// kept. Cached keys whose configuration disappeared or changed are dropped.
+    pub fn reload(&self) -> Result<(), Problem> {
+        let new = crate::config::load(self.config_path.as_deref()).map_err(|e| e.problem())?;
+        {
+            let mut cache = lock(&self.cache);
+            cache.retain(|n, k| {
+                new.keys
+                    .get(n)
+                    .is_some_and(|ks| k.name == *n && self.settings().keys.get(n) == Some(ks))
+            });
+        }
+        let now = now_unix();
+        let cached: Vec<String> = lock(&self.cache).keys().cloned().collect();
+        self.update(|st| {
+            sync_state(st, &new, now);
+            for k in &mut st.keys {
+                k.cached = cached.contains(&k.name);
+            }
+        });
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
+        Ok(())
+    }
+}
+
+/// Lists every configured volume and key in `st` (dropping entries no longer configured).
+fn sync_state(st: &mut State, s: &Settings, now: u64) {
+    st.volumes.retain(|v| s.volumes.contains_key(&v.name));
+    for (name, v) in &s.volumes {
+        st.volume_mut(name, &v.uuid.hyphenated().to_string(), now);
+    }
+    st.keys.retain(|k| s.keys.contains_key(&k.name));
+    for (name, k) in &s.keys {
+        let url = k.url.to_string();
+        let entry = st.key_mut(name, &url);
+        entry.url = url;
+        // Material is never carried over from the initramfs.
+        entry.cached = false;
+    }
+}

@@ -1,0 +1,262 @@
+//! Shared harness of the daemon tests and the daemon bench: a private `dbus-daemon` configured
+//! with the shipped bus policy, a running `skrd` (stderr in a file, NOTIFY_SOCKET bound here),
+//! and zbus client helpers. Include with `#[path]` next to `flow_common`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use crate::flow_common::{env_with_swtpm, policy, Env, KeyType, Swtpm};
+use std::io::{BufRead, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A private bus whose policy is the shipped one plus a default-deny base like system.conf.
+pub struct Bus {
+    pub child: Child,
+    pub address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Bus {
+    pub fn start() -> Self {
+        Self::start_with_activation(None)
+    }
+
+    /// With `exec`, org.skrd.KeyRelease1 is D-Bus activatable: the bus runs `exec` (a
+    /// service file `Exec=` line) when a call arrives while nobody owns the name.
+    pub fn start_with_activation(exec: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let servicedir = match exec {
+            Some(exec) => {
+                let sd = dir.path().join("services");
+                std::fs::create_dir(&sd).unwrap();
+                std::fs::write(
+                    sd.join("org.skrd.KeyRelease1.service"),
+                    format!("[D-BUS Service]\nName=org.skrd.KeyRelease1\nExec={exec}\nUser=root\n"),
+                )
+                .unwrap();
+                format!("<servicedir>{}</servicedir>", sd.display())
+            }
+            None => String::new(),
+        };
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("bus");
+        let conf = dir.path().join("bus.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
+  </policy>
+  <include>{REPO}/dbus/org.skrd.KeyRelease1.conf</include>
+  {servicedir}
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("unix:"), "{line}");
+        Self {
+            child,
+            address: line.trim().to_string(),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running skrd with its stderr in a file and its NOTIFY_SOCKET bound by the test.
+pub struct Skrd {
+    pub child: Child,
+    pub stderr: PathBuf,
+    pub notify: UnixDatagram,
+    pub state_file: PathBuf,
+}
+
+impl Skrd {
+    pub fn start(env: &Env, bus: &Bus, dir: &Path) -> Self {
+        let notify_path = dir.join(format!("notify-{}", rand_suffix()));
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+        let stderr = dir.join(format!("skrd-{}.log", rand_suffix()));
+        let state_file = dir.join("run/state.json");
+        let child = Command::new(env!("CARGO_BIN_EXE_skrd"))
+            .arg("--config")
+            .arg(env.config_path())
+            .args(["--bus-address", &bus.address])
+            .arg("--state-file")
+            .arg(&state_file)
+            .arg("--key-socket")
+            .arg(dir.join("luks.sock"))
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("WATCHDOG_USEC", "2000000")
+            .env_remove("WATCHDOG_PID")
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            stderr,
+            notify,
+            state_file,
+        }
+    }
+
+    /// Waits for a datagram containing `want`; returns every datagram seen.
+    pub fn wait_notify(&self, want: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self
+                .notify
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {want} ({e}); got {seen:?}; log: {}", self.log()));
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let done = msg.lines().any(|l| l == want);
+            seen.push(msg);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    pub fn stop(mut self) -> i32 {
+        self.signal(libc::SIGTERM);
+        let t = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "skrd ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Skrd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn rand_suffix() -> usize {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub async fn connect(address: &str) -> zbus::Connection {
+    zbus::connection::Builder::address(address)
+        .unwrap()
+        .build()
+        .await
+        .unwrap()
+}
+
+pub async fn call<B>(conn: &zbus::Connection, method: &str, body: &B) -> zbus::Result<zbus::Message>
+where
+    B: serde::Serialize + zbus::zvariant::DynamicType,
+{
+    conn.call_method(
+        Some("org.skrd.KeyRelease1"),
+        "/org/skrd/KeyRelease1",
+        Some("org.skrd.KeyRelease1.Manager"),
+        method,
+        body,
+    )
+    .await
+}
+
+/// ReleaseKey(name) → the bytes read from the returned descriptor, or the D-Bus error
+/// (name, message).
+pub async fn release(conn: &zbus::Connection, name: &str) -> Result<Vec<u8>, (String, String)> {
+    match call(conn, "ReleaseKey", &(name,)).await {
+        Ok(reply) => {
+            let fd: zbus::zvariant::OwnedFd = reply.body().deserialize().unwrap();
+            let fd: std::os::fd::OwnedFd = fd.into();
+            let mut bytes = Vec::new();
+            std::fs::File::from(fd).read_to_end(&mut bytes).unwrap();
+            Ok(bytes)
+        }
+        Err(zbus::Error::MethodError(name, msg, _)) => {
+            Err((name.to_string(), msg.unwrap_or_default()))
+        }
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+/// An emulator + provisioned swtpm with one AES-256 key per name imported under a release
+/// policy the swtpm's attestation meets; returns (url, imported bytes) per name.
+pub fn env_with_keys(names: &[&str]) -> (Env, Swtpm, Vec<(String, Vec<u8>)>) {
+    let (env, tpm) = env_with_swtpm();
+    let p = policy(
+        &env.authority(),
+        "x-ms-isolation-tee.x-ms-attestation-type",
+        "sevsnpvm",
+    );
+    let keys = names
+        .iter()
+        .map(|n| env.import(n, KeyType::Oct256, &p))
+        .collect();
+    (env, tpm, keys)
+}

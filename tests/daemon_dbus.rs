@@ -1,0 +1,408 @@
+//! `skrd` as a service against a real private `dbus-daemon` (configured with the shipped bus
+//! policy), skr-emulator and a provisioned swtpm: READY=1 over NOTIFY_SOCKET, ReleaseKey hands
+//! a sealed memfd whose bytes equal the imported key, the ACL (root allowed, uid 65534 denied
+//! with org.skrd.KeyRelease1.Error.AccessDenied), unknown keys, 50 concurrent callers, the
+//! introspection equal to dbus/org.skrd.KeyRelease1.xml, SIGHUP reload (invalid config kept
+//! out), SIGTERM exit 0, `skrctl status` from the daemon and from the state file, and no
+//! trace of the key in logs, environ, cmdline, the state file or a dbus-monitor capture.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "daemon_common/mod.rs"]
+mod daemon_common;
+#[path = "flow_common.rs"]
+mod flow_common;
+
+use daemon_common::*;
+use flow_common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+fn busctl_as_nobody(address: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "busctl"])
+        .arg(format!("--address={address}"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The `<interface name="org.skrd.KeyRelease1.Manager">` element with the whitespace between
+/// tags and comments removed.
+fn manager_interface(xml: &str) -> String {
+    let start = xml
+        .find("<interface name=\"org.skrd.KeyRelease1.Manager\">")
+        .unwrap_or_else(|| panic!("no Manager interface in {xml}"));
+    let end = start + xml[start..].find("</interface>").unwrap() + "</interface>".len();
+    let mut s = xml[start..end].to_string();
+    while let Some(a) = s.find("<!--") {
+        let b = a + s[a..].find("-->").unwrap() + 3;
+        s.replace_range(a..b, "");
+    }
+    s.split('\n').map(str::trim).collect::<Vec<_>>().join("")
+}
+
+fn secret_forms(key: &[u8]) -> Vec<String> {
+    use base64::Engine;
+    vec![
+        hex::encode(key),
+        hex::encode_upper(key),
+        base64::engine::general_purpose::STANDARD.encode(key),
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(key),
+        b64url(key),
+    ]
+}
+
+fn assert_no_secret(what: &str, haystack: &[u8], key: &[u8]) {
+    assert!(
+        !haystack.windows(key.len()).any(|w| w == key),
+        "raw key bytes found in {what}"
+    );
+    let text = String::from_utf8_lossy(haystack);
+    for form in secret_forms(key) {
+        assert!(!text.contains(&form), "key ({form}) found in {what}");
+    }
+}
+
+#[test]
+fn daemon_serves_keys_by_acl_over_dbus() {
+    let (env, _tpm, keys) = env_with_keys(&["disk", "other"]);
+    let [(disk_url, disk), (other_url, other)] = <[_; 2]>::try_from(keys).unwrap();
+    let base_config = std::fs::read_to_string(env.config_path()).unwrap();
+    env.append_config(&format!(
+        "\n[keys.disk]\nurl = \"{disk_url}\"\nallow_uids = [0]\n\n[keys.other]\nurl = \"{other_url}\"\n"
+    ));
+    let bus = Bus::start();
+    let work = tempfile::tempdir().unwrap();
+    let monitor_out = work.path().join("monitor.txt");
+    // Unbuffered: the monitor is killed at the end, and nothing may stay in its stdio buffer.
+    let mut monitor = Command::new("stdbuf")
+        .args(["-o0", "dbus-monitor", "--address", &bus.address])
+        .stdout(std::fs::File::create(&monitor_out).unwrap())
+        .stderr(std::fs::File::create(work.path().join("monitor.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let skrd = Skrd::start(&env, &bus, work.path());
+    let seen = skrd.wait_notify("READY=1");
+    assert!(
+        seen.iter().any(|m| m.starts_with("STATUS=attesting")),
+        "{seen:?}"
+    );
+    // WATCHDOG_USEC=2 s: a keep-alive every second.
+    skrd.wait_notify("WATCHDOG=1");
+
+    let rt = rt();
+    rt.block_on(async {
+        let conn = connect(&bus.address).await;
+        // The authorized caller (root, in allow_uids) gets the imported key's bytes.
+        assert_eq!(release(&conn, "disk").await.unwrap(), disk);
+        // Not in any ACL (default deny), even for root.
+        let (name, msg) = release(&conn, "other").await.unwrap_err();
+        assert_eq!(name, "org.skrd.KeyRelease1.Error.AccessDenied", "{msg}");
+        assert!(
+            msg.contains("daemon-access-denied") && msg.contains("uid 0"),
+            "{msg}"
+        );
+        let (name, msg) = release(&conn, "nope").await.unwrap_err();
+        assert_eq!(name, "org.skrd.KeyRelease1.Error.UnknownKey", "{msg}");
+        assert!(msg.contains("disk, other"), "{msg}");
+
+        // 50 concurrent callers, each on its own connection.
+        let calls = (0..50).map(|_| {
+            let address = bus.address.clone();
+            tokio::spawn(async move {
+                let c = connect(&address).await;
+                release(&c, "disk").await
+            })
+        });
+        for r in futures_join(calls).await {
+            assert_eq!(r.unwrap().unwrap(), disk);
+        }
+
+        // ListKeys and GetStatus.
+        let keys: Vec<(String, String, bool)> = call(&conn, "ListKeys", &())
+            .await
+            .unwrap()
+            .body()
+            .deserialize()
+            .unwrap();
+        assert_eq!(
+            keys,
+            vec![
+                ("disk".to_string(), disk_url.clone(), true),
+                ("other".to_string(), other_url.clone(), false)
+            ]
+        );
+        let status: String = call(&conn, "GetStatus", &())
+            .await
+            .unwrap()
+            .body()
+            .deserialize()
+            .unwrap();
+        let st = skrd::format::state::parse(status.as_bytes()).unwrap();
+        assert_eq!(st.writer, skrd::format::state::Writer::Daemon);
+        assert!(st.attestation.as_ref().unwrap().last_success.is_some());
+        assert!(st.key("disk").unwrap().cached);
+
+        // The introspection equals the shipped XML.
+        let xml: String = conn
+            .call_method(
+                Some("org.skrd.KeyRelease1"),
+                "/org/skrd/KeyRelease1",
+                Some("org.freedesktop.DBus.Introspectable"),
+                "Introspect",
+                &(),
+            )
+            .await
+            .unwrap()
+            .body()
+            .deserialize()
+            .unwrap();
+        let shipped =
+            std::fs::read_to_string(format!("{REPO}/dbus/org.skrd.KeyRelease1.xml")).unwrap();
+        assert_eq!(manager_interface(&xml), manager_interface(&shipped));
+    });
+
+    // Another uid (65534) through busctl: the clear D-Bus error, no descriptor.
+    let (code, out) = busctl_as_nobody(
+        &bus.address,
+        &[
+            "call",
+            "org.skrd.KeyRelease1",
+            "/org/skrd/KeyRelease1",
+            "org.skrd.KeyRelease1.Manager",
+            "ReleaseKey",
+            "s",
+            "disk",
+        ],
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("access to key \"disk\" denied for uid 65534"),
+        "{out}"
+    );
+    // Status is readable by everyone.
+    let (code, out) = busctl_as_nobody(
+        &bus.address,
+        &[
+            "call",
+            "org.skrd.KeyRelease1",
+            "/org/skrd/KeyRelease1",
+            "org.skrd.KeyRelease1.Manager",
+            "GetStatus",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("schema_version"), "{out}");
+
+    // skrctl status asks the daemon.
+    let (code, out, err, _) = skrctl(
+        &env,
+        &[
+            "status",
+            "--bus-address",
+            &bus.address,
+            "--state-file",
+            skrd.state_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("from daemon") && out.contains("health: ok"),
+        "{out}"
+    );
+    assert!(out.contains("may request: uid 0"), "{out}");
+
+    // SIGHUP with an invalid configuration: refused, the old one stays in force.
+    let good = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(env.config_path(), format!("{good}\n[keys.broken]\n")).unwrap();
+    skrd.signal(libc::SIGHUP);
+    skrd.wait_notify("READY=1");
+    assert!(
+        skrd.log().contains("configuration reload refused"),
+        "{}",
+        skrd.log()
+    );
+    // SIGHUP with "other" now allowed to root: released on demand.
+    std::fs::write(
+        env.config_path(),
+        format!(
+            "{base_config}\n[keys.disk]\nurl = \"{disk_url}\"\nallow_uids = [0]\n\n[keys.other]\nurl = \"{other_url}\"\nallow_uids = [\"root\"]\n"
+        ),
+    )
+    .unwrap();
+    skrd.signal(libc::SIGHUP);
+    skrd.wait_notify("READY=1");
+    rt.block_on(async {
+        let conn = connect(&bus.address).await;
+        assert_eq!(release(&conn, "other").await.unwrap(), other);
+        assert_eq!(release(&conn, "disk").await.unwrap(), disk);
+    });
+
+    // Secrets: not in the log, the environment, the command line, the state file, or on the bus.
+    let pid = skrd.child.id();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let state = std::fs::read(&skrd.state_file).unwrap();
+    let log = skrd.log();
+    let mode = std::fs::metadata(&skrd.state_file)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o644);
+    let state_path = skrd.state_file.clone();
+    assert_eq!(skrd.stop(), 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let capture = std::fs::read(&monitor_out).unwrap();
+    assert!(
+        String::from_utf8_lossy(&capture).contains("ReleaseKey"),
+        "the monitor saw no call: {}{}",
+        String::from_utf8_lossy(&capture),
+        std::fs::read_to_string(work.path().join("monitor.err")).unwrap()
+    );
+    // StateChanged went out (dbus-monitor prints "signal ... member=StateChanged").
+    assert!(
+        String::from_utf8_lossy(&capture).contains("member=StateChanged"),
+        "no StateChanged signal seen"
+    );
+    assert!(
+        log.contains("ReleaseKey allowed") && log.contains("ReleaseKey denied"),
+        "{log}"
+    );
+    for key in [&disk, &other] {
+        assert_no_secret("skrd's stderr", log.as_bytes(), key);
+        assert_no_secret("/proc/PID/environ", &environ, key);
+        assert_no_secret("/proc/PID/cmdline", &cmdline, key);
+        assert_no_secret("the state file", &state, key);
+        assert_no_secret("the dbus-monitor capture", &capture, key);
+    }
+
+    // The daemon is gone: skrctl status falls back to the state file and says so.
+    let (code, out, err, _) = skrctl(
+        &env,
+        &[
+            "status",
+            "--json",
+            "--bus-address",
+            &bus.address,
+            "--state-file",
+            state_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["source"], "state-file");
+    assert_eq!(v["healthy"], true);
+    assert_eq!(v["state"]["keys"][0]["name"], "disk");
+    // Neither daemon nor state file: unusable (2).
+    let (code, out, _, _) = skrctl(
+        &env,
+        &[
+            "status",
+            "--json",
+            "--bus-address",
+            &bus.address,
+            "--state-file",
+            "/nonexistent/state.json",
+        ],
+    );
+    assert_eq!(code, 2, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["error"]["code"], "status-unavailable");
+}
+
+async fn futures_join<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<Result<T, tokio::task::JoinError>> {
+    let mut out = Vec::new();
+    for h in handles.collect::<Vec<_>>() {
+        out.push(h.await);
+    }
+    out
+}
+
+/// The pid owning org.skrd.KeyRelease1.
+async fn owner_pid(conn: &zbus::Connection) -> u32 {
+    let proxy = zbus::fdo::DBusProxy::new(conn).await.unwrap();
+    let name = zbus::names::BusName::try_from("org.skrd.KeyRelease1").unwrap();
+    proxy.get_connection_unix_process_id(name).await.unwrap()
+}
+
+#[test]
+fn clients_wait_through_activation_and_restart() {
+    let (env, _tpm, mut keys) = env_with_keys(&["disk"]);
+    let (url, key) = keys.remove(0);
+    env.append_config(&format!(
+        "\n[keys.disk]\nurl = \"{url}\"\nallow_uids = [0]\n"
+    ));
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("skrd.log");
+    // The bus starts skrd itself on the first call (D-Bus activation), as in production.
+    let exec = format!(
+        "/bin/sh -c \"exec {} --config {} --bus-address $DBUS_STARTER_ADDRESS --state-file {}/state.json --key-socket {}/luks.sock 2>>{}\"",
+        env!("CARGO_BIN_EXE_skrd"),
+        env.config_path().display(),
+        work.path().display(),
+        work.path().display(),
+        log.display()
+    );
+    let bus = Bus::start_with_activation(Some(&exec));
+    let rt = rt();
+    let burst = |n: usize| {
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let address = bus.address.clone();
+                    tokio::spawn(async move {
+                        let c = connect(&address).await;
+                        release(&c, "disk").await
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        })
+    };
+    // Nobody owns the name: 10 callers wait for the activated daemon's initial attestation.
+    for r in burst(10) {
+        assert_eq!(
+            r.unwrap_or_else(|e| panic!(
+                "{e:?}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )),
+            key
+        );
+    }
+    let first = rt.block_on(async { owner_pid(&connect(&bus.address).await).await });
+    // Restart: SIGTERM (clean exit), then callers arrive while no daemon runs.
+    // SAFETY: kill(2) on the daemon the bus started for this test.
+    assert_eq!(unsafe { libc::kill(first as i32, libc::SIGTERM) }, 0);
+    let t = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{first}")).exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "skrd ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for r in burst(10) {
+        assert_eq!(r.unwrap(), key);
+    }
+    let second = rt.block_on(async { owner_pid(&connect(&bus.address).await).await });
+    assert_ne!(first, second, "a new daemon answered");
+    // The second daemon took over the state file the first one left.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("took over the state file"), "{text}");
+    // SAFETY: as above.
+    unsafe { libc::kill(second as i32, libc::SIGTERM) };
+}
