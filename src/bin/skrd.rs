@@ -14,6 +14,15 @@ struct Cli {
     /// Configuration file (default: /etc/skrd/skrd.toml plus /etc/skrd/skrd.toml.d/*.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Boot unlock in the initramfs (skrd-initrd.service): serve the crypttab key socket.
+    #[arg(long)]
+    initrd: bool,
+    /// With --initrd: the key socket path when not socket-activated.
+    #[arg(long, value_name = "PATH", requires = "initrd", default_value = skrd::keysocket::DEFAULT_SOCKET_PATH)]
+    socket: PathBuf,
+    /// With --initrd: the state file for the running system.
+    #[arg(long, value_name = "PATH", requires = "initrd", default_value = skrd::boot::DEFAULT_STATE_PATH)]
+    state_file: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -41,6 +50,14 @@ fn main() -> ExitCode {
             "skrd: warning: trust.amd_test_roots is set: SEV-SNP evidence signed by a test root \
              is trusted; never use this configuration in production"
         );
+    }
+    if cli.initrd {
+        let options = skrd::boot::BootOptions {
+            socket_path: cli.socket,
+            state_path: Some(cli.state_file),
+            ..Default::default()
+        };
+        return ExitCode::from(skrd::boot::main(settings, options));
     }
     eprintln!("skrd: the daemon is not implemented in this release; use skrctl");
     ExitCode::from(2)
