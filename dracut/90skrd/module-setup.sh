@@ -7,17 +7,29 @@
 # configured volume is unlocked in the initramfs (options.initrd = true, the default): every key
 # comes from Key Vault over the network.
 #
+# $SKRD_BINDIR, when set, is where skrd and skrctl are taken from (dracut resets PATH; for
+# test builds and packaging), else they are looked up in dracut's PATH.
+#
 # The configuration read at build time is $SKRD_CONFIG (default /etc/skrd/skrd.toml), read
 # through `skrctl config show` so drop-ins and defaults count exactly as skrd sees them.
 
 _skrd_config() { echo "${SKRD_CONFIG:-/etc/skrd/skrd.toml}"; }
+
+# The path of skrd's binary NAME (skrd, skrctl).
+_skrd_bin() {
+    if [[ -n ${SKRD_BINDIR-} ]]; then
+        echo "$SKRD_BINDIR/$1"
+    else
+        find_binary "$1"
+    fi
+}
 
 # The merged configuration as "key = value" lines (empty when there is none or it is invalid).
 _skrd_show() {
     local cfg
     cfg=$(_skrd_config)
     [[ -r $cfg ]] || return 0
-    skrctl config show --config "$cfg" 2>/dev/null | sed 's/[[:space:]]*#.*$//'
+    "$(_skrd_bin skrctl)" config show --config "$cfg" 2>/dev/null | sed 's/[[:space:]]*#.*$//'
 }
 
 # Names of the volumes unlocked in the initramfs, one per line.
@@ -32,7 +44,10 @@ _skrd_trust_files() {
 }
 
 check() {
-    require_binaries skrd skrctl || return 1
+    local b
+    for b in skrd skrctl; do
+        [[ -x $(_skrd_bin "$b") ]] || { dinfo "skrd: $b not found"; return 1; }
+    done
     # hostonly: include only on a machine whose configuration unlocks something at boot.
     if [[ $hostonly ]]; then
         [[ -n $(_skrd_initrd_volumes) ]] && return 0
@@ -57,7 +72,7 @@ installkernel() {
 install() {
     local cfg f
     cfg=$(_skrd_config)
-    inst_binary skrd /usr/sbin/skrd
+    inst_binary "$(_skrd_bin skrd)" /usr/sbin/skrd
     inst_simple "$moddir/skrd-initrd.socket" "$systemdsystemunitdir/skrd-initrd.socket"
     inst_simple "$moddir/skrd-initrd.service" "$systemdsystemunitdir/skrd-initrd.service"
     $SYSTEMCTL -q --root "$initdir" add-wants sockets.target skrd-initrd.socket
