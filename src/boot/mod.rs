@@ -107,11 +107,18 @@ fn say(line: &str) {
 
 fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKRD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(settings.log.level.as_str()));
+        .unwrap_or_else(|_| {
+            // tss-esapi logs every context close at info: keep the console for skrd's lines.
+            tracing_subscriber::EnvFilter::new(format!(
+                "{},tss_esapi=warn",
+                settings.log.level.as_str()
+            ))
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(false)
         .without_time()
         .try_init();
 }
