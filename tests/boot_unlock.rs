@@ -363,3 +363,79 @@ fn forged_evidence_unlocks_nothing() {
     assert_eq!(c["vault-release"].as_u64().unwrap_or(0), 0, "{c}");
     assert_eq!(c["managed-hsm-release"].as_u64().unwrap_or(0), 0, "{c}");
 }
+
+/// Runs skrd like systemd socket activation does: the bound listener as fd 3, LISTEN_PID = the
+/// process's own pid (`sh` execs skrd, so `$$` is skrd's pid), LISTEN_FDS=1.
+fn spawn_activated(env: &Env, listener: &std::os::unix::net::UnixListener, pid: &str) -> Child {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = listener.as_raw_fd();
+    let dir = env.cfg_dir.path();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "LISTEN_PID={pid} LISTEN_FDS=1 exec \"$0\" --config \"$1\" --initrd --socket \"$2\" --state-file \"$3\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_skrd"))
+        .arg(env.config_path())
+        .arg(dir.join("never-bound.sock"))
+        .arg(dir.join("state.json"))
+        .stderr(Stdio::piped());
+    // SAFETY: only dup2 (async-signal-safe) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().unwrap()
+}
+
+#[test]
+fn socket_activation_serves_the_listener_systemd_passed() {
+    let (env, _tpm, disk, logs) = setup(None, "", false);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("luks.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let mut child = spawn_activated(&env, &listener, "$$");
+    drop(listener);
+    let asks: Vec<_> = VOLUMES
+        .iter()
+        .map(|(v, _, _)| {
+            let (p, v) = (path.clone(), v.to_string());
+            std::thread::spawn(move || client(&p, &v))
+        })
+        .collect();
+    for ((v, uuid, key), h) in VOLUMES.iter().zip(asks) {
+        let got = h.join().unwrap();
+        assert_eq!(
+            data(&got),
+            expected_passphrase(ikm_of(key, &disk, &logs), uuid),
+            "{v}"
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // skrd never bound its own --socket path: it served the passed descriptor.
+    assert!(!env.cfg_dir.path().join("never-bound.sock").exists());
+}
+
+#[test]
+fn socket_activation_meant_for_another_process_is_refused() {
+    let (env, _tpm, _, _) = setup(None, "", false);
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(dir.path().join("luks.sock")).unwrap();
+    // LISTEN_PID of another process (pid 1): skrd must not take fd 3.
+    let child = spawn_activated(&env, &listener, "1");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("[boot-listen-fds-invalid]"), "{err}");
+}
