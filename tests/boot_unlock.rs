@@ -399,7 +399,7 @@ fn socket_activation_serves_the_listener_systemd_passed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("luks.sock");
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let mut child = spawn_activated(&env, &listener, "$$");
+    let child = spawn_activated(&env, &listener, "$$");
     drop(listener);
     let asks: Vec<_> = VOLUMES
         .iter()
