@@ -135,7 +135,8 @@ kid_other=$(import_key other sevsnpvm)
 kid_refused=$(import_key refused tdxvm)
 
 # --- configuration (host = guest: same URLs, same CA path) --------------------------------
-VOLS="data1:disk data2:disk data3:other locked:refused"
+# VOLUME:KEY pairs; a volume whose key is "refused" must fall back to the prompt.
+VOLS=${SKRD_E2E_VOLS:-"data1:disk data2:disk data3:other locked:refused"}
 cfg=$T/skrd.toml
 cat > "$cfg" <<EOT
 [evidence]
@@ -193,7 +194,7 @@ for spec in $VOLS; do
         --key-fd 3 --recovery-fd 4 3<"$T/keys/$key" 4<"$T/$vol.recovery" >"$T/enroll-$vol.log" 2>&1 \
         || { cat "$T/enroll-$vol.log" >&2; die "skrctl enroll $vol failed"; }
 done
-log "4 volumes formatted and enrolled"
+log "$(echo $VOLS | wc -w) volumes formatted and enrolled"
 
 # --- initramfs with OUR module (private copy of the dracut base dir) ------------------
 work=$T/dracut
@@ -210,6 +211,15 @@ SKRD_BINDIR=$T/bin SKRD_CONFIG=$cfg dracutbasedir="$work" dracut --force --no-ho
     --no-early-microcode --compress zstd --tmpdir "$T/tmp" "$T/initrd.img" >"$T/dracut.log" 2>&1 \
     || { tail -40 "$T/dracut.log" >&2; die "dracut failed"; }
 build_ms=$(( $(e2e_now_ms) - b0 ))
+if [ -n "${SKRD_E2E_FIGURES-}" ]; then
+    # The same image without skrd (and without the test payload): what the module adds.
+    dracutbasedir="$work" dracut --force --no-hostonly --no-hostonly-cmdline \
+        --conf /dev/null --confdir "$T/confdir" --kver "$kver" \
+        --modules "systemd systemd-initrd dracut-systemd crypt dm" \
+        --no-early-microcode --compress zstd --tmpdir "$T/tmp" "$T/initrd-base.img" >"$T/dracut-base.log" 2>&1 \
+        || { tail -40 "$T/dracut-base.log" >&2; die "dracut (baseline) failed"; }
+    echo "$(stat -c %s "$T/initrd-base.img") $(stat -c %s "$T/initrd.img")" > "$SKRD_E2E_FIGURES/sizes"
+fi
 log "initramfs built in ${build_ms}ms, $(stat -c %s "$T/initrd.img") bytes"
 
 # In-guest forwarders 127.0.0.1:PORT -> guestfwd address (the emulator's URLs name loopback).
@@ -261,6 +271,8 @@ boot() {   # boot NAME TPMSTATE EXPECT...
         sleep 0.2
     done
     local ms=$(( $(e2e_now_ms) - q0 ))
+    grep -a -o 'E2E-STATE: .*' "$console" | tr -d '\r' | sed 's/^E2E-STATE: //' > "$T/state-$name.json" || true
+    [ -z "${SKRD_E2E_FIGURES-}" ] || cp "$T/state-$name.json" "$SKRD_E2E_FIGURES/state-$name.json"
     sleep 1
     e2e_stop_pid "$q"; e2e_stop_pid "$sw"
     grep -a -E '^(E2E|skrd:)|skrd\[' "$console" | tr -d '\r' | sed "s/^/[$name] /" >&2 || true
@@ -270,18 +282,26 @@ boot() {   # boot NAME TPMSTATE EXPECT...
 }
 admin_faults() { curl -sf -X POST -H 'Content-Type: application/json' --data "$1" "$ADMIN/faults" >/dev/null; }
 
+# The expectations: "open" unless the key is refused (or the evidence forged).
+expect() {
+    local spec
+    for spec in $VOLS; do
+        if [ "$1" = forged ] || [ "${spec#*:}" = refused ]; then echo "${spec%%:*} prompt"
+        else echo "${spec%%:*} open"; fi
+    done
+}
 BOOT_MS=""
 has() { case ",$scenarios," in *",$1,"*) return 0 ;; esac; return 1; }
 if has unlock; then
     admin_faults '{}'
-    boot unlock "$T/tpm" "data1 open" "data2 open" "data3 open" "locked prompt"
+    mapfile -t e < <(expect unlock); boot unlock "$T/tpm" "${e[@]}"
 fi
 if has outage; then
     admin_faults '{"attestation-azureguest": {"status": 503, "times": 7}}'
-    boot outage "$T/tpm" "data1 open" "data2 open" "data3 open" "locked prompt"
+    mapfile -t e < <(expect outage); boot outage "$T/tpm" "${e[@]}"
     admin_faults '{}'
 fi
 if has forged; then
-    boot forged "$T/tpm-forged" "data1 prompt" "data2 prompt" "data3 prompt" "locked prompt"
+    mapfile -t e < <(expect forged); boot forged "$T/tpm-forged" "${e[@]}"
 fi
 echo "E2E PASS scenarios=$scenarios dracut_ms=$build_ms initrd_bytes=$(stat -c %s "$T/initrd.img") boot_ms=${BOOT_MS# } total_ms=$(( $(e2e_now_ms) - t_start ))"
