@@ -106,14 +106,13 @@ fn say(line: &str) {
 }
 
 fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SKRD_LOG")
-        .unwrap_or_else(|_| {
-            // tss-esapi logs every context close at info: keep the console for skrd's lines.
-            tracing_subscriber::EnvFilter::new(format!(
-                "{},tss_esapi=warn",
-                settings.log.level.as_str()
-            ))
-        });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKRD_LOG").unwrap_or_else(|_| {
+        // tss-esapi logs every context close at info: keep the console for skrd's lines.
+        tracing_subscriber::EnvFilter::new(format!(
+            "{},tss_esapi=warn",
+            settings.log.level.as_str()
+        ))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -495,17 +494,30 @@ pub async fn drive(
             return;
         }
     };
-    let roots = match load_roots(&services.ca_files) {
-        Ok(r) => r,
-        Err(e) => {
+    // The release responses' trust roots (the system bundle: slow to parse on a small VM) load
+    // while the attestation runs.
+    let files = services.ca_files.clone();
+    let roots = tokio::task::spawn_blocking(move || load_roots(&files));
+    let Some(att) = attest_until(&services, state, deadline, stage, &open_source, &fail_all).await
+    else {
+        return;
+    };
+    let roots = match roots.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
             say(&format!("cannot verify key releases: {e} [{}]", e.code()));
             fail_all(&e.problem());
             return;
         }
-    };
-    let Some(att) = attest_until(&services, state, deadline, stage, &open_source, &fail_all).await
-    else {
-        return;
+        Err(_) => {
+            let problem = FlowError::TaskFailed {
+                what: "loading the release trust roots",
+            }
+            .problem();
+            say(&format!("{} [{}]", problem.message, problem.code));
+            fail_all(&problem);
+            return;
+        }
     };
     for key in &keys {
         release_until(&services, &att, key, &roots, board, state, deadline, stage).await;
