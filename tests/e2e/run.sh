@@ -280,6 +280,8 @@ boot() {   # boot NAME TPMSTATE EXPECT...
     [ "$result" = "E2E-RESULT: PASS" ] || { tail -n 60 "$console" | tr -d '\r' >&2; die "scenario $name failed: $result (console: $console)"; }
     BOOT_MS="$BOOT_MS $name=$ms"
 }
+# counter NAME: the emulator's per-endpoint call count.
+counter() { curl -sf "$ADMIN/counters" | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], 0))' "$1"; }
 admin_faults() { curl -sf -X POST -H 'Content-Type: application/json' --data "$1" "$ADMIN/faults" >/dev/null; }
 
 # The expectations: "open" unless the key is refused (or the evidence forged).
@@ -298,10 +300,16 @@ if has unlock; then
 fi
 if has outage; then
     admin_faults '{"attestation-azureguest": {"status": 503, "times": 7}}'
+    c0=$(counter attestation-azureguest)
     mapfile -t e < <(expect outage); boot outage "$T/tpm" "${e[@]}"
     admin_faults '{}'
+    # The outage really happened: 7 answers were 503, then one attestation got through.
+    [ $(( $(counter attestation-azureguest) - c0 )) -ge 8 ] || die "outage: fewer than 8 attestation calls"
 fi
 if has forged; then
+    r0=$(counter managed-hsm-release)
     mapfile -t e < <(expect forged); boot forged "$T/tpm-forged" "${e[@]}"
+    # Refused at attestation: no release was even asked for.
+    [ "$(counter managed-hsm-release)" = "$r0" ] || die "forged: a key release was requested"
 fi
 echo "E2E PASS scenarios=$scenarios dracut_ms=$build_ms initrd_bytes=$(stat -c %s "$T/initrd.img") boot_ms=${BOOT_MS# } total_ms=$(( $(e2e_now_ms) - t_start ))"
