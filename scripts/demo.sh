@@ -22,6 +22,6 @@ echo "== guest: skrctl volumes (in the initramfs, after skrd)"
 grep -E '^\[unlock\] E2E:   ' "$out" | sed 's/^\[unlock\] E2E:   //'
 echo
 echo "== guest: /run/skrd/state.json"
-grep -a -o 'E2E-STATE: .*' "$out" | sed 's/^E2E-STATE: //' | python3 -m json.tool || true
+grep -a -o 'E2E-STATE: .*' "$out" | head -n 1 | sed 's/^E2E-STATE: //' | python3 -m json.tool || true
 echo
-grep -E '^\[unlock\] E2E: (OK|FAIL)' "$out" | sed 's/^\[unlock\] E2E: //'
+grep -a -o -E 'E2E: (OK|FAIL) .*' "$out" | sed 's/^E2E: //'
