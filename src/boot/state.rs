@@ -125,16 +125,14 @@ impl StateHandle {
     /// Applies `f` and writes the file; a write failure is logged, never fatal.
     pub fn update(&self, f: impl FnOnce(&mut BootState, u64)) {
         let now = self.now_ms();
-        let snapshot = {
-            let Ok(mut s) = self.inner.lock() else {
-                return;
-            };
-            f(&mut s, now);
-            s.updated_ms = now;
-            s.clone()
+        // The file is written under the lock: concurrent updates share one temporary file.
+        let Ok(mut s) = self.inner.lock() else {
+            return;
         };
+        f(&mut s, now);
+        s.updated_ms = now;
         if let Some(path) = &self.path {
-            if let Err(e) = write_atomic(path, &snapshot) {
+            if let Err(e) = write_atomic(path, &s) {
                 tracing::warn!(code = "boot-state-unwritable", "{e}");
             }
         }

@@ -275,7 +275,8 @@ boot() {   # boot NAME TPMSTATE EXPECT...
     [ -z "${SKRD_E2E_FIGURES-}" ] || cp "$T/state-$name.json" "$SKRD_E2E_FIGURES/state-$name.json"
     sleep 1
     e2e_stop_pid "$q"; e2e_stop_pid "$sw"
-    grep -a -E '^(E2E|skrd:)|skrd\[' "$console" | tr -d '\r' | sed "s/^/[$name] /" >&2 || true
+    # -o: a line may start with systemd's passphrase prompt.
+    tr -d '\r' < "$console" | grep -a -o -E '(E2E[A-Z-]*:|skrd\[[0-9]+\]:).*' | sed "s/^/[$name] /" >&2 || true
     log "boot $name: ${ms}ms: $result"
     [ "$result" = "E2E-RESULT: PASS" ] || { tail -n 60 "$console" | tr -d '\r' >&2; die "scenario $name failed: $result (console: $console)"; }
     BOOT_MS="$BOOT_MS $name=$ms"
