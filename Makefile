@@ -12,13 +12,15 @@ FUZZ_SECONDS ?= 10
 # independently of skrd's own code).
 BUILD_DEBS := build-essential pkg-config clang libclang-dev libtss2-dev libcryptsetup-dev
 TEST_DEBS  := swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 libtss2-tcti-device0 openssl \
-              python3 python3-cryptography cryptsetup-bin dbus dbus-bin systemd util-linux
+              python3 python3-cryptography cryptsetup-bin dbus dbus-bin systemd util-linux \
+              qemu-system-x86 linux-image-amd64 dracut-core dracut-network socat cpio zstd curl \
+              cryptsetup
 FUZZ_TARGETS = $(shell sed -n 's/^name = "\(fuzz_[a-z_]*\)"/\1/p' fuzz/Cargo.toml)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps build check fmt-check clippy check-boundaries unit test fuzz-smoke fuzz \
-        demo bench-emulator bench-flow bench-daemon install clean
+        e2e demo demo-evidence bench-emulator bench-flow bench-daemon install clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -53,7 +55,7 @@ check: fmt-check clippy check-boundaries ## fmt + clippy + boundaries
 unit: ## cargo test (unit, integration against swtpm, CLI tests)
 	$(CARGO) test --locked --all-targets
 
-test: deps build check unit fuzz-smoke ## What CI runs: install what is missing, build, every test
+test: deps build check unit e2e fuzz-smoke ## What CI runs: install what is missing, build, every test
 	@echo "make test: all checks passed"
 
 fuzz-smoke: ## Run every fuzz target for FUZZ_SECONDS each
@@ -68,9 +70,17 @@ fuzz-smoke: ## Run every fuzz target for FUZZ_SECONDS each
 fuzz: ## Fuzz one target for longer: make fuzz T=fuzz_snp_report FUZZ_SECONDS=600
 	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(T) -- -max_total_time=$(FUZZ_SECONDS)
 
-demo: deps ## Provision a swtpm like an Azure CVM and show what `skrctl evidence` finds
+e2e: ## QEMU boot: initramfs with dracut/90skrd, swtpm, skr-emulator; unlock, outage, forged evidence
+	$(CARGO) build --locked --bins
+	./tests/e2e/run.sh
+
+demo: deps ## Boot a VM in QEMU whose LUKS volumes skrd unlocks; print the guest's skrctl volumes + state
 	$(CARGO) build --locked --bins
 	./scripts/demo.sh
+
+demo-evidence: deps ## Provision a swtpm like an Azure CVM and show what `skrctl evidence` finds
+	$(CARGO) build --locked --bins
+	./scripts/demo-evidence.sh
 
 bench-emulator: ## Release requests/s and p50/p99 latency of skr-emulator on loopback (not part of test)
 	./scripts/bench-release.sh

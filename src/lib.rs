@@ -13,12 +13,14 @@
 //! - [`net`]: I/O EDGE: the HTTP(S) client: timeouts, retries with back-off, Retry-After, deadline.
 //! - [`volume`]: I/O edge over libcryptsetup: enroll/unenroll/reenroll skrd's LUKS2 keyslot, status, unlock.
 //! - [`keysocket`]: I/O edge: the AF_UNIX key socket systemd-cryptsetup reads crypttab key files from.
+//! - [`boot`]: I/O: `skrd --initrd`, the initramfs unlock: one attestation + release per key, key socket answers, state file.
 //! - [`release`](mod@release): I/O: key release from Key Vault / Managed HSM, unwrap; one whole run.
 //! - [`state_file`]: I/O edge: `/run/skrd/state.json` read + atomic write (document: `format::state`).
 //! - [`daemon`]: the long-running service: manager (domain core), D-Bus adapter (zbus), ACL, sd_notify.
 //! - [`secret`]: buffers for key material: locked in memory, wiped on drop, never printed.
 
 pub mod attest;
+pub mod boot;
 pub mod config;
 pub mod crypto;
 pub mod daemon;

@@ -18,12 +18,17 @@ struct Cli {
     /// D-Bus address to serve on instead of the system bus (tests).
     #[arg(long, value_name = "ADDRESS")]
     bus_address: Option<String>,
-    /// State file (default: /run/skrd/state.json).
+    /// State file (default: /run/skrd/state.json): written for the running system by --initrd,
+    /// taken over and kept by the service.
     #[arg(long, value_name = "FILE", default_value = skrd::state_file::STATE_FILE)]
     state_file: PathBuf,
-    /// crypttab key socket for volumes with options.initrd = false.
-    #[arg(long, value_name = "PATH", default_value = skrd::keysocket::DEFAULT_SOCKET_PATH)]
+    /// crypttab key socket: with --initrd, the socket to bind when not socket-activated; as a
+    /// service, the socket for volumes with options.initrd = false.
+    #[arg(long, alias = "socket", value_name = "PATH", default_value = skrd::keysocket::DEFAULT_SOCKET_PATH)]
     key_socket: PathBuf,
+    /// Boot unlock in the initramfs (skrd-initrd.service): serve the crypttab key socket, then exit.
+    #[arg(long)]
+    initrd: bool,
 }
 
 /// True when `$JOURNAL_STREAM` names our stderr (systemd connected it to the journal).
@@ -88,6 +93,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.initrd {
+        skrd::daemon::harden_process();
+        let options = skrd::boot::BootOptions {
+            socket_path: cli.key_socket,
+            state_path: Some(cli.state_file),
+            ..Default::default()
+        };
+        return ExitCode::from(skrd::boot::main(settings, options));
+    }
     init_logging(settings.log.level.as_str());
     skrd::daemon::harden_process();
     if !settings.trust.amd_test_roots.is_empty() {

@@ -1,0 +1,47 @@
+#!/bin/bash
+# tests/e2e guest side. /etc/skrd-e2e/expect: lines "VOLUME open|prompt". Waits until skrd's
+# state file says finished, then for each volume: "open" = /dev/mapper/VOLUME exists and
+# reads; "prompt" = systemd-cryptsetup@VOLUME is waiting at the passphrase prompt (an
+# ask-password request for it exists). Prints "E2E: ..." lines and "E2E-RESULT: PASS|FAIL".
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+exec 3>/dev/console
+say() { printf 'E2E: %s\n' "$*" >&3; }
+failed=""
+fail() { failed="$failed $1"; say "FAIL $1: $2"; }
+say "check start uptime=$(cut -d' ' -f1 /proc/uptime)s"
+state=/run/skrd/state.json
+for _ in $(seq 1 1200); do
+    grep -q '"finished": true' "$state" 2>/dev/null && break
+    sleep 0.25
+done
+grep -q '"finished": true' "$state" 2>/dev/null || fail skrd "state file not finished"
+say "skrd finished uptime=$(cut -d' ' -f1 /proc/uptime)s"
+while read -r vol want; do
+    [ -n "$vol" ] || continue
+    if [ "$want" = open ]; then
+        for _ in $(seq 1 300); do [ -b "/dev/mapper/$vol" ] && break; sleep 0.1; done
+        if [ -b "/dev/mapper/$vol" ] && dd if="/dev/mapper/$vol" of=/dev/null bs=4096 count=1 iflag=direct status=none; then
+            say "OK $vol open ($(cryptsetup status "$vol" | awk '/type:/{print $2}'))"
+        else
+            fail "$vol" "not open"
+        fi
+    else
+        found=""
+        for _ in $(seq 1 300); do
+            if grep -ls "cryptsetup.*$vol\|$vol" /run/systemd/ask-password/ask.* >/dev/null 2>&1; then found=1; break; fi
+            sleep 0.1
+        done
+        if [ -n "$found" ] && [ ! -b "/dev/mapper/$vol" ]; then
+            say "OK $vol not open, passphrase prompt shown"
+        else
+            fail "$vol" "expected the passphrase prompt (mapper: $([ -b /dev/mapper/$vol ] && echo present || echo absent))"
+        fi
+    fi
+done < /etc/skrd-e2e/expect
+say "skrctl volumes:"
+skrctl volumes 2>&1 | sed 's/^/E2E:   /' >&3
+say "state:"
+tr -d '\n' < "$state" | sed 's/  */ /g; s/^/E2E-STATE: /' >&3; echo >&3
+if [ -z "$failed" ]; then echo "E2E-RESULT: PASS" >&3; else echo "E2E-RESULT: FAIL$failed" >&3; fi
+sync
+systemctl --no-block poweroff || echo o > /proc/sysrq-trigger

@@ -1,0 +1,316 @@
+#!/bin/bash
+# skrd end-to-end boot test (issue 8): the Debian kernel and a dracut initramfs built with OUR
+# module (dracut/90skrd) boot in QEMU (TCG) with a swtpm provisioned like an Azure CVM vTPM by
+# `skr-emulator provision-tpm`, several LUKS2 data disks enrolled on the host with
+# `skrctl enroll`, and skr-emulator reachable only through QEMU's restricted user networking:
+# IMDS at 169.254.169.254:80, MAA / Key Vault / Managed HSM through guestfwd addresses
+# 169.254.0.20-22:443, forwarded inside the guest from the 127.0.0.1:PORT URLs the emulator
+# prints (its token issuer and key ids name those URLs).
+#
+#   tests/e2e/run.sh [--scenarios unlock,outage,forged] [--keep] [--timeout S]
+#
+# Scenarios (one boot each, same initramfs):
+#   unlock  data1+data2 (key "disk") and data3 (key "other") open; "locked" (key "refused",
+#           whose release policy wants a TDX VM) is refused: passphrase prompt instead.
+#   outage  the emulator answers attestation with 503 seven times (two skrd attempts), the
+#           volumes still open before the deadline.
+#   forged  the vTPM is provisioned from another emulator state (untrusted AMD chain / AK CA):
+#           nothing opens, every volume falls back to the prompt.
+# Binaries: $SKRD_BIN_DIR (default target/debug; stripped copies go into the image).
+# Success: exit 0 and a last line "E2E PASS ...". A failure keeps the state dir.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/lib.sh"
+
+scenarios=unlock,outage,forged
+keep=0
+timeout_s=400
+while [ $# -gt 0 ]; do
+    case $1 in
+        --scenarios) scenarios=$2; shift 2 ;;
+        --keep) keep=1; shift ;;
+        --timeout) timeout_s=$2; shift 2 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) die "unknown argument: $1" ;;
+    esac
+done
+BIN=${SKRD_BIN_DIR:-$ROOT/target/debug}
+for b in qemu-system-x86_64 dracut cpio python3 socat swtpm tpm2_shutdown cryptsetup curl strip; do
+    command -v "$b" >/dev/null || die "$b not found (make deps)"
+done
+for b in skrd skrctl skr-emulator; do [ -x "$BIN/$b" ] || die "$BIN/$b missing (cargo build --bins)"; done
+
+t_start=$(e2e_now_ms)
+T=$(mktemp -d -t skrd-e2e.XXXXXX)
+PIDS=()
+cleanup() {
+    local rc=$? p
+    for p in "${PIDS[@]}"; do e2e_stop_pid "$p"; done
+    if [ "$keep" = 1 ] || [ $rc -ne 0 ]; then log "state kept in $T"; else rm -rf "$T"; fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+kver=$(e2e_latest_kver)
+kernel=/boot/vmlinuz-$kver
+
+# --- binaries: stripped copies, first in PATH for dracut ------------------------
+mkdir -p "$T/bin"
+for b in skrd skrctl; do strip -o "$T/bin/$b" "$BIN/$b"; done
+export PATH="$T/bin:$PATH"
+
+# --- swtpm provisioned like an Azure CVM ----------------------------------------
+# provision DIR EMU_STATE: a swtpm state in DIR provisioned from EMU_STATE's chain/AK CA.
+provision() {
+    local dir=$1 emu_state=$2 port cport pid
+    mkdir -p "$dir"
+    port=$(e2e_free_port); cport=$((port + 1))
+    swtpm socket --tpm2 --tpmstate dir="$dir" \
+        --server type=tcp,port="$port",bindaddr=127.0.0.1 \
+        --ctrl type=tcp,port="$cport",bindaddr=127.0.0.1 \
+        --flags not-need-init,startup-clear --log file="$dir.log" &
+    pid=$!; PIDS+=("$pid")
+    for _ in $(seq 1 50); do
+        TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port" tpm2_getcap properties-fixed >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    "$BIN/skr-emulator" provision-tpm --tcti "swtpm:host=127.0.0.1,port=$port" \
+        --state-dir "$emu_state" >"$dir.provision.json" || die "provision-tpm failed"
+    TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port" tpm2_shutdown >/dev/null 2>&1 || true
+    swtpm_ioctl --tcp "127.0.0.1:$cport" -s >/dev/null 2>&1 || true
+    e2e_stop_pid "$pid"
+}
+provision "$T/tpm" "$T/emu"
+provision "$T/tpm-forged" "$T/emu-other"
+log "swtpm provisioned (genuine and forged)"
+
+# --- skr-emulator on loopback --------------------------------------------------------
+P=""
+for _ in $(seq 1 20); do
+    cand=$(( 20000 + RANDOM % 40000 ))
+    if python3 - "$cand" <<'PY'
+import socket, sys
+p = int(sys.argv[1])
+for i in range(5):
+    s = socket.socket(); s.bind(("127.0.0.1", p + i)); s.close()
+PY
+    then P=$cand; break; fi
+done
+[ -n "$P" ] || die "no 5 free consecutive ports"
+"$BIN/skr-emulator" serve --state-dir "$T/emu" --listen "127.0.0.1:$P" >"$T/emu.json" 2>"$T/emu.log" &
+PIDS+=("$!")
+for _ in $(seq 1 100); do [ -s "$T/emu.json" ] && break; sleep 0.1; done
+[ -s "$T/emu.json" ] || { cat "$T/emu.log" >&2; die "skr-emulator did not start"; }
+ep() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$T/emu.json" "$1"; }
+IMDS=$(ep imds); MAA=$(ep attestation); HSM=$(ep managed_hsm); CA=$(ep ca_pem); ADMIN=$(ep admin)
+log "emulator: imds $IMDS attestation $MAA managed HSM $HSM"
+
+# Keys: oct-HSM on the Managed HSM, known material (= the IKM skrd derives from).
+token=$(curl -sf -H 'Metadata: true' \
+    "$IMDS/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagedhsm.azure.net" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+# import NAME TEE_TYPE -> prints the key id; material in $T/keys/NAME
+mkdir -p "$T/keys"
+import_key() {
+    local name=$1 tee=$2
+    head -c 32 /dev/urandom > "$T/keys/$name"
+    python3 - "$MAA" "$tee" "$T/keys/$name" >"$T/keys/$name.json" <<'PY'
+import base64, json, sys
+b = lambda x: base64.urlsafe_b64encode(x).rstrip(b"=").decode()
+p = {"version": "1.0.0", "anyOf": [{"authority": sys.argv[1], "allOf": [
+    {"claim": "x-ms-isolation-tee.x-ms-attestation-type", "equals": sys.argv[2]}]}]}
+print(json.dumps({"key": {"kty": "oct-HSM", "k": b(open(sys.argv[3], "rb").read())}, "hsm": True,
+    "attributes": {"exportable": True},
+    "release_policy": {"contentType": "application/json; charset=utf-8",
+                       "data": b(json.dumps(p).encode()), "immutable": False}}))
+PY
+    curl -sf --cacert "$CA" -X PUT -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+        --data @"$T/keys/$name.json" "$HSM/keys/$name?api-version=7.4" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"]["kid"])'
+}
+kid_disk=$(import_key disk sevsnpvm)
+kid_other=$(import_key other sevsnpvm)
+kid_refused=$(import_key refused tdxvm)
+
+# --- configuration (host = guest: same URLs, same CA path) --------------------------------
+# VOLUME:KEY pairs; a volume whose key is "refused" must fall back to the prompt.
+VOLS=${SKRD_E2E_VOLS:-"data1:disk data2:disk data3:other locked:refused"}
+cfg=$T/skrd.toml
+cat > "$cfg" <<EOT
+[evidence]
+source = "vtpm"
+tcti = "device:/dev/tpmrm0"
+
+[identity]
+imds_url = "http://169.254.169.254"
+
+[attestation]
+provider = "$MAA"
+
+[network]
+connect_timeout = "3s"
+request_timeout = "20s"
+retries = 4
+backoff_initial = "200ms"
+backoff_max = "1s"
+
+[boot]
+deadline = "150s"
+
+[trust]
+ca_files = ["$CA"]
+
+[keys.disk]
+url = "$kid_disk"
+[keys.other]
+url = "$kid_other"
+[keys.refused]
+url = "$kid_refused"
+EOT
+
+# --- LUKS2 disks: recovery passphrase (pbkdf2, fast), then skrctl enroll ----------------
+mkdir -p "$T/overlay/etc/skrd-e2e"
+: > "$T/overlay/etc/crypttab"
+qemu_disks=()
+i=0
+for spec in $VOLS; do
+    vol=${spec%%:*}; key=${spec#*:}
+    uuid=$(cat /proc/sys/kernel/random/uuid)
+    printf '\n[volumes.%s]\nuuid = "%s"\nkey = "%s"\n' "$vol" "$uuid" "$key" >> "$cfg"
+    head -c 24 /dev/urandom | base64 | tr -d '\n' > "$T/$vol.recovery"
+    truncate -s 32M "$T/$vol.img"
+    cryptsetup luksFormat --batch-mode --type luks2 --uuid "$uuid" --pbkdf pbkdf2 \
+        --pbkdf-force-iterations 1000 --key-file "$T/$vol.recovery" "$T/$vol.img"
+    echo "$vol UUID=$uuid /run/skrd/luks.sock luks,x-initrd.attach" >> "$T/overlay/etc/crypttab"
+    qemu_disks+=(-drive "file=$T/$vol.img,if=none,id=d$i,format=raw,cache=unsafe"
+                 -device "virtio-blk-pci,drive=d$i,serial=skrd-$vol")
+    i=$((i + 1))
+done
+for spec in $VOLS; do
+    vol=${spec%%:*}; key=${spec#*:}
+    skrctl enroll --config "$cfg" --volume "$vol" --device "$T/$vol.img" --backup-dir "$T/backup" \
+        --key-fd 3 --recovery-fd 4 3<"$T/keys/$key" 4<"$T/$vol.recovery" >"$T/enroll-$vol.log" 2>&1 \
+        || { cat "$T/enroll-$vol.log" >&2; die "skrctl enroll $vol failed"; }
+done
+log "$(echo $VOLS | wc -w) volumes formatted and enrolled"
+
+# --- initramfs with OUR module (private copy of the dracut base dir) ------------------
+work=$T/dracut
+cp -a /usr/lib/dracut "$work"
+cp -aL "$ROOT/dracut/90skrd" "$work/modules.d/90skrd"
+cp -aL "$HERE/dracut/99skrde2e" "$work/modules.d/99skrde2e"
+rm -rf "$work/modules.d/90kernel-network-modules"
+cp -a "$HERE/dracut/90kernel-network-modules" "$work/modules.d/90kernel-network-modules"
+mkdir -p "$T/confdir" "$T/tmp"
+b0=$(e2e_now_ms)
+SKRD_BINDIR=$T/bin SKRD_CONFIG=$cfg dracutbasedir="$work" dracut --force --no-hostonly --no-hostonly-cmdline \
+    --conf /dev/null --confdir "$T/confdir" --kver "$kver" \
+    --modules "systemd systemd-initrd dracut-systemd crypt dm systemd-networkd skrd skrde2e" \
+    --no-early-microcode --compress zstd --tmpdir "$T/tmp" "$T/initrd.img" >"$T/dracut.log" 2>&1 \
+    || { tail -40 "$T/dracut.log" >&2; die "dracut failed"; }
+build_ms=$(( $(e2e_now_ms) - b0 ))
+if [ -n "${SKRD_E2E_FIGURES-}" ]; then
+    # The same image without skrd (and without the test payload): what the module adds.
+    dracutbasedir="$work" dracut --force --no-hostonly --no-hostonly-cmdline \
+        --conf /dev/null --confdir "$T/confdir" --kver "$kver" \
+        --modules "systemd systemd-initrd dracut-systemd crypt dm" \
+        --no-early-microcode --compress zstd --tmpdir "$T/tmp" "$T/initrd-base.img" >"$T/dracut-base.log" 2>&1 \
+        || { tail -40 "$T/dracut-base.log" >&2; die "dracut (baseline) failed"; }
+    echo "$(stat -c %s "$T/initrd-base.img") $(stat -c %s "$T/initrd.img")" > "$SKRD_E2E_FIGURES/sizes"
+fi
+log "initramfs built in ${build_ms}ms, $(stat -c %s "$T/initrd.img") bytes"
+
+# In-guest forwarders 127.0.0.1:PORT -> guestfwd address (the emulator's URLs name loopback).
+port_of() { echo "${1##*:}"; }
+cat > "$T/overlay/etc/skrd-e2e/forward.conf" <<EOT
+$(port_of "$MAA") 169.254.0.20
+$(port_of "$HSM") 169.254.0.22
+EOT
+
+# --- boots ---------------------------------------------------------------------------------
+cmdline="console=ttyS0,115200 panic=-1 loglevel=4 rd.shell=0 rd.emergency=poweroff systemd.show_status=auto ip=dhcp rd.neednet=1"
+fwd() { echo "guestfwd=tcp:$1-cmd:socat STDIO TCP:127.0.0.1:$2"; }
+net="user,id=n0,restrict=on,net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15"
+net="$net,$(fwd 169.254.169.254:80 "$(port_of "$IMDS")")"
+net="$net,$(fwd 169.254.0.20:443 "$(port_of "$MAA")")"
+net="$net,$(fwd 169.254.0.22:443 "$(port_of "$HSM")")"
+
+boot() {   # boot NAME TPMSTATE EXPECT...
+    local name=$1 tpm=$2; shift 2
+    local ov=$T/ov-$name console=$T/console-$name.log sw q result
+    rm -rf "$ov"; cp -a "$T/overlay" "$ov"
+    printf '%s\n' "$@" > "$ov/etc/skrd-e2e/expect"
+    (cd "$ov" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet --owner=0:0) > "$T/ov-$name.cpio"
+    cp "$T/initrd.img" "$T/initrd-$name.img"
+    head -c $(( (4 - $(stat -c %s "$T/initrd.img") % 4) % 4 )) /dev/zero >> "$T/initrd-$name.img"
+    cat "$T/ov-$name.cpio" >> "$T/initrd-$name.img"
+    rm -f "$T/swtpm.ctrl"
+    swtpm socket --tpm2 --tpmstate dir="$tpm" --ctrl type=unixio,path="$T/swtpm.ctrl" \
+        --log file="$T/swtpm-$name.log" &
+    sw=$!; PIDS+=("$sw")
+    for _ in $(seq 1 50); do [ -S "$T/swtpm.ctrl" ] && break; sleep 0.1; done
+    : > "$console"
+    local q0; q0=$(e2e_now_ms)
+    qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp 2 -m 1024 \
+        -nodefaults -no-user-config -display none -no-reboot -serial "file:$console" \
+        -kernel "$kernel" -initrd "$T/initrd-$name.img" -append "$cmdline" \
+        -chardev "socket,id=chrtpm,path=$T/swtpm.ctrl" -tpmdev emulator,id=tpm0,chardev=chrtpm \
+        -device tpm-tis,tpmdev=tpm0 -netdev "$net" -device virtio-net-pci,netdev=n0 \
+        "${qemu_disks[@]}" </dev/null >"$T/qemu-$name.log" 2>&1 &
+    q=$!; PIDS+=("$q")
+    local end=$(( $(e2e_now_ms) + timeout_s * 1000 ))
+    result=""
+    while :; do
+        if grep -aq 'E2E-RESULT:' "$console"; then
+            result=$(grep -a -m1 -o 'E2E-RESULT: [A-Z]*.*' "$console" | tr -d '\r'); break
+        fi
+        kill -0 "$q" 2>/dev/null || { result="QEMU exited without a result"; break; }
+        [ "$(e2e_now_ms)" -lt "$end" ] || { result="TIMEOUT after ${timeout_s}s"; break; }
+        sleep 0.2
+    done
+    local ms=$(( $(e2e_now_ms) - q0 ))
+    grep -a -o 'E2E-STATE: .*' "$console" | tr -d '\r' | sed 's/^E2E-STATE: //' > "$T/state-$name.json" || true
+    [ -z "${SKRD_E2E_FIGURES-}" ] || cp "$T/state-$name.json" "$SKRD_E2E_FIGURES/state-$name.json"
+    sleep 1
+    e2e_stop_pid "$q"; e2e_stop_pid "$sw"
+    # -o: a line may start with systemd's passphrase prompt.
+    tr -d '\r' < "$console" | grep -a -o -E '(E2E[A-Z-]*:|skrd\[[0-9]+\]:).*' | sed "s/^/[$name] /" >&2 || true
+    log "boot $name: ${ms}ms: $result"
+    [ "$result" = "E2E-RESULT: PASS" ] || { tail -n 60 "$console" | tr -d '\r' >&2; die "scenario $name failed: $result (console: $console)"; }
+    BOOT_MS="$BOOT_MS $name=$ms"
+}
+# counter NAME: the emulator's per-endpoint call count.
+counter() { curl -sf "$ADMIN/counters" | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], 0))' "$1"; }
+admin_faults() { curl -sf -X POST -H 'Content-Type: application/json' --data "$1" "$ADMIN/faults" >/dev/null; }
+
+# The expectations: "open" unless the key is refused (or the evidence forged).
+expect() {
+    local spec
+    for spec in $VOLS; do
+        if [ "$1" = forged ] || [ "${spec#*:}" = refused ]; then echo "${spec%%:*} prompt"
+        else echo "${spec%%:*} open"; fi
+    done
+}
+BOOT_MS=""
+has() { case ",$scenarios," in *",$1,"*) return 0 ;; esac; return 1; }
+if has unlock; then
+    admin_faults '{}'
+    mapfile -t e < <(expect unlock); boot unlock "$T/tpm" "${e[@]}"
+fi
+if has outage; then
+    admin_faults '{"attestation-azureguest": {"status": 503, "times": 7}}'
+    c0=$(counter attestation-azureguest)
+    mapfile -t e < <(expect outage); boot outage "$T/tpm" "${e[@]}"
+    admin_faults '{}'
+    # The outage really happened: 7 answers were 503, then one attestation got through.
+    [ $(( $(counter attestation-azureguest) - c0 )) -ge 8 ] || die "outage: fewer than 8 attestation calls"
+fi
+if has forged; then
+    r0=$(counter managed-hsm-release)
+    mapfile -t e < <(expect forged); boot forged "$T/tpm-forged" "${e[@]}"
+    # Refused at attestation: no release was even asked for.
+    [ "$(counter managed-hsm-release)" = "$r0" ] || die "forged: a key release was requested"
+fi
+echo "E2E PASS scenarios=$scenarios dracut_ms=$build_ms initrd_bytes=$(stat -c %s "$T/initrd.img") boot_ms=${BOOT_MS# } total_ms=$(( $(e2e_now_ms) - t_start ))"
