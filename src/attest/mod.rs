@@ -16,6 +16,7 @@ pub mod binding;
 pub mod collect;
 pub mod error;
 pub mod flow;
+pub mod open;
 pub mod report;
 pub mod services;
 pub mod trust;

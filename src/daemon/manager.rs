@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::attest::collect::{self, SevGuestSource, Source, VtpmSource};
-use crate::config::{EvidenceSource, Settings};
+use crate::attest::collect::Source;
+use crate::config::Settings;
 use crate::error::{ErrorCode, Problem};
-use crate::evidence::{vtpm::HCL_REPORT_NV_INDEX, DevSevGuest, Vtpm};
 use crate::format::state::{AttestationState, LastError, Stage, State, Writer};
 use crate::net::Deadline;
 use crate::release::{roots::load_roots, KeyRequest, ReleasedKey};
@@ -61,31 +60,7 @@ pub fn keys_needed(s: &Settings) -> Vec<String> {
 /// Opens the configured evidence source (auto: the vTPM when it holds an HCL report, else
 /// `/dev/sev-guest`).
 pub fn open_source(s: &Settings) -> Result<Source, Problem> {
-    let vtpm = |v: Vtpm| {
-        Source::Vtpm(VtpmSource {
-            vtpm: Arc::new(v),
-            event_log: s.evidence.event_log.clone(),
-            os_release: PathBuf::from(collect::OS_RELEASE),
-        })
-    };
-    let sev_guest = || -> Result<Source, Problem> {
-        let dev = DevSevGuest::open().map_err(|e| e.problem())?;
-        Ok(Source::SevGuest(SevGuestSource {
-            firmware: Box::new(dev),
-            vcek_chain_pem: None,
-            transfer_key_bits: crate::crypto::transfer_key::DEFAULT_BITS,
-        }))
-    };
-    match s.evidence.source {
-        EvidenceSource::Vtpm => Vtpm::open(&s.evidence.tcti)
-            .map(vtpm)
-            .map_err(|e| e.problem()),
-        EvidenceSource::SevGuest => sev_guest(),
-        EvidenceSource::Auto => match Vtpm::open(&s.evidence.tcti) {
-            Ok(v) if v.nv_index_exists(HCL_REPORT_NV_INDEX).unwrap_or(false) => Ok(vtpm(v)),
-            _ => sev_guest(),
-        },
-    }
+    crate::attest::open::open_source(s, s.evidence.source).map_err(|e| e.problem())
 }
 
 /// Error codes that belong to a key's release rather than to the attestation.

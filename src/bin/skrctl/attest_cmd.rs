@@ -6,19 +6,17 @@
 //! Exit status: 0 attested and verified; 1 the provider refused the evidence or the token does
 //! not verify / bind; 2 unusable setup (configuration, no evidence source, network outage).
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
-use skrd::attest::collect::{self, SevGuestSource, Source, VtpmSource};
+use skrd::attest::collect::Source;
 use skrd::attest::error::FlowError;
 use skrd::attest::report::RunReport;
 use skrd::attest::services::Services;
 use skrd::config::{EvidenceSource, Settings};
 use skrd::error::{ErrorCode, Problem};
-use skrd::evidence::{vtpm::HCL_REPORT_NV_INDEX, DevSevGuest, Vtpm};
 use skrd::net::Deadline;
 use skrd::release::{roots::load_roots, run, KeyRequest, RunOutcome};
 
@@ -52,52 +50,12 @@ pub fn settings(config: Option<&Path>) -> Result<Settings, Problem> {
 /// Opens the evidence source: `--source`, else `[evidence] source` (auto: the vTPM when it
 /// holds an HCL report, else /dev/sev-guest).
 pub fn open_source(arg: Option<SourceArg>, s: &Settings) -> Result<Source, Problem> {
-    let vtpm = |s: &Settings| -> Result<Source, Problem> {
-        let v = Vtpm::open(&s.evidence.tcti).map_err(|e| e.problem())?;
-        Ok(Source::Vtpm(VtpmSource {
-            vtpm: Arc::new(v),
-            event_log: s.evidence.event_log.clone(),
-            os_release: PathBuf::from(collect::OS_RELEASE),
-        }))
+    let choice = match arg {
+        Some(SourceArg::Vtpm) => EvidenceSource::Vtpm,
+        Some(SourceArg::SevGuest) => EvidenceSource::SevGuest,
+        None => s.evidence.source,
     };
-    let sev_guest = || -> Result<Source, Problem> {
-        let dev = DevSevGuest::open().map_err(|e| e.problem())?;
-        Ok(Source::SevGuest(SevGuestSource {
-            firmware: Box::new(dev),
-            vcek_chain_pem: None,
-            transfer_key_bits: skrd::crypto::transfer_key::DEFAULT_BITS,
-        }))
-    };
-    match (arg, s.evidence.source) {
-        (Some(SourceArg::Vtpm), _) | (None, EvidenceSource::Vtpm) => vtpm(s),
-        (Some(SourceArg::SevGuest), _) | (None, EvidenceSource::SevGuest) => sev_guest(),
-        (None, EvidenceSource::Auto) => {
-            let vtpm_problem = match Vtpm::open(&s.evidence.tcti) {
-                Ok(v) => match v.nv_index_exists(HCL_REPORT_NV_INDEX) {
-                    Ok(true) => {
-                        return Ok(Source::Vtpm(VtpmSource {
-                            vtpm: Arc::new(v),
-                            event_log: s.evidence.event_log.clone(),
-                            os_release: PathBuf::from(collect::OS_RELEASE),
-                        }))
-                    }
-                    Ok(false) => format!("the vTPM has no HCL report at {HCL_REPORT_NV_INDEX:#x}"),
-                    Err(e) => e.to_string(),
-                },
-                Err(e) => e.to_string(),
-            };
-            sev_guest().map_err(|p| {
-                Problem::new(
-                    "no-evidence-source",
-                    format!(
-                        "no evidence source: {vtpm_problem}; and {}; run inside an Azure \
-                         confidential VM or an SEV-SNP guest, or pass --source",
-                        p.message
-                    ),
-                )
-            })
-        }
-    }
+    skrd::attest::open::open_source(s, choice).map_err(|e| e.problem())
 }
 
 /// A current-thread runtime for one run (the blocking TPM work goes to its blocking pool).
