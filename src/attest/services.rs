@@ -170,24 +170,7 @@ impl Services {
             .ok()?;
         let loaded = crate::format::akv::policy::load_document(&bundle.body).ok()?;
         let eval = loaded.policy.evaluate(claims);
-        Some(
-            eval.unmet
-                .iter()
-                .map(|u| {
-                    format!(
-                        "{} at {}: {} {} expected, found {}: {}",
-                        u.claim,
-                        u.path,
-                        u.operator,
-                        u.expected,
-                        u.found
-                            .as_ref()
-                            .map_or_else(|| "(absent)".to_string(), |v| v.to_string()),
-                        u.reason
-                    )
-                })
-                .collect(),
-        )
+        Some(eval.unmet.iter().map(ToString::to_string).collect())
     }
 
     /// The VCEK chain from IMDS THIM, as PEM text.

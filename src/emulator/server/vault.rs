@@ -1057,23 +1057,7 @@ impl Vault {
         })?;
         let eval = policy.evaluate(&token.claims);
         if !eval.allowed {
-            let unmet: Vec<String> = eval
-                .unmet
-                .iter()
-                .map(|u| {
-                    format!(
-                        "{} at {}: {} {} expected, found {}: {}",
-                        u.claim,
-                        u.path,
-                        u.operator,
-                        u.expected,
-                        u.found
-                            .as_ref()
-                            .map_or_else(|| "(absent)".to_string(), Value::to_string),
-                        u.reason
-                    )
-                })
-                .collect();
+            let unmet: Vec<String> = eval.unmet.iter().map(ToString::to_string).collect();
             return Err(forbidden(format!(
                 "Target environment attestation statement does not satisfy the key release \
                  policy; unmet conditions: {}",

@@ -61,6 +61,21 @@ pub struct Unmet {
     pub reason: String,
 }
 
+impl std::fmt::Display for Unmet {
+    /// `CLAIM at PATH: OPERATOR EXPECTED expected, found VALUE|(absent): REASON`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let found = self
+            .found
+            .as_ref()
+            .map_or_else(|| "(absent)".to_string(), Value::to_string);
+        write!(
+            f,
+            "{} at {}: {} {} expected, found {}: {}",
+            self.claim, self.path, self.operator, self.expected, found, self.reason
+        )
+    }
+}
+
 /// Lower-cases scheme and host and removes exactly one trailing `/` (PROTOCOLS.md §7.2).
 pub fn normalize_authority(url: &str) -> String {
     let mut out = match url.find("://") {
