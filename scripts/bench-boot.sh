@@ -17,15 +17,13 @@ python3 - "$fig" <<'PY'
 import json, os, sys
 fig = sys.argv[1]
 st = json.load(open(os.path.join(fig, "state-unlock.json")))
-vols = st["volumes"]
-asked = min(v["asked_ms"] for v in vols.values() if v["asked_ms"] is not None)
-done = max(v["done_ms"] for v in vols.values())
+vols = {v["name"]: v for v in st["volumes"]}
+asked = min(v["timings_ms"]["asked"] for v in vols.values() if "asked" in v["timings_ms"])
+done = max(v["timings_ms"].get("answered", 0) for v in vols.values())
 print(f"skrd, 4 volumes ({', '.join(sorted(vols))}): first key request -> all 4 answered: {done - asked} ms")
-print(f"  skrd start -> attested: {st['attestation']['done_ms']} ms ({st['attestation']['attempts']} attempt(s), network wait included)")
-for name, k in sorted(st["keys"].items()):
-    print(f"  key {name}: released at {k['done_ms']} ms")
 for name, v in sorted(vols.items()):
-    print(f"  volume {name}: asked at {v['asked_ms']} ms, answered at {v['done_ms']} ms ({v['state']})")
+    t = v["timings_ms"]
+    print(f"  volume {name}: asked at {t.get('asked')} ms, answered at {t.get('answered')} ms ({v['stage']})")
 base, full = map(int, open(os.path.join(fig, "sizes")).read().split())
 print(f"initramfs: {base} bytes without skrd, {full} with skrd + network + tpm2-tss + test payload: +{(full - base) / 2**20:.1f} MiB")
 PY

@@ -185,6 +185,7 @@ fn document(s: &BootState, meta: &DocMeta) -> doc::State {
     let at = |ms: u64| started.saturating_add(ms / 1000);
     let error = |e: &Option<Problem>| e.clone().map(LastError::from);
     let mut d = doc::State::new(doc::Writer::Initrd, at(s.updated_ms));
+    d.finished_at = s.finished.then(|| at(s.updated_ms));
     d.attestation = Some(doc::AttestationState {
         provider: meta.provider.clone(),
         source: meta.source.clone(),

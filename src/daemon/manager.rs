@@ -114,6 +114,8 @@ impl Manager {
             }
         };
         state.writer = Writer::Daemon;
+        // The daemon's own initial work starts now (the initramfs had finished its part).
+        state.finished_at = None;
         sync_state(&mut state, &settings, now);
         let json = String::from_utf8(crate::format::state::encode(&state).unwrap_or_default())
             .unwrap_or_default();
@@ -376,6 +378,7 @@ impl Manager {
                 self.set_stage(&daemon_volumes, Stage::Pending);
             }
         }
+        self.update(|st| st.finished_at = Some(now_unix()));
         self.ready.send_replace(true);
         self.notifier.notify("READY=1\nSTATUS=ready");
         tracing::info!(stage = "ready", "initial work done");

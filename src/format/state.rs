@@ -15,6 +15,7 @@
 //!   "schema_version": 1,
 //!   "writer": "initrd",
 //!   "updated_at": 1732395600,
+//!   "finished_at": 1732395601,
 //!   "volumes": [
 //!     {"name": "data", "uuid": "5f0c...-...", "stage": "unlocked", "attempts": 1,
 //!      "timings_ms": {"attest": 412, "release": 120, "unlock": 830, "total": 1410},
@@ -32,7 +33,10 @@
 //! ```
 //!
 //! Times are Unix seconds passed in by the caller (no clock here). `writer` says who wrote the
-//! document last (`initrd` or `daemon`). `attestation` is `null` until one was attempted.
+//! document last (`initrd` or `daemon`). `finished_at` is `null` while the writer is still at
+//! work, then when it finished it: the initramfs when every volume was answered, refused or out
+//! of time; the daemon when its initial work was done. `attestation` is `null` until one was
+//! attempted.
 
 use std::collections::BTreeMap;
 
@@ -214,6 +218,9 @@ pub struct State {
     pub writer: Writer,
     /// When it was last written, Unix seconds.
     pub updated_at: u64,
+    /// When the writer finished its work (the initramfs: every volume answered, refused or
+    /// out of time; the daemon: its initial work), Unix seconds; `None` while it works.
+    pub finished_at: Option<u64>,
     /// Configured volumes, in configuration order (names unique).
     pub volumes: Vec<VolumeState>,
     /// The attestation, once one was attempted.
@@ -229,6 +236,7 @@ impl State {
             schema_version: SCHEMA_VERSION,
             writer,
             updated_at: now,
+            finished_at: None,
             volumes: Vec::new(),
             attestation: None,
             keys: Vec::new(),
@@ -553,7 +561,7 @@ mod tests {
 
     // Hand-written per the shape in the module docs (not produced by `encode`).
     const SAMPLE: &str = r#"{
-      "schema_version": 1, "writer": "initrd", "updated_at": 1732395600,
+      "schema_version": 1, "writer": "initrd", "updated_at": 1732395600, "finished_at": null,
       "volumes": [{"name": "data", "uuid": "0b5d1c2e-8d1f-4b7a-9d0e-5c1f2a3b4c5d",
         "stage": "waiting-network", "attempts": 2, "timings_ms": {"attest": 412, "total": 900},
         "last_error": {"code": "net-timeout", "message": "IMDS did not answer"},
@@ -569,6 +577,7 @@ mod tests {
     fn parses_the_documented_shape() {
         let s = parse(SAMPLE.as_bytes()).unwrap();
         assert_eq!(s.writer, Writer::Initrd);
+        assert_eq!(s.finished_at, None);
         assert_eq!(s.volumes[0].stage, Stage::WaitingNetwork);
         assert_eq!(s.volumes[0].attempts, 2);
         assert_eq!(s.volumes[0].timings_ms.get("attest"), Some(&412));

@@ -239,7 +239,7 @@ net="$net,$(fwd 169.254.0.22:443 "$(port_of "$HSM")")"
 
 boot() {   # boot NAME TPMSTATE EXPECT...
     local name=$1 tpm=$2; shift 2
-    local ov=$T/ov-$name console=$T/console-$name.log sw q result
+    local ov=$T/ov-$name console=$T/console-$name.log report=$T/report-$name.log sw q result
     rm -rf "$ov"; cp -a "$T/overlay" "$ov"
     printf '%s\n' "$@" > "$ov/etc/skrd-e2e/expect"
     (cd "$ov" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet --owner=0:0) > "$T/ov-$name.cpio"
@@ -251,10 +251,11 @@ boot() {   # boot NAME TPMSTATE EXPECT...
         --log file="$T/swtpm-$name.log" &
     sw=$!; PIDS+=("$sw")
     for _ in $(seq 1 50); do [ -S "$T/swtpm.ctrl" ] && break; sleep 0.1; done
-    : > "$console"
+    : > "$console"; : > "$report"
     local q0; q0=$(e2e_now_ms)
     qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp 2 -m 1024 \
-        -nodefaults -no-user-config -display none -no-reboot -serial "file:$console" \
+        -nodefaults -no-user-config -display none -no-reboot \
+        -serial "file:$console" -serial "file:$report" \
         -kernel "$kernel" -initrd "$T/initrd-$name.img" -append "$cmdline" \
         -chardev "socket,id=chrtpm,path=$T/swtpm.ctrl" -tpmdev emulator,id=tpm0,chardev=chrtpm \
         -device tpm-tis,tpmdev=tpm0 -netdev "$net" -device virtio-net-pci,netdev=n0 \
@@ -263,22 +264,23 @@ boot() {   # boot NAME TPMSTATE EXPECT...
     local end=$(( $(e2e_now_ms) + timeout_s * 1000 ))
     result=""
     while :; do
-        if grep -aq 'E2E-RESULT:' "$console"; then
-            result=$(grep -a -m1 -o 'E2E-RESULT: [A-Z]*.*' "$console" | tr -d '\r'); break
+        if grep -aq 'E2E-RESULT:' "$report"; then
+            result=$(grep -a -m1 -o 'E2E-RESULT: [A-Z]*.*' "$report" | tr -d '\r'); break
         fi
         kill -0 "$q" 2>/dev/null || { result="QEMU exited without a result"; break; }
         [ "$(e2e_now_ms)" -lt "$end" ] || { result="TIMEOUT after ${timeout_s}s"; break; }
         sleep 0.2
     done
     local ms=$(( $(e2e_now_ms) - q0 ))
-    grep -a -o 'E2E-STATE: .*' "$console" | tr -d '\r' | sed 's/^E2E-STATE: //' > "$T/state-$name.json" || true
+    grep -a -o 'E2E-STATE: .*' "$report" | tr -d '\r' | sed 's/^E2E-STATE: //' > "$T/state-$name.json" || true
     [ -z "${SKRD_E2E_FIGURES-}" ] || cp "$T/state-$name.json" "$SKRD_E2E_FIGURES/state-$name.json"
     sleep 1
     e2e_stop_pid "$q"; e2e_stop_pid "$sw"
-    # -o: a line may start with systemd's passphrase prompt.
-    tr -d '\r' < "$console" | grep -a -o -E '(E2E[A-Z-]*:|skrd\[[0-9]+\]:).*' | sed "s/^/[$name] /" >&2 || true
+    # -o: a console line may start with systemd's passphrase prompt.
+    tr -d '\r' < "$console" | grep -a -o -E 'skrd\[[0-9]+\]:.*' | sed "s/^/[$name] /" >&2 || true
+    tr -d '\r' < "$report" | grep -a -E '^E2E' | sed "s/^/[$name] /" >&2 || true
     log "boot $name: ${ms}ms: $result"
-    [ "$result" = "E2E-RESULT: PASS" ] || { tail -n 60 "$console" | tr -d '\r' >&2; die "scenario $name failed: $result (console: $console)"; }
+    [ "$result" = "E2E-RESULT: PASS" ] || { tail -n 60 "$console" | tr -d '\r' >&2; die "scenario $name failed: $result (console: $console, report: $report)"; }
     BOOT_MS="$BOOT_MS $name=$ms"
 }
 # counter NAME: the emulator's per-endpoint call count.

@@ -1,20 +1,23 @@
 #!/bin/bash
 # tests/e2e guest side. /etc/skrd-e2e/expect: lines "VOLUME open|prompt". Waits until skrd's
-# state file says finished, then for each volume: "open" = /dev/mapper/VOLUME exists and
+# state file says finished (finished_at set), then for each volume: "open" = /dev/mapper/VOLUME exists and
 # reads; "prompt" = systemd-cryptsetup@VOLUME is waiting at the passphrase prompt (an
-# ask-password request for it exists). Prints "E2E: ..." lines and "E2E-RESULT: PASS|FAIL".
+# ask-password request for it exists). Prints "E2E: ..." lines and "E2E-RESULT: PASS|FAIL"
+# on the second serial port (ttyS1), which run.sh reads: never on the console, which
+# systemd's password agent takes over once a volume asks for its passphrase (a check that
+# wrote there after the prompt was seen to stall until the run timed out).
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-exec 3>/dev/console
+exec 3>/dev/ttyS1
 say() { printf 'E2E: %s\n' "$*" >&3; }
 failed=""
 fail() { failed="$failed $1"; say "FAIL $1: $2"; }
 say "check start uptime=$(cut -d' ' -f1 /proc/uptime)s"
 state=/run/skrd/state.json
 for _ in $(seq 1 1200); do
-    grep -q '"finished": true' "$state" 2>/dev/null && break
+    grep -q '"finished_at": [0-9]' "$state" 2>/dev/null && break
     sleep 0.25
 done
-grep -q '"finished": true' "$state" 2>/dev/null || fail skrd "state file not finished"
+grep -q '"finished_at": [0-9]' "$state" 2>/dev/null || fail skrd "state file not finished (no finished_at)"
 say "skrd finished uptime=$(cut -d' ' -f1 /proc/uptime)s"
 while read -r vol want; do
     [ -n "$vol" ] || continue
@@ -40,6 +43,8 @@ while read -r vol want; do
 done < /etc/skrd-e2e/expect
 say "skrctl volumes:"
 skrctl volumes 2>&1 | sed 's/^/E2E:   /' >&3
+say "skrctl status (exit status $(skrctl status >/dev/null 2>&1; echo $?)):"
+skrctl status 2>&1 | sed 's/^/E2E-STATUS: /' >&3
 say "state:"
 tr -d '\n' < "$state" | sed 's/  */ /g; s/^/E2E-STATE: /' >&3; echo >&3
 if [ -z "$failed" ]; then echo "E2E-RESULT: PASS" >&3; else echo "E2E-RESULT: FAIL$failed" >&3; fi
