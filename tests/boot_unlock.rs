@@ -267,6 +267,9 @@ fn one_attestation_answers_every_volume_and_refuses_unknown_ones() {
     assert_eq!(released(&c), 3, "{c}");
     let st = skrd.state();
     assert_eq!(st["writer"], "initrd", "{st}");
+    // Finished (what the e2e guest check and the daemon's take-over look for).
+    assert!(st["finished_at"].is_u64(), "{st}");
+    assert!(st["finished_at"].as_u64() >= st["attestation"]["last_success"].as_u64());
     for (v, uuid, _) in VOLUMES {
         assert_eq!(st["volumes"][v]["stage"], "unlocked", "{st}");
         assert_eq!(st["volumes"][v]["uuid"], *uuid, "{st}");
@@ -307,6 +310,10 @@ fn a_refused_release_policy_closes_only_its_volumes_without_data() {
     assert_eq!(skrd.wait(), 1, "{}", skrd.stderr());
     let st = skrd.state();
     assert_eq!(st["volumes"]["logs"]["stage"], "refused", "{st}");
+    // When it was refused, not "answered": nothing was sent.
+    let t = &st["volumes"]["logs"]["timings_ms"];
+    assert!(t["refused"].is_u64() && t["answered"].is_null(), "{st}");
+    assert!(t["refused"].as_u64() >= t["asked"].as_u64(), "{st}");
     assert_eq!(
         st["volumes"]["logs"]["last_error"]["code"],
         "boot-key-not-released"

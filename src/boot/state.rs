@@ -220,7 +220,8 @@ fn document(s: &BootState, meta: &DocMeta) -> doc::State {
             vol.timings_ms.insert("asked".to_string(), ms);
         }
         if let Some(ms) = v.done_ms {
-            vol.timings_ms.insert("answered".to_string(), ms);
+            // "answered" (the key was sent), "refused" or "deadline" (closed without data).
+            vol.timings_ms.insert(v.state.to_string(), ms);
         }
         vol.last_error = error(&v.error);
     }

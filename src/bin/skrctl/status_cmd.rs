@@ -89,8 +89,12 @@ fn human(st: &State, source: &str, settings: Option<&skrd::config::Settings>) ->
         Writer::Initrd => "the initramfs",
         Writer::Daemon => "the daemon",
     };
+    let progress = match st.finished_at {
+        Some(_) => "its work finished",
+        None => "still at work",
+    };
     let mut out = format!(
-        "skrd status (from {source}; written by {writer} at {})\n",
+        "skrd status (from {source}; written by {writer} at {}, {progress})\n",
         when(Some(st.updated_at))
     );
     out.push_str("volumes:\n");
@@ -98,11 +102,10 @@ fn human(st: &State, source: &str, settings: Option<&skrd::config::Settings>) ->
         out.push_str("  (none configured)\n");
     }
     for v in &st.volumes {
-        let timings: Vec<String> = v
-            .timings_ms
-            .iter()
-            .map(|(k, ms)| format!("{k} {ms} ms"))
-            .collect();
+        // In the order they happened.
+        let mut steps: Vec<(&String, &u64)> = v.timings_ms.iter().collect();
+        steps.sort_by_key(|(_, ms)| **ms);
+        let timings: Vec<String> = steps.iter().map(|(k, ms)| format!("{k} {ms} ms")).collect();
         out.push_str(&format!(
             "  {:<16} {:<16} attempts {}{}\n",
             v.name,
@@ -126,7 +129,8 @@ fn human(st: &State, source: &str, settings: Option<&skrd::config::Settings>) ->
                 a.source,
                 a.provider,
                 when(a.last_success),
-                when(a.token_expiry)
+                a.token_expiry
+                    .map_or_else(|| "unknown (no token kept)".into(), |t| when(Some(t)))
             ));
             if let Some(e) = &a.last_error {
                 out.push_str(&format!("    error: {} ({})\n", e.message, e.code));
