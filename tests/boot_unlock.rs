@@ -529,7 +529,10 @@ fn the_network_wait_ends_when_the_imds_route_appears() {
             );
             tokio::join!(lease, wait);
         });
-        assert!(*added.lock().unwrap(), "the wait ended before the route existed");
+        assert!(
+            *added.lock().unwrap(),
+            "the wait ended before the route existed"
+        );
         assert!(has_route(imds));
         assert!(!deadline.expired(), "the wait ended on its deadline");
     })

@@ -504,7 +504,10 @@ pub async fn drive(
     // fails at once and its back-off would delay the first real one by seconds.
     if let Some(imds) = route::route_target(&settings.identity.imds_url) {
         if !route::has_route(imds) {
-            stage.send_replace(format!("waiting for the network (no route to {})", imds.ip()));
+            stage.send_replace(format!(
+                "waiting for the network (no route to {})",
+                imds.ip()
+            ));
             let waited = route::wait_for_route(|| route::has_route(imds), deadline).await;
             say(&format!(
                 "network: route to {} after {} ms",

@@ -40,7 +40,10 @@ pub fn route_target(url: &Url) -> Option<SocketAddr> {
         url::Host::Ipv6(a) => IpAddr::V6(a),
         url::Host::Domain(_) => return None,
     };
-    Some(SocketAddr::new(ip, url.port_or_known_default().unwrap_or(80)))
+    Some(SocketAddr::new(
+        ip,
+        url.port_or_known_default().unwrap_or(80),
+    ))
 }
 
 /// Waits until `probe()` says there is a route or `deadline` passes; returns how long it
