@@ -41,6 +41,9 @@ def window(times):
 def at(journal, pattern, t0):
     return [(ms - t0, msg) for ms, _, msg in journal if re.search(pattern, msg)]
 
+def active(times, t0):
+    return [(a - t0, f"{u} active (/dev/mapper device open)") for u, (_, a) in times.items()]
+
 s_times, s_j = report("report-unlock.log")
 c_times, c_j = report("report-clevis.log")
 assert len(s_times) == 4 and len(c_times) == 4, (s_times, c_times)
@@ -58,13 +61,13 @@ def show(label, t0, rows):
         print(f"  {ms:+9.0f} ms  {msg[:150]}")
 
 rows = at(s_j, r"DHCPv4 address", s0) + at(s_j, r"skrd: (network:|attested|key .* released|attestation attempt .* failed|volume .* key sent|boot unlock done)", s0)
-show("skrd, where the time goes (relative to the first systemd-cryptsetup start):", s0, sorted(rows))
+show("skrd, where the time goes (relative to the first systemd-cryptsetup start):", s0, sorted(rows + active(s_times, s0)))
 st = json.load(open(os.path.join(fig, "state-unlock.json")))
 for v in sorted(st["volumes"], key=lambda v: v["name"]):
     t = v["timings_ms"]
     print(f"  volume {v['name']}: asked {t.get('asked')} ms, answered {t.get('answered')} ms after skrd's start ({v['stage']})")
 rows = at(c_j, r"DHCPv4 address|Started clevis-luks-askpass.service|Unlocked|Passphrase incorrect", c0)
-show("clevis + tang, where the time goes (relative to the first systemd-cryptsetup start):", c0, sorted(rows))
+show("clevis + tang, where the time goes (relative to the first systemd-cryptsetup start):", c0, sorted(rows + active(c_times, c0)))
 print(f"  ({len(at(c_j, 'Passphrase incorrect', c0))} failed tries: systemd-cryptsetup first tries the passphrase cached in the kernel keyring")
 print("   for the previous volume, then asks again; clevis-luks-askpass answers one question at a time,")
 print("   each a clevis-decrypt-tang shell pipeline: jose + curl to tang)")
