@@ -506,7 +506,7 @@ fn the_network_wait_ends_when_the_imds_route_appears() {
             .unwrap();
         let added = Arc::new(Mutex::new(false));
         let flag = added.clone();
-        rt.block_on(async {
+        let route_when_done = rt.block_on(async {
             let lease = async {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 for args in [
@@ -518,21 +518,21 @@ fn the_network_wait_ends_when_the_imds_route_appears() {
                 }
                 *flag.lock().unwrap() = true;
             };
-            let wait = wait_for_route(
-                || {
+            let wait = async {
+                let probe = || {
                     let r = has_route(imds);
-                    // No route is ever seen after the address exists, and none before it.
+                    // A route is seen exactly once the address exists.
                     assert_eq!(r, *added.lock().unwrap());
                     r
-                },
-                &deadline,
-            );
-            tokio::join!(lease, wait);
+                };
+                wait_for_route(probe, &deadline).await;
+                // Whether the route existed at the moment the wait returned.
+                let existed = *added.lock().unwrap();
+                existed
+            };
+            tokio::join!(lease, wait).1
         });
-        assert!(
-            *added.lock().unwrap(),
-            "the wait ended before the route existed"
-        );
+        assert!(route_when_done, "the wait ended before the route existed");
         assert!(has_route(imds));
         assert!(!deadline.expired(), "the wait ended on its deadline");
     })
