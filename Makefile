@@ -15,12 +15,14 @@ TEST_DEBS  := swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 libtss2-tcti-devi
               python3 python3-cryptography cryptsetup-bin dbus dbus-bin systemd util-linux \
               qemu-system-x86 linux-image-amd64 dracut-core dracut-network socat cpio zstd curl \
               cryptsetup
+# Only for `make bench-boot` (the clevis + tang side of the boot bench), never for `make test`.
+BENCH_DEBS := clevis clevis-luks clevis-dracut clevis-systemd tang
 FUZZ_TARGETS = $(shell sed -n 's/^name = "\(fuzz_[a-z_]*\)"/\1/p' fuzz/Cargo.toml)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps build check fmt-check clippy check-boundaries unit test fuzz-smoke fuzz \
-        e2e demo demo-evidence bench-emulator bench-flow bench-daemon install clean
+        e2e demo demo-evidence bench-emulator bench-flow bench-daemon bench-boot install clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -90,6 +92,18 @@ bench-flow: ## One complete vTPM release against skr-emulator + swtpm at L = 0 a
 
 bench-daemon: ## ReleaseKey of a cached key over D-Bus: p50/p99, req/s on 2 cores, idle RSS, binary size (not part of test)
 	./scripts/bench-daemon.sh
+
+bench-boot: deps ## 4 volumes at boot: skrd vs clevis + tang (QEMU), initramfs size, KDF (not part of test)
+	@missing=$$(for p in $(BENCH_DEBS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	    echo "make bench-boot: installing $$missing"; \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	$(CARGO) build --locked --bins
+	$(CARGO) build --locked --release --bins
+	./scripts/bench-boot.sh
 
 install: ## Install binaries, config, man pages, unit and D-Bus files under DESTDIR/PREFIX
 	$(CARGO) build --locked --release --bins

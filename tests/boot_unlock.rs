@@ -482,3 +482,67 @@ fn socket_activation_meant_for_another_process_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("[boot-listen-fds-invalid]"), "{err}");
 }
+
+/// The wait for the network before the first attestation (src/boot/route.rs) against the
+/// kernel's real routing: in a fresh network namespace (only a loopback that is down) there is
+/// no route to the IMDS address; an address in 169.254.0.0/16 (the link route a DHCP lease
+/// gives) added while skrd waits makes one, and the wait ends on it, not on its deadline.
+#[test]
+fn the_network_wait_ends_when_the_imds_route_appears() {
+    use skrd::boot::route::{has_route, route_target, wait_for_route};
+    let imds = route_target(&"http://169.254.169.254".parse().unwrap()).unwrap();
+    assert_eq!(imds, "169.254.169.254:80".parse().unwrap());
+    assert_eq!(
+        route_target(&"https://example.vault.azure.net".parse().unwrap()),
+        None
+    );
+    // The namespace is this thread's only (a new thread; the children it spawns inherit it).
+    std::thread::spawn(move || {
+        // SAFETY: unshare() of the calling thread's network namespace, no pointers.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "unshare: {e}");
+            eprintln!("skipped: a network namespace needs CAP_SYS_ADMIN ({e})");
+            return;
+        }
+        assert!(!has_route(imds), "a fresh namespace has no route to IMDS");
+        let deadline = skrd::net::Deadline::after(Duration::from_secs(60));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let added = Arc::new(Mutex::new(false));
+        let flag = added.clone();
+        let route_when_done = rt.block_on(async {
+            let lease = async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                for args in [
+                    &["link", "set", "lo", "up"][..],
+                    &["addr", "add", "169.254.0.15/16", "dev", "lo"],
+                ] {
+                    let st = Command::new("ip").args(args).status().unwrap();
+                    assert!(st.success(), "ip {args:?}");
+                }
+                *flag.lock().unwrap() = true;
+            };
+            let wait = async {
+                let probe = || {
+                    let r = has_route(imds);
+                    // A route is seen exactly once the address exists.
+                    assert_eq!(r, *added.lock().unwrap());
+                    r
+                };
+                wait_for_route(probe, &deadline).await;
+                // Whether the route existed at the moment the wait returned.
+                let existed = *added.lock().unwrap();
+                existed
+            };
+            tokio::join!(lease, wait).1
+        });
+        assert!(route_when_done, "the wait ended before the route existed");
+        assert!(has_route(imds));
+        assert!(!deadline.expired(), "the wait ended on its deadline");
+    })
+    .join()
+    .unwrap();
+}

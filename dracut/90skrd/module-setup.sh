@@ -2,8 +2,10 @@
 # dracut module "skrd" (dracut 059 and dracut-ng): the skrd boot unlock in the initramfs.
 # Installs /usr/sbin/skrd, skrd-initrd.socket + skrd-initrd.service, the configuration
 # (/etc/skrd/skrd.toml and skrd.toml.d/), the CA files it names (trust.ca_files,
-# trust.amd_test_roots), the system CA bundle, and the TPM TCTI libraries tpm2-tss loads with
-# dlopen(). The network (dracut's network module, rd.neednet=1, DHCP) is requested only when a
+# trust.amd_test_roots), the system CA bundle, and the one TPM TCTI library tpm2-tss loads with
+# dlopen() (device). Not dracut's tpm2-tss module: skrd needs none of its tpm2 tools, FAPI,
+# curl, json-c or other TCTIs (about 4 MiB of the image); the ESYS/MU/SYS/TCTI-loader libraries
+# come in through skrd's own ELF dependencies. skrd runs as root: no tss user or udev rule. The network (dracut's network module, rd.neednet=1, DHCP) is requested only when a
 # configured volume is unlocked in the initramfs (options.initrd = true, the default): every key
 # comes from Key Vault over the network.
 #
@@ -57,7 +59,7 @@ check() {
 }
 
 depends() {
-    local deps="systemd systemd-initrd crypt tpm2-tss"
+    local deps="systemd systemd-initrd crypt"
     [[ -n $(_skrd_initrd_volumes) ]] && deps="$deps network"
     echo "$deps"
     return 0

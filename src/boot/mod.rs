@@ -24,6 +24,7 @@
 
 pub mod activation;
 pub mod error;
+pub mod route;
 pub mod source;
 pub mod state;
 
@@ -499,6 +500,22 @@ pub async fn drive(
     // while the attestation runs.
     let files = services.ca_files.clone();
     let roots = tokio::task::spawn_blocking(move || load_roots(&files));
+    // No attempt before the kernel has a route to IMDS (DHCP not done yet): an attempt then
+    // fails at once and its back-off would delay the first real one by seconds.
+    if let Some(imds) = route::route_target(&settings.identity.imds_url) {
+        if !route::has_route(imds) {
+            stage.send_replace(format!(
+                "waiting for the network (no route to {})",
+                imds.ip()
+            ));
+            let waited = route::wait_for_route(|| route::has_route(imds), deadline).await;
+            say(&format!(
+                "network: route to {} after {} ms",
+                imds.ip(),
+                waited.as_millis()
+            ));
+        }
+    }
     let Some(att) = attest_until(&services, state, deadline, stage, &open_source, &fail_all).await
     else {
         return;

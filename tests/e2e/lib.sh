@@ -3,6 +3,21 @@
 die() { echo "e2e: ERROR: $*" >&2; exit 1; }
 log() { echo "e2e: $*" >&2; }
 
+# e2e_tmpdir PREFIX: makes the run's state directory $T and traps EXIT so that every pid in
+# PIDS is stopped and $T is removed, unless the run failed or E2E_KEEP=1 (then it is kept).
+e2e_tmpdir() {
+    T=$(mktemp -d -t "$1.XXXXXX")
+    PIDS=()
+    trap e2e_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+e2e_cleanup() {
+    local rc=$? p
+    for p in "${PIDS[@]}"; do e2e_stop_pid "$p"; done
+    if [ "${E2E_KEEP:-0}" = 1 ] || [ $rc -ne 0 ]; then log "state kept in $T"; else rm -rf "$T"; fi
+    exit $rc
+}
+
 # Newest installed kernel under /boot, as a version string (e.g. 6.1.0-56-amd64).
 e2e_latest_kver() {
     local k
@@ -31,4 +46,94 @@ e2e_stop_pid() {
     done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+}
+
+# This directory (tests/e2e), for the dracut modules and payloads next to it.
+E2E_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# The QEMU boot's kernel command line: console on ttyS0, DHCP in the initramfs, poweroff on
+# failure. The test payload reports on ttyS1.
+E2E_CMDLINE="console=ttyS0,115200 panic=-1 loglevel=4 rd.shell=0 rd.emergency=poweroff systemd.show_status=auto ip=dhcp rd.neednet=1"
+
+# Restricted user networking (no route out, only the guestfwd addresses): the -netdev value.
+# e2e_netdev FWD...: each FWD is GUESTADDR:GUESTPORT=HOSTPORT (host side 127.0.0.1:HOSTPORT).
+e2e_netdev() {
+    local net="user,id=n0,restrict=on,net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15" f
+    for f in "$@"; do
+        net="$net,guestfwd=tcp:${f%=*}-cmd:socat STDIO TCP:127.0.0.1:${f##*=}"
+    done
+    echo "$net"
+}
+
+# e2e_luks_image IMG UUID KEYFILE: a 32 MiB LUKS2 image file whose keyslot 0 (PBKDF2, 1000
+# iterations: fast under TCG) opens with KEYFILE.
+e2e_luks_image() {
+    truncate -s 32M "$1"
+    cryptsetup luksFormat --batch-mode --type luks2 --uuid "$2" --pbkdf pbkdf2 \
+        --pbkdf-force-iterations 1000 --key-file "$3" "$1"
+}
+
+# e2e_dracut_tree WORK MODULEDIR...: a private copy of the dracut base directory in WORK (the
+# host's configuration is never read) with the given module directories added and the stock
+# 90kernel-network-modules (every NIC driver, ~40 MB) replaced by the virtio-only copy.
+e2e_dracut_tree() {
+    local work=$1 m
+    shift
+    rm -rf "$work"
+    cp -a /usr/lib/dracut "$work"
+    for m in "$@"; do cp -aL "$m" "$work/modules.d/${m##*/}"; done
+    rm -rf "$work/modules.d/90kernel-network-modules"
+    cp -a "$E2E_LIB_DIR/dracut/90kernel-network-modules" "$work/modules.d/90kernel-network-modules"
+}
+
+# e2e_dracut WORK KVER OUT "MODULES": an initramfs built from the tree WORK with exactly MODULES
+# (and their dependencies), no host-only selection, zstd. The log is OUT.log.
+e2e_dracut() {
+    local work=$1 kver=$2 out=$3 modules=$4 tmp=$3.tmp
+    mkdir -p "$tmp/conf"
+    dracutbasedir="$work" dracut --force --no-hostonly --no-hostonly-cmdline \
+        --conf /dev/null --confdir "$tmp/conf" --kver "$kver" --modules "$modules" \
+        --no-early-microcode --compress zstd --tmpdir "$tmp" "$out" >"$out.log" 2>&1 \
+        || { tail -40 "$out.log" >&2; die "dracut failed ($out.log)"; }
+    rm -rf "$tmp"
+}
+
+# e2e_initrd_with BASE OVERLAYDIR OUT: BASE with OVERLAYDIR appended as an uncompressed cpio.
+# It must start on a 4-byte boundary or the kernel ignores it ("invalid magic").
+e2e_initrd_with() {
+    local base=$1 ov=$2 out=$3
+    cp "$base" "$out"
+    head -c $(( (4 - $(stat -c %s "$base") % 4) % 4 )) /dev/zero >> "$out"
+    (cd "$ov" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet --owner=0:0) >> "$out"
+}
+
+# e2e_qemu_boot INITRD CONSOLE REPORT TIMEOUT_S QEMU_ARGS...: boots the newest kernel with
+# INITRD and $E2E_CMDLINE under TCG (console on CONSOLE, the payload's ttyS1 on REPORT) until
+# REPORT has an "E2E-RESULT:" line, QEMU exits, or TIMEOUT_S passes; then stops QEMU. Sets
+# E2E_RESULT (the result line or why there is none) and E2E_MS (wall time of the boot).
+# QEMU's pid goes into the caller's PIDS array (its cleanup stops it on an early exit).
+e2e_qemu_boot() {
+    local initrd=$1 console=$2 report=$3 timeout_s=$4 q q0 end
+    shift 4
+    : > "$console"; : > "$report"
+    q0=$(e2e_now_ms)
+    qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp 2 -m 1024 \
+        -nodefaults -no-user-config -display none -no-reboot \
+        -serial "file:$console" -serial "file:$report" \
+        -kernel "/boot/vmlinuz-$(e2e_latest_kver)" -initrd "$initrd" -append "$E2E_CMDLINE" \
+        "$@" </dev/null >"$console.qemu" 2>&1 &
+    q=$!; PIDS+=("$q")
+    end=$(( q0 + timeout_s * 1000 ))
+    E2E_RESULT=""
+    while :; do
+        if grep -aq 'E2E-RESULT:' "$report"; then
+            E2E_RESULT=$(grep -a -m1 -o 'E2E-RESULT: [A-Z]*.*' "$report" | tr -d '\r'); break
+        fi
+        kill -0 "$q" 2>/dev/null || { E2E_RESULT="QEMU exited without a result"; break; }
+        [ "$(e2e_now_ms)" -lt "$end" ] || { E2E_RESULT="TIMEOUT after ${timeout_s}s"; break; }
+        sleep 0.2
+    done
+    E2E_MS=$(( $(e2e_now_ms) - q0 ))
+    sleep 1
+    e2e_stop_pid "$q"
 }

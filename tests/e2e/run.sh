@@ -42,19 +42,9 @@ done
 for b in skrd skrctl skr-emulator; do [ -x "$BIN/$b" ] || die "$BIN/$b missing (cargo build --bins)"; done
 
 t_start=$(e2e_now_ms)
-T=$(mktemp -d -t skrd-e2e.XXXXXX)
-PIDS=()
-cleanup() {
-    local rc=$? p
-    for p in "${PIDS[@]}"; do e2e_stop_pid "$p"; done
-    if [ "$keep" = 1 ] || [ $rc -ne 0 ]; then log "state kept in $T"; else rm -rf "$T"; fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
+E2E_KEEP=$keep
+e2e_tmpdir skrd-e2e
 kver=$(e2e_latest_kver)
-kernel=/boot/vmlinuz-$kver
 
 # --- binaries: stripped copies, first in PATH for dracut ------------------------
 mkdir -p "$T/bin"
@@ -180,9 +170,7 @@ for spec in $VOLS; do
     uuid=$(cat /proc/sys/kernel/random/uuid)
     printf '\n[volumes.%s]\nuuid = "%s"\nkey = "%s"\n' "$vol" "$uuid" "$key" >> "$cfg"
     head -c 24 /dev/urandom | base64 | tr -d '\n' > "$T/$vol.recovery"
-    truncate -s 32M "$T/$vol.img"
-    cryptsetup luksFormat --batch-mode --type luks2 --uuid "$uuid" --pbkdf pbkdf2 \
-        --pbkdf-force-iterations 1000 --key-file "$T/$vol.recovery" "$T/$vol.img"
+    e2e_luks_image "$T/$vol.img" "$uuid" "$T/$vol.recovery"
     echo "$vol UUID=$uuid /run/skrd/luks.sock luks,x-initrd.attach" >> "$T/overlay/etc/crypttab"
     qemu_disks+=(-drive "file=$T/$vol.img,if=none,id=d$i,format=raw,cache=unsafe"
                  -device "virtio-blk-pci,drive=d$i,serial=skrd-$vol")
@@ -197,29 +185,11 @@ done
 log "$(echo $VOLS | wc -w) volumes formatted and enrolled"
 
 # --- initramfs with OUR module (private copy of the dracut base dir) ------------------
-work=$T/dracut
-cp -a /usr/lib/dracut "$work"
-cp -aL "$ROOT/dracut/90skrd" "$work/modules.d/90skrd"
-cp -aL "$HERE/dracut/99skrde2e" "$work/modules.d/99skrde2e"
-rm -rf "$work/modules.d/90kernel-network-modules"
-cp -a "$HERE/dracut/90kernel-network-modules" "$work/modules.d/90kernel-network-modules"
-mkdir -p "$T/confdir" "$T/tmp"
+e2e_dracut_tree "$T/dracut" "$ROOT/dracut/90skrd" "$HERE/dracut/99skrde2e"
 b0=$(e2e_now_ms)
-SKRD_BINDIR=$T/bin SKRD_CONFIG=$cfg dracutbasedir="$work" dracut --force --no-hostonly --no-hostonly-cmdline \
-    --conf /dev/null --confdir "$T/confdir" --kver "$kver" \
-    --modules "systemd systemd-initrd dracut-systemd crypt dm systemd-networkd skrd skrde2e" \
-    --no-early-microcode --compress zstd --tmpdir "$T/tmp" "$T/initrd.img" >"$T/dracut.log" 2>&1 \
-    || { tail -40 "$T/dracut.log" >&2; die "dracut failed"; }
+SKRD_BINDIR=$T/bin SKRD_CONFIG=$cfg e2e_dracut "$T/dracut" "$kver" "$T/initrd.img" \
+    "systemd systemd-initrd dracut-systemd crypt dm systemd-networkd skrd skrde2e"
 build_ms=$(( $(e2e_now_ms) - b0 ))
-if [ -n "${SKRD_E2E_FIGURES-}" ]; then
-    # The same image without skrd (and without the test payload): what the module adds.
-    dracutbasedir="$work" dracut --force --no-hostonly --no-hostonly-cmdline \
-        --conf /dev/null --confdir "$T/confdir" --kver "$kver" \
-        --modules "systemd systemd-initrd dracut-systemd crypt dm" \
-        --no-early-microcode --compress zstd --tmpdir "$T/tmp" "$T/initrd-base.img" >"$T/dracut-base.log" 2>&1 \
-        || { tail -40 "$T/dracut-base.log" >&2; die "dracut (baseline) failed"; }
-    echo "$(stat -c %s "$T/initrd-base.img") $(stat -c %s "$T/initrd.img")" > "$SKRD_E2E_FIGURES/sizes"
-fi
 log "initramfs built in ${build_ms}ms, $(stat -c %s "$T/initrd.img") bytes"
 
 # In-guest forwarders 127.0.0.1:PORT -> guestfwd address (the emulator's URLs name loopback).
@@ -230,52 +200,27 @@ $(port_of "$HSM") 169.254.0.22
 EOT
 
 # --- boots ---------------------------------------------------------------------------------
-cmdline="console=ttyS0,115200 panic=-1 loglevel=4 rd.shell=0 rd.emergency=poweroff systemd.show_status=auto ip=dhcp rd.neednet=1"
-fwd() { echo "guestfwd=tcp:$1-cmd:socat STDIO TCP:127.0.0.1:$2"; }
-net="user,id=n0,restrict=on,net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15"
-net="$net,$(fwd 169.254.169.254:80 "$(port_of "$IMDS")")"
-net="$net,$(fwd 169.254.0.20:443 "$(port_of "$MAA")")"
-net="$net,$(fwd 169.254.0.22:443 "$(port_of "$HSM")")"
+net=$(e2e_netdev "169.254.169.254:80=$(port_of "$IMDS")" "169.254.0.20:443=$(port_of "$MAA")" \
+    "169.254.0.22:443=$(port_of "$HSM")")
 
 boot() {   # boot NAME TPMSTATE EXPECT...
     local name=$1 tpm=$2; shift 2
-    local ov=$T/ov-$name console=$T/console-$name.log report=$T/report-$name.log sw q result
+    local ov=$T/ov-$name console=$T/console-$name.log report=$T/report-$name.log sw result ms
     rm -rf "$ov"; cp -a "$T/overlay" "$ov"
     printf '%s\n' "$@" > "$ov/etc/skrd-e2e/expect"
-    (cd "$ov" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet --owner=0:0) > "$T/ov-$name.cpio"
-    cp "$T/initrd.img" "$T/initrd-$name.img"
-    head -c $(( (4 - $(stat -c %s "$T/initrd.img") % 4) % 4 )) /dev/zero >> "$T/initrd-$name.img"
-    cat "$T/ov-$name.cpio" >> "$T/initrd-$name.img"
+    e2e_initrd_with "$T/initrd.img" "$ov" "$T/initrd-$name.img"
     rm -f "$T/swtpm.ctrl"
     swtpm socket --tpm2 --tpmstate dir="$tpm" --ctrl type=unixio,path="$T/swtpm.ctrl" \
         --log file="$T/swtpm-$name.log" &
     sw=$!; PIDS+=("$sw")
     for _ in $(seq 1 50); do [ -S "$T/swtpm.ctrl" ] && break; sleep 0.1; done
-    : > "$console"; : > "$report"
-    local q0; q0=$(e2e_now_ms)
-    qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp 2 -m 1024 \
-        -nodefaults -no-user-config -display none -no-reboot \
-        -serial "file:$console" -serial "file:$report" \
-        -kernel "$kernel" -initrd "$T/initrd-$name.img" -append "$cmdline" \
+    e2e_qemu_boot "$T/initrd-$name.img" "$console" "$report" "$timeout_s" \
         -chardev "socket,id=chrtpm,path=$T/swtpm.ctrl" -tpmdev emulator,id=tpm0,chardev=chrtpm \
-        -device tpm-tis,tpmdev=tpm0 -netdev "$net" -device virtio-net-pci,netdev=n0 \
-        "${qemu_disks[@]}" </dev/null >"$T/qemu-$name.log" 2>&1 &
-    q=$!; PIDS+=("$q")
-    local end=$(( $(e2e_now_ms) + timeout_s * 1000 ))
-    result=""
-    while :; do
-        if grep -aq 'E2E-RESULT:' "$report"; then
-            result=$(grep -a -m1 -o 'E2E-RESULT: [A-Z]*.*' "$report" | tr -d '\r'); break
-        fi
-        kill -0 "$q" 2>/dev/null || { result="QEMU exited without a result"; break; }
-        [ "$(e2e_now_ms)" -lt "$end" ] || { result="TIMEOUT after ${timeout_s}s"; break; }
-        sleep 0.2
-    done
-    local ms=$(( $(e2e_now_ms) - q0 ))
+        -device tpm-tis,tpmdev=tpm0 -netdev "$net" -device virtio-net-pci,netdev=n0 "${qemu_disks[@]}"
+    result=$E2E_RESULT; ms=$E2E_MS
     grep -a -o 'E2E-STATE: .*' "$report" | tr -d '\r' | sed 's/^E2E-STATE: //' > "$T/state-$name.json" || true
-    [ -z "${SKRD_E2E_FIGURES-}" ] || cp "$T/state-$name.json" "$SKRD_E2E_FIGURES/state-$name.json"
-    sleep 1
-    e2e_stop_pid "$q"; e2e_stop_pid "$sw"
+    [ -z "${SKRD_E2E_FIGURES-}" ] || cp "$T/state-$name.json" "$report" "$SKRD_E2E_FIGURES/"
+    e2e_stop_pid "$sw"
     # -o: a console line may start with systemd's passphrase prompt.
     tr -d '\r' < "$console" | grep -a -o -E 'skrd\[[0-9]+\]:.*' | sed "s/^/[$name] /" >&2 || true
     tr -d '\r' < "$report" | grep -a -E '^E2E' | sed "s/^/[$name] /" >&2 || true
