@@ -58,7 +58,11 @@ fn init_logging(level: &str) {
         if let Ok(journald) = tracing_journald::layer() {
             tracing_subscriber::registry()
                 .with(filter)
-                .with(journald.with_syslog_identifier("skrd".into()))
+                .with(
+                    journald
+                        .with_field_prefix(None)
+                        .with_syslog_identifier("skrd".into()),
+                )
                 .init();
             return;
         }

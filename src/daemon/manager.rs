@@ -264,34 +264,52 @@ impl Manager {
         match outcome {
             Ok(out) => {
                 let expiry = u64::try_from(out.attestation.expires_at).ok();
-                let ms = t.elapsed().as_millis();
+                let maa_request_id = out.attestation.request_id.clone();
+                let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+                tracing::info!(
+                    stage = "attested",
+                    maa_request_id = maa_request_id.as_deref().unwrap_or(""),
+                    token_expiry = expiry.unwrap_or(0),
+                    "attested"
+                );
                 let mut cache = lock(&self.cache);
-                let released: Vec<(String, String)> = out
+                // (name, version, akv request id)
+                let released: Vec<(String, String, Option<String>)> = out
                     .keys
                     .into_iter()
                     .map(|k| {
                         let version = k.kid.rsplit('/').next().unwrap_or_default().to_string();
                         let name = k.name.clone();
+                        let id = k.request_id.clone();
                         cache.insert(name.clone(), Arc::new(k));
-                        (name, version)
+                        (name, version, id)
                     })
                     .collect();
                 drop(cache);
-                for (name, _) in &released {
-                    tracing::info!(key = %name, stage = "released", elapsed_ms = ms as u64, "key released and cached");
+                for (name, _, id) in &released {
+                    tracing::info!(
+                        key = %name,
+                        stage = "released",
+                        elapsed_ms = ms,
+                        maa_request_id = maa_request_id.as_deref().unwrap_or(""),
+                        akv_request_id = id.as_deref().unwrap_or(""),
+                        "key released and cached"
+                    );
                 }
                 self.update(|st| {
                     if let Some(a) = &mut st.attestation {
                         a.last_success = Some(now);
                         a.token_expiry = expiry;
+                        a.maa_request_id = maa_request_id.clone();
                         a.last_error = None;
                     }
-                    for (name, version) in &released {
+                    for (name, version, id) in &released {
                         if let Some(url) = s.keys.get(name).map(|k| k.url.to_string()) {
                             let k = st.key_mut(name, &url);
                             k.cached = true;
                             k.version = (!version.is_empty()).then(|| version.clone());
                             k.released_at = Some(now);
+                            k.akv_request_id = id.clone();
                             k.last_error = None;
                         }
                     }
