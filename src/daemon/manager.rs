@@ -485,15 +485,14 @@ impl Manager {
     }
 
     /// When the current attestation should be renewed: at 80 % of its remaining lifetime
-    /// (at least 30 s from now, at most an hour).
+    /// (at least 5 s from now, at most an hour). The managed-identity tokens are fetched anew
+    /// by every run, so they never outlive the attestation they serve.
     pub fn next_refresh(&self) -> Duration {
         let expiry = lock(&self.state)
             .attestation
             .as_ref()
             .and_then(|a| a.token_expiry);
-        let now = now_unix();
-        let secs = expiry.map_or(3600, |e| e.saturating_sub(now) * 4 / 5);
-        Duration::from_secs(secs.clamp(30, 3600))
+        refresh_after(expiry, now_unix())
     }
 
     /// `ReleaseKey(name)`: the ACL decision (logged), then the key as a sealed memfd, released
@@ -582,6 +581,13 @@ impl Manager {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
         Ok(())
     }
+}
+
+/// See [`Manager::next_refresh`]: 80 % of what is left of the token's lifetime at `now`,
+/// within 5 s .. 1 h (1 h without a token).
+pub fn refresh_after(expiry: Option<u64>, now: u64) -> Duration {
+    let millis = expiry.map_or(3_600_000, |e| e.saturating_sub(now).saturating_mul(800));
+    Duration::from_millis(millis.clamp(5_000, 3_600_000))
 }
 
 /// Lists every configured volume and key in `st` (dropping entries no longer configured).

@@ -3,7 +3,7 @@
 //! and zbus client helpers. Include with `#[path]` next to `flow_common`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
-use crate::flow_common::{env_with_swtpm, policy, Env, KeyType, Swtpm};
+use crate::flow_common::{env_with_swtpm_args, policy, Env, KeyType, Swtpm};
 use std::io::{BufRead, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
@@ -421,7 +421,15 @@ pub async fn release(conn: &zbus::Connection, name: &str) -> Result<Vec<u8>, (St
 /// An emulator + provisioned swtpm with one AES-256 key per name imported under a release
 /// policy the swtpm's attestation meets; returns (url, imported bytes) per name.
 pub fn env_with_keys(names: &[&str]) -> (Env, Swtpm, Vec<(String, Vec<u8>)>) {
-    let (env, tpm) = env_with_swtpm();
+    env_with_keys_args(names, &[])
+}
+
+/// Like [`env_with_keys`], with extra `skr-emulator serve` arguments.
+pub fn env_with_keys_args(
+    names: &[&str],
+    emulator_args: &[&str],
+) -> (Env, Swtpm, Vec<(String, Vec<u8>)>) {
+    let (env, tpm) = env_with_swtpm_args(emulator_args);
     let p = policy(
         &env.authority(),
         "x-ms-isolation-tee.x-ms-attestation-type",
