@@ -527,7 +527,7 @@ impl Manager {
                 });
             }
         }
-        if !self.wait_ready(Duration::from_secs(20)).await {
+        if !self.is_ready() && !self.wait_ready(Duration::from_secs(20)).await {
             return Err(DaemonError::NotReady {
                 stage: "initial attestation".into(),
             });

@@ -274,8 +274,12 @@ impl Skrd {
             .unwrap();
         let stderr = dir.join(format!("skrd-{}.log", rand_suffix()));
         let state_file = dir.join("run/state.json");
+        // SKRD_BIN: another skrd build (the bench runs the release binary with a dev client).
+        let bin = std::env::var_os("SKRD_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_skrd")));
         let mut cmd = match journal {
-            None => Command::new(env!("CARGO_BIN_EXE_skrd")),
+            None => Command::new(&bin),
             Some(j) => {
                 let mut c = Command::new("unshare");
                 c.args([
@@ -288,7 +292,7 @@ impl Skrd {
                     "sh",
                 ])
                 .arg(&j.ctl)
-                .arg(env!("CARGO_BIN_EXE_skrd"));
+                .arg(&bin);
                 c
             }
         };
