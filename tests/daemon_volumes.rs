@@ -15,7 +15,6 @@ mod flow_common;
 mod volume_common;
 
 use daemon_common::*;
-use flow_common::*;
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
