@@ -1,8 +1,10 @@
-//! Bench of the D-Bus key service (issue 7 "Bench"): skrd against skr-emulator + a provisioned
-//! swtpm on a private dbus-daemon; a Rust zbus client loop calls ReleaseKey of a cached key
-//! (the memfd is read each time). Printed: p50/p99 latency and requests/s, one caller and
-//! N concurrent callers (2 cores), the baseline of the same run (a Peer.Ping round trip to the
-//! daemon), and skrd's idle RSS. Figures only; nothing is asserted (`make bench-daemon`).
+//! Bench of the D-Bus key service (issue 7 "Bench"): skrd (`SKRD_BIN`, default the dev build)
+//! against skr-emulator + a provisioned swtpm on a private dbus-daemon; zbus client loops call
+//! ReleaseKey of a cached key (the memfd is read each time). Printed, each with its baseline of
+//! the same run as a ratio: p50/p99 latency and requests/s with 1 and 8 callers (baseline: a
+//! Peer.Ping round trip to the daemon, same bus, same callers), skrd's idle RSS (baseline: the
+//! bus's dbus-daemon) and stripped binary size (baseline: dbus-daemon's). Figures only;
+//! nothing is asserted (`make bench-daemon`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/daemon_common/mod.rs"]
@@ -18,15 +20,55 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
-fn report(what: &str, mut lat: Vec<Duration>, wall: Duration) {
+/// p50, p99 (microseconds) and requests per second of one measured loop.
+#[derive(Clone, Copy)]
+struct Figures {
+    p50: f64,
+    p99: f64,
+    rps: f64,
+}
+
+fn figures(mut lat: Vec<Duration>, wall: Duration) -> Figures {
     lat.sort();
+    Figures {
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        rps: lat.len() as f64 / wall.as_secs_f64(),
+    }
+}
+
+fn print_pair(what: &str, base: Figures, f: Figures) {
     println!(
-        "{what:<28} n={:<6} p50={:>8.1} us  p99={:>8.1} us  {:>8.0} req/s",
-        lat.len(),
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        lat.len() as f64 / wall.as_secs_f64()
+        "{what:<30} p50 {:>7.1} us ({:.2}x)  p99 {:>7.1} us ({:.2}x)  {:>7.0} req/s ({:.2}x)",
+        f.p50,
+        f.p50 / base.p50,
+        f.p99,
+        f.p99 / base.p99,
+        f.rps,
+        f.rps / base.rps
     );
+    println!(
+        "{:<30} p50 {:>7.1} us          p99 {:>7.1} us          {:>7.0} req/s",
+        "  baseline Peer.Ping", base.p50, base.p99, base.rps
+    );
+}
+
+/// Bytes of `path` once stripped of every symbol (strip(1) on a copy), else as is.
+fn stripped_size(path: &std::path::Path, dir: &std::path::Path) -> u64 {
+    let copy = dir.join(format!(
+        "stripped-{}",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    let ok = std::process::Command::new("strip")
+        .arg("--strip-all")
+        .arg("-o")
+        .arg(&copy)
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    std::fs::metadata(if ok { &copy } else { path })
+        .unwrap()
+        .len()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -38,13 +80,51 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// `n` calls of `method` (Peer.Ping or ReleaseKey) spread over `callers` connections.
+async fn run(address: &str, callers: usize, n: usize, release_key: bool) -> Figures {
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let address = address.to_string();
+            tokio::spawn(async move {
+                let c = connect(&address).await;
+                let mut lat = Vec::with_capacity(n / callers);
+                for _ in 0..n / callers {
+                    let t = Instant::now();
+                    if release_key {
+                        let bytes = release(&c, "bench").await.unwrap();
+                        assert_eq!(bytes.len(), 32);
+                    } else {
+                        c.call_method(
+                            Some("org.skrd.KeyRelease1"),
+                            "/org/skrd/KeyRelease1",
+                            Some("org.freedesktop.DBus.Peer"),
+                            "Ping",
+                            &(),
+                        )
+                        .await
+                        .unwrap();
+                    }
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    figures(all, t0.elapsed())
+}
+
 fn main() {
     let n: usize = std::env::var("BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
         // `cargo test --all-targets` runs this without --bench: a short smoke run then.
         .unwrap_or(if std::env::args().any(|a| a == "--bench") {
-            2000
+            4000
         } else {
             80
         });
@@ -57,61 +137,53 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let skrd = Skrd::start(&env, &bus, work.path());
     skrd.wait_notify("READY=1");
-    std::thread::sleep(Duration::from_millis(500));
-    println!("skrd idle RSS: {} KiB", rss_kib(skrd.child.id()));
+    let bin = std::env::var_os("SKRD_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_skrd").into());
+    println!("skrd binary: {}", bin.display());
     let rt = rt();
     rt.block_on(async {
         let conn = connect(&bus.address).await;
         assert_eq!(release(&conn, "bench").await.unwrap(), key);
-        // Baseline: Peer.Ping to the daemon (same bus, same connection).
-        let t0 = Instant::now();
-        let mut lat = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t = Instant::now();
-            conn.call_method(
-                Some("org.skrd.KeyRelease1"),
-                "/org/skrd/KeyRelease1",
-                Some("org.freedesktop.DBus.Peer"),
-                "Ping",
-                &(),
-            )
-            .await
-            .unwrap();
-            lat.push(t.elapsed());
-        }
-        report("baseline Peer.Ping", lat, t0.elapsed());
-        let t0 = Instant::now();
-        let mut lat = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t = Instant::now();
-            let bytes = release(&conn, "bench").await.unwrap();
-            lat.push(t.elapsed());
-            assert_eq!(bytes.len(), key.len());
-        }
-        report("ReleaseKey (cached), 1 caller", lat, t0.elapsed());
-        let callers = 8;
-        let t0 = Instant::now();
-        let tasks: Vec<_> = (0..callers)
-            .map(|_| {
-                let address = bus.address.clone();
-                tokio::spawn(async move {
-                    let c = connect(&address).await;
-                    let mut lat = Vec::new();
-                    for _ in 0..n / callers {
-                        let t = Instant::now();
-                        release(&c, "bench").await.unwrap();
-                        lat.push(t.elapsed());
-                    }
-                    lat
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.unwrap());
-        }
-        report("ReleaseKey (cached), 8 callers", all, t0.elapsed());
     });
-    println!("skrd RSS after the run: {} KiB", rss_kib(skrd.child.id()));
+    // Idle: after the initial work and one release, nothing happening.
+    std::thread::sleep(Duration::from_millis(1000));
+    let idle = rss_kib(skrd.child.id());
+    let bus_rss = rss_kib(bus.child.id());
+    rt.block_on(async {
+        // Warm-up (connections, caches), not counted.
+        run(&bus.address, 1, n / 10, true).await;
+        for callers in [1, 8] {
+            let base = run(&bus.address, callers, n, false).await;
+            let f = run(&bus.address, callers, n, true).await;
+            print_pair(
+                &format!(
+                    "ReleaseKey (cached), {callers} caller{}",
+                    if callers > 1 { "s" } else { "" }
+                ),
+                base,
+                f,
+            );
+        }
+    });
+    println!("goal: ReleaseKey p99 < 1000 us and >= 5000 req/s on 2 cores");
+    println!(
+        "skrd idle RSS {} KiB ({:.2} MiB; {:.2}x the bus's dbus-daemon, {} KiB); goal < 15 MiB",
+        idle,
+        idle as f64 / 1024.0,
+        idle as f64 / bus_rss as f64,
+        bus_rss
+    );
+    println!("skrd RSS after the run {} KiB", rss_kib(skrd.child.id()));
+    let size = stripped_size(&bin, work.path());
+    let dbus_bin = std::path::Path::new("/usr/bin/dbus-daemon");
+    let dbus_size = stripped_size(dbus_bin, work.path());
+    println!(
+        "skrd stripped size {} bytes ({:.2} MiB; {:.1}x dbus-daemon, {} bytes); goal < 10 MiB",
+        size,
+        size as f64 / 1048576.0,
+        size as f64 / dbus_size as f64,
+        dbus_size
+    );
     assert_eq!(skrd.stop(), 0);
 }

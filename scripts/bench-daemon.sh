@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Bench of skrd's D-Bus key service (make bench-daemon): ReleaseKey of a cached key over a
-# private dbus-daemon, p50/p99 and req/s (1 and 8 callers, 2 tokio workers in skrd), baseline
-# Peer.Ping, idle RSS; then the stripped release binary's size. Figures only.
+# Bench of skrd's D-Bus key service (make bench-daemon): the release build of skrd (the
+# [profile.release] that ships) against a private dbus-daemon, pinned with the bench client,
+# the bus and the emulator to 2 cores; ReleaseKey of a cached key, p50/p99 and req/s with 1 and
+# 8 callers, each against the Peer.Ping baseline of the same run; idle RSS; stripped size.
+# Figures only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-taskset -c 0,1 ${CARGO:-cargo} bench --locked --profile dev --bench daemon
 ${CARGO:-cargo} build --locked --release --bin skrd
-size=$(stat -c %s target/release/skrd)
-echo "skrd release binary (strip = symbols): $size bytes ($((size / 1024)) KiB)"
+SKRD_BIN="$PWD/target/release/skrd" taskset -c 0,1 ${CARGO:-cargo} bench --locked --profile dev --bench daemon

@@ -276,6 +276,35 @@ fn one_attestation_answers_every_volume_and_refuses_unknown_ones() {
         assert_eq!(st["volumes"][v]["attempts"], 1, "{st}");
     }
     assert!(st["attestation"]["last_success"].is_u64(), "{st}");
+    // The request ids are those the emulator sent (its admin request log): the attestation's,
+    // and each key's successful release.
+    let log: Vec<Value> = reqwest::blocking::Client::new()
+        .get(format!("{}/requests", env.emu.url("admin")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let sent = |endpoint: &str| -> Vec<Value> {
+        log.iter()
+            .filter(|r| r["endpoint"] == endpoint && r["status"] == 200)
+            .map(|r| r["request_id"].clone())
+            .collect()
+    };
+    assert_eq!(
+        vec![st["attestation"]["maa_request_id"].clone()],
+        sent("attestation-azureguest"),
+        "{st}"
+    );
+    let mut in_state: Vec<Value> = st["keys"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|k| k["akv_request_id"].clone())
+        .collect();
+    let mut in_log = [sent("vault-release"), sent("managed-hsm-release")].concat();
+    in_state.sort_by_key(|v| v.to_string());
+    in_log.sort_by_key(|v| v.to_string());
+    assert_eq!(in_state, in_log, "{st}");
     // Never a secret in the state file.
     let text = std::fs::read_to_string(&skrd.state).unwrap();
     for (_, uuid, key) in VOLUMES {

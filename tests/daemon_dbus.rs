@@ -46,28 +46,6 @@ fn manager_interface(xml: &str) -> String {
     s.split('\n').map(str::trim).collect::<Vec<_>>().join("")
 }
 
-fn secret_forms(key: &[u8]) -> Vec<String> {
-    use base64::Engine;
-    vec![
-        hex::encode(key),
-        hex::encode_upper(key),
-        base64::engine::general_purpose::STANDARD.encode(key),
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(key),
-        b64url(key),
-    ]
-}
-
-fn assert_no_secret(what: &str, haystack: &[u8], key: &[u8]) {
-    assert!(
-        !haystack.windows(key.len()).any(|w| w == key),
-        "raw key bytes found in {what}"
-    );
-    let text = String::from_utf8_lossy(haystack);
-    for form in secret_forms(key) {
-        assert!(!text.contains(&form), "key ({form}) found in {what}");
-    }
-}
-
 #[test]
 fn daemon_serves_keys_by_acl_over_dbus() {
     let (env, _tpm, keys) = env_with_keys(&["disk", "other"]);

@@ -57,3 +57,20 @@ fn unit_and_activation_file_agree() {
     assert!(act.lines().any(|l| l == "SystemdService=skrd.service"));
     assert!(act.lines().any(|l| l == "User=root"));
 }
+
+#[test]
+fn refresh_comes_at_80_percent_of_the_remaining_token_lifetime() {
+    use skrd::daemon::manager::refresh_after;
+    use std::time::Duration;
+    let now = 1_700_000_000;
+    assert_eq!(refresh_after(Some(now + 100), now), Duration::from_secs(80));
+    assert_eq!(refresh_after(Some(now + 10), now), Duration::from_secs(8));
+    // Never sooner than 5 s (a failing provider is not hammered), never later than an hour.
+    assert_eq!(refresh_after(Some(now + 2), now), Duration::from_secs(5));
+    assert_eq!(refresh_after(Some(now - 50), now), Duration::from_secs(5));
+    assert_eq!(
+        refresh_after(Some(now + 28_800), now),
+        Duration::from_secs(3600)
+    );
+    assert_eq!(refresh_after(None, now), Duration::from_secs(3600));
+}

@@ -66,8 +66,18 @@ pub enum KeyType {
 impl Env {
     /// Starts the emulator; `extra_config` is appended to the generated configuration.
     pub fn start(source: &str, tcti: Option<&str>, extra_config: &str) -> Self {
+        Self::start_with(source, tcti, extra_config, &[])
+    }
+
+    /// Like [`Env::start`], with extra `skr-emulator serve` arguments.
+    pub fn start_with(
+        source: &str,
+        tcti: Option<&str>,
+        extra_config: &str,
+        emulator_args: &[&str],
+    ) -> Self {
         let state = common::fresh_state_dir();
-        let emu = Emu::start(state.path(), &[]);
+        let emu = Emu::start(state.path(), emulator_args);
         let ca = emu.ep["ca_pem"].as_str().unwrap().to_string();
         let http = emu.client(Duration::from_secs(60));
         let vault_token = emu.imds_token("https%3A%2F%2Fvault.azure.net");
@@ -256,8 +266,13 @@ pub const ALL_ENCS: [WrapAlgorithm; 3] = [
 
 /// An emulator and a provisioned swtpm, the configuration's `[evidence]` pointing at the swtpm.
 pub fn env_with_swtpm() -> (Env, Swtpm) {
+    env_with_swtpm_args(&[])
+}
+
+/// Like [`env_with_swtpm`], with extra `skr-emulator serve` arguments.
+pub fn env_with_swtpm_args(emulator_args: &[&str]) -> (Env, Swtpm) {
     let tpm = Swtpm::start();
-    let env = Env::start("vtpm", Some(&tpm.tcti()), "");
+    let env = Env::start_with("vtpm", Some(&tpm.tcti()), "", emulator_args);
     skrd::emulator::provision::provision_tpm(&tpm.tcti(), env.state.path(), None).unwrap();
     (env, tpm)
 }

@@ -85,6 +85,7 @@ pub struct Unverified {
     token: String,
     expect: Expect,
     holder: TransferKeyHolder,
+    request_id: Option<String>,
 }
 
 /// A verified attestation: the token, its claims, and the transfer key it binds (`Debug`
@@ -100,6 +101,9 @@ pub struct Attestation {
     pub expires_at: i64,
     /// How to unwrap keys released to this attestation.
     pub holder: TransferKeyHolder,
+    /// The provider's `x-ms-request-id` of the successful attest call (support staff ask
+    /// for it; not a secret).
+    pub request_id: Option<String>,
 }
 
 impl std::fmt::Debug for Unverified {
@@ -116,6 +120,7 @@ impl std::fmt::Debug for Attestation {
         f.debug_struct("Attestation")
             .field("issuer", &self.issuer)
             .field("expires_at", &self.expires_at)
+            .field("request_id", &self.request_id)
             .field("token_len", &self.token.len())
             .field("holder", &self.holder)
             .finish_non_exhaustive()
@@ -146,6 +151,7 @@ impl Unverified {
             issuer: v.issuer,
             expires_at: v.expires_at,
             holder: self.holder,
+            request_id: self.request_id,
         })
     }
 }
@@ -212,12 +218,20 @@ pub async fn attest(
     }
 }
 
+/// The request id of an Azure answer: `x-ms-request-id`, else MAA's `x-ms-maa-request-id`.
+pub fn request_id(resp: &crate::net::HttpResponse) -> Option<String> {
+    resp.header("x-ms-request-id")
+        .or_else(|| resp.header("x-ms-maa-request-id"))
+        .map(str::to_string)
+}
+
+/// POSTs an attest request: the answer's body and request id.
 async fn post_attest(
     services: &Services,
     path: &str,
     body: Vec<u8>,
     deadline: &Deadline,
-) -> Result<Vec<u8>, FlowError> {
+) -> Result<(Vec<u8>, Option<String>), FlowError> {
     let url = attest_url(&services.provider, path, &services.attest_api_version);
     let resp = services
         .http
@@ -232,7 +246,8 @@ async fn post_attest(
             )),
         });
     }
-    Ok(resp.body)
+    let id = request_id(&resp);
+    Ok((resp.body, id))
 }
 
 async fn attest_vtpm(
@@ -262,7 +277,7 @@ async fn attest_vtpm(
     };
     let body = input.body()?;
     report.local(t.elapsed());
-    let answer = post_attest(services, azure_guest::PATH, body, deadline).await?;
+    let (answer, request_id) = post_attest(services, azure_guest::PATH, body, deadline).await?;
     let t = Instant::now();
     let envelope = EncryptedToken::from_body(&answer)?;
     let inner_ct = envelope.encrypted_inner_key.clone();
@@ -285,6 +300,7 @@ async fn attest_vtpm(
             e: ev.ephemeral.exponent,
         },
         holder: TransferKeyHolder::Tpm { vtpm, modulus_len },
+        request_id,
     })
 }
 
@@ -306,7 +322,7 @@ async fn attest_snp(
     }
     .body();
     report.local(t.elapsed());
-    let answer = post_attest(services, sevsnpvm::PATH, body, deadline).await?;
+    let (answer, request_id) = post_attest(services, sevsnpvm::PATH, body, deadline).await?;
     let token = envelope::plain_token(&answer)?;
     let public = ev.transfer_key.public_key();
     Ok(Unverified {
@@ -318,5 +334,6 @@ async fn attest_snp(
             e: public.e().to_bytes_be(),
         },
         holder: TransferKeyHolder::Memory(Arc::new(ev.transfer_key)),
+        request_id,
     })
 }

@@ -575,6 +575,7 @@ async fn attest_until(
                     s.attestation.state = "done";
                     s.attestation.done_ms = Some(now);
                     s.attestation.error = None;
+                    s.attestation.request_id = outcome.attestation.request_id.clone();
                 });
                 say(&format!(
                     "attested ({}, attempt {attempt}, {:.0} ms)",
@@ -647,6 +648,7 @@ async fn release_until(
                         k.state = "done";
                         k.done_ms = Some(now);
                         k.error = None;
+                        k.request_id = released.request_id.clone();
                     }
                 });
                 say(&format!("key {} released (attempt {attempt})", key.name));

@@ -30,6 +30,8 @@ pub struct StageState {
     pub done_ms: Option<u64>,
     /// The last error.
     pub error: Option<Problem>,
+    /// The Azure `x-ms-request-id` of the successful call (attest or release).
+    pub request_id: Option<String>,
 }
 
 /// One volume.
@@ -193,13 +195,14 @@ fn document(s: &BootState, meta: &DocMeta) -> doc::State {
             .then(|| s.attestation.done_ms.map(at))
             .flatten(),
         token_expiry: None,
-        maa_request_id: None,
+        maa_request_id: s.attestation.request_id.clone(),
         last_error: error(&s.attestation.error),
     });
     for (name, k) in &s.keys {
         let url = meta.urls.get(name).cloned().unwrap_or_default();
         let key = d.key_mut(name, &url);
         key.released_at = (k.state == "done").then(|| k.done_ms.map(at)).flatten();
+        key.akv_request_id = k.request_id.clone();
         key.last_error = error(&k.error);
     }
     for (name, v) in &s.volumes {

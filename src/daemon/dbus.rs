@@ -7,8 +7,10 @@
 // written here is documented.
 #![allow(missing_docs)]
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::OwnedFd;
@@ -67,23 +69,73 @@ impl From<DaemonError> for KeyReleaseError {
 #[derive(Debug)]
 pub struct ManagerObject {
     manager: Arc<Manager>,
+    callers: Arc<CallerCache>,
+    bus: zbus::fdo::DBusProxy<'static>,
 }
 
-async fn caller(conn: &zbus::Connection, header: &Header<'_>) -> Result<Caller, DaemonError> {
-    let sender =
-        header
-            .sender()
-            .map(|s| s.to_string())
-            .ok_or_else(|| DaemonError::Credentials {
-                sender: "(none)".into(),
-                reason: "the message has no sender".into(),
-            })?;
+/// Most callers remembered; the cache starts over when it is full (a missed NameOwnerChanged
+/// can then cost memory, never a wrong decision: unique names are never reused on a bus).
+const MAX_CALLERS: usize = 4096;
+
+/// The bus's credentials of each caller, by unique bus name. A connection's credentials are
+/// fixed when it connects and a unique name is never given twice, so one
+/// `GetConnectionCredentials` per connection suffices; an entry goes when its name does
+/// (`NameOwnerChanged` with no new owner).
+#[derive(Debug, Default)]
+pub struct CallerCache {
+    map: Mutex<HashMap<String, Caller>>,
+}
+
+impl CallerCache {
+    fn get(&self, sender: &str) -> Option<Caller> {
+        self.map.lock().ok()?.get(sender).cloned()
+    }
+
+    fn insert(&self, sender: String, caller: Caller) {
+        if let Ok(mut m) = self.map.lock() {
+            if m.len() >= MAX_CALLERS {
+                m.clear();
+            }
+            m.insert(sender, caller);
+        }
+    }
+
+    fn remove(&self, sender: &str) {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(sender);
+        }
+    }
+}
+
+async fn caller(
+    conn: &zbus::Connection,
+    bus: &zbus::fdo::DBusProxy<'static>,
+    cache: &CallerCache,
+    header: &Header<'_>,
+) -> Result<Caller, DaemonError> {
+    let sender = header.sender().ok_or_else(|| DaemonError::Credentials {
+        sender: "(none)".into(),
+        reason: "the message has no sender".into(),
+    })?;
+    if let Some(c) = cache.get(sender.as_str()) {
+        return Ok(c);
+    }
+    let sender = sender.to_string();
+    let c = query_caller(conn, bus, &sender).await?;
+    cache.insert(sender, c.clone());
+    Ok(c)
+}
+
+async fn query_caller(
+    conn: &zbus::Connection,
+    proxy: &zbus::fdo::DBusProxy<'static>,
+    sender: &str,
+) -> Result<Caller, DaemonError> {
     let cred_err = |e: zbus::Error| DaemonError::Credentials {
-        sender: sender.clone(),
+        sender: sender.to_string(),
         reason: e.to_string(),
     };
-    let proxy = zbus::fdo::DBusProxy::new(conn).await.map_err(cred_err)?;
-    let name = zbus::names::BusName::try_from(sender.as_str()).map_err(|e| cred_err(e.into()))?;
+    let name = zbus::names::BusName::try_from(sender).map_err(|e| cred_err(e.into()))?;
     let creds = proxy
         .get_connection_credentials(name)
         .await
@@ -97,7 +149,7 @@ async fn caller(conn: &zbus::Connection, header: &Header<'_>) -> Result<Caller, 
         None => None,
     };
     Ok(Caller {
-        bus_name: sender.clone(),
+        bus_name: sender.to_string(),
         uid: creds.unix_user_id(),
         gids: creds.unix_group_ids().cloned().unwrap_or_default(),
         pid,
@@ -152,7 +204,7 @@ impl ManagerObject {
         #[zbus(connection)] conn: &zbus::Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<OwnedFd, KeyReleaseError> {
-        let who = caller(conn, &header).await?;
+        let who = caller(conn, &self.bus, &self.callers, &header).await?;
         let fd = self.manager.release(&name, &who).await?;
         Ok(OwnedFd::from(fd))
     }
@@ -163,7 +215,7 @@ impl ManagerObject {
         #[zbus(connection)] conn: &zbus::Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), KeyReleaseError> {
-        let who = caller(conn, &header).await?;
+        let who = caller(conn, &self.bus, &self.callers, &header).await?;
         if who.uid != Some(0) {
             return Err(DaemonError::RootOnly {
                 method: "Reattest",
@@ -206,11 +258,28 @@ pub async fn serve(
         bus: address.unwrap_or("system").to_string(),
         reason: e.to_string(),
     };
+    let bus = zbus::fdo::DBusProxy::new(conn).await.map_err(bus_err)?;
+    let callers = Arc::new(CallerCache::default());
+    // Subscribed before the name is owned: no caller can be cached before its departure is
+    // watched.
+    let mut gone = bus.receive_name_owner_changed().await.map_err(bus_err)?;
+    let cache = callers.clone();
+    tokio::spawn(async move {
+        while let Some(signal) = gone.next().await {
+            if let Ok(args) = signal.args() {
+                if args.new_owner().is_none() {
+                    cache.remove(args.name().as_str());
+                }
+            }
+        }
+    });
     conn.object_server()
         .at(
             OBJECT_PATH,
             ManagerObject {
                 manager: manager.clone(),
+                callers,
+                bus,
             },
         )
         .await

@@ -264,34 +264,52 @@ impl Manager {
         match outcome {
             Ok(out) => {
                 let expiry = u64::try_from(out.attestation.expires_at).ok();
-                let ms = t.elapsed().as_millis();
+                let maa_request_id = out.attestation.request_id.clone();
+                let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+                tracing::info!(
+                    stage = "attested",
+                    maa_request_id = maa_request_id.as_deref().unwrap_or(""),
+                    token_expiry = expiry.unwrap_or(0),
+                    "attested"
+                );
                 let mut cache = lock(&self.cache);
-                let released: Vec<(String, String)> = out
+                // (name, version, akv request id)
+                let released: Vec<(String, String, Option<String>)> = out
                     .keys
                     .into_iter()
                     .map(|k| {
                         let version = k.kid.rsplit('/').next().unwrap_or_default().to_string();
                         let name = k.name.clone();
+                        let id = k.request_id.clone();
                         cache.insert(name.clone(), Arc::new(k));
-                        (name, version)
+                        (name, version, id)
                     })
                     .collect();
                 drop(cache);
-                for (name, _) in &released {
-                    tracing::info!(key = %name, stage = "released", elapsed_ms = ms as u64, "key released and cached");
+                for (name, _, id) in &released {
+                    tracing::info!(
+                        key = %name,
+                        stage = "released",
+                        elapsed_ms = ms,
+                        maa_request_id = maa_request_id.as_deref().unwrap_or(""),
+                        akv_request_id = id.as_deref().unwrap_or(""),
+                        "key released and cached"
+                    );
                 }
                 self.update(|st| {
                     if let Some(a) = &mut st.attestation {
                         a.last_success = Some(now);
                         a.token_expiry = expiry;
+                        a.maa_request_id = maa_request_id.clone();
                         a.last_error = None;
                     }
-                    for (name, version) in &released {
+                    for (name, version, id) in &released {
                         if let Some(url) = s.keys.get(name).map(|k| k.url.to_string()) {
                             let k = st.key_mut(name, &url);
                             k.cached = true;
                             k.version = (!version.is_empty()).then(|| version.clone());
                             k.released_at = Some(now);
+                            k.akv_request_id = id.clone();
                             k.last_error = None;
                         }
                     }
@@ -467,15 +485,14 @@ impl Manager {
     }
 
     /// When the current attestation should be renewed: at 80 % of its remaining lifetime
-    /// (at least 30 s from now, at most an hour).
+    /// (at least 5 s from now, at most an hour). The managed-identity tokens are fetched anew
+    /// by every run, so they never outlive the attestation they serve.
     pub fn next_refresh(&self) -> Duration {
         let expiry = lock(&self.state)
             .attestation
             .as_ref()
             .and_then(|a| a.token_expiry);
-        let now = now_unix();
-        let secs = expiry.map_or(3600, |e| e.saturating_sub(now) * 4 / 5);
-        Duration::from_secs(secs.clamp(30, 3600))
+        refresh_after(expiry, now_unix())
     }
 
     /// `ReleaseKey(name)`: the ACL decision (logged), then the key as a sealed memfd, released
@@ -510,7 +527,7 @@ impl Manager {
                 });
             }
         }
-        if !self.wait_ready(Duration::from_secs(20)).await {
+        if !self.is_ready() && !self.wait_ready(Duration::from_secs(20)).await {
             return Err(DaemonError::NotReady {
                 stage: "initial attestation".into(),
             });
@@ -564,6 +581,13 @@ impl Manager {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
         Ok(())
     }
+}
+
+/// See [`Manager::next_refresh`]: 80 % of what is left of the token's lifetime at `now`,
+/// within 5 s .. 1 h (1 h without a token).
+pub fn refresh_after(expiry: Option<u64>, now: u64) -> Duration {
+    let millis = expiry.map_or(3_600_000, |e| e.saturating_sub(now).saturating_mul(800));
+    Duration::from_millis(millis.clamp(5_000, 3_600_000))
 }
 
 /// Lists every configured volume and key in `st` (dropping entries no longer configured).

@@ -77,6 +77,8 @@ pub struct ReleasedKey {
     pub plaintext: Secret,
     /// The decoded material (kind, description, IKM).
     pub material: KeyMaterial,
+    /// Key Vault's / Managed HSM's `x-ms-request-id` of the release call (not a secret).
+    pub request_id: Option<String>,
 }
 
 fn now_unix() -> i64 {
@@ -140,6 +142,7 @@ pub async fn release_key(
             unmet,
         });
     }
+    let request_id = crate::attest::flow::request_id(&resp);
     let t = Instant::now();
     // The signing leaf must name the vault host (§6.6 step 5): a DNS name by a SAN DNS name, an
     // IP literal (skr-emulator on loopback) by a SAN IP address.
@@ -206,6 +209,7 @@ pub async fn release_key(
         enc,
         plaintext,
         material,
+        request_id,
     })
 }
 

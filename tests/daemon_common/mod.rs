@@ -3,7 +3,7 @@
 //! and zbus client helpers. Include with `#[path]` next to `flow_common`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
-use crate::flow_common::{env_with_swtpm, policy, Env, KeyType, Swtpm};
+use crate::flow_common::{env_with_swtpm_args, policy, Env, KeyType, Swtpm};
 use std::io::{BufRead, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
@@ -111,8 +111,162 @@ pub struct Skrd {
     pub state_file: PathBuf,
 }
 
+/// Runs `"$@"` in a private mount namespace next to a real `systemd-journald`: a tmpfs over
+/// /run, `$1/log` bind-mounted as /run/log/journal (so the journal files stay readable from
+/// outside), journald's pid in `$1/journald.pid`, then the command with its stdout and stderr
+/// on journald's stream socket (systemd-cat) and JOURNAL_STREAM naming that socket, as
+/// systemd sets it for a service with StandardError=journal. journald must not see the test's
+/// NOTIFY_SOCKET (its own READY=1 would look like skrd's) and does not read the kernel log.
+const JOURNAL_WRAPPER: &str = r#"set -e
+ctl="$1"; shift
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/systemd/journal /run/log/journal "$ctl/log"
+mount --bind "$ctl/log" /run/log/journal
+mkdir -p /run/systemd/journald.conf.d
+printf '[Journal]\nReadKMSG=no\nStorage=volatile\n' > /run/systemd/journald.conf.d/test.conf
+env -u NOTIFY_SOCKET -u WATCHDOG_USEC /lib/systemd/systemd-journald </dev/null &
+echo $! > "$ctl/journald.pid"
+i=0
+while [ ! -S /run/systemd/journal/stdout ] || [ ! -S /run/systemd/journal/socket ]; do
+  i=$((i+1)); [ "$i" -gt 200 ] && { echo "journald did not start" >&2; exit 97; }
+  sleep 0.05
+done
+exec systemd-cat -t skrd sh -c 'export JOURNAL_STREAM="$(stat -L -c %d:%i /proc/self/fd/2)"; exec "$@"' sh "$@"
+"#;
+
+/// A real systemd-journald (see [`JOURNAL_WRAPPER`]) whose files the test reads.
+pub struct Journal {
+    pub ctl: PathBuf,
+}
+
+impl Journal {
+    pub fn new(dir: &Path) -> Self {
+        let ctl = dir.join("journal");
+        std::fs::create_dir_all(ctl.join("log")).unwrap();
+        Self { ctl }
+    }
+
+    /// The journal so far, one message per line (`journalctl -D DIR -o cat`), for failures.
+    pub fn text(&self) -> String {
+        let out = Command::new("journalctl")
+            .arg("-D")
+            .arg(self.ctl.join("log"))
+            .args(["-o", "cat", "--no-pager"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops journald (SIGTERM: it flushes and closes its files) and returns the whole journal
+    /// in export format (`journalctl -D DIR -o export`).
+    pub fn stop_and_export(&self) -> Vec<u8> {
+        self.stop();
+        let out = Command::new("journalctl")
+            .arg("-D")
+            .arg(self.ctl.join("log"))
+            .args(["-o", "export", "--no-pager"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "journalctl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    fn stop(&self) {
+        if let Ok(pid) = std::fs::read_to_string(self.ctl.join("journald.pid")) {
+            let pid: i32 = pid.trim().parse().unwrap();
+            // SAFETY: kill(2) on the journald our wrapper started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let t = Instant::now();
+            while Path::new(&format!("/proc/{pid}")).exists()
+                && t.elapsed() < Duration::from_secs(10)
+            {
+                // It is our grandchild's orphan: reap nothing, just wait for it to go.
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                if stat.contains(") Z ") {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Parses the journal export format: entries separated by an empty line; each field is
+/// `NAME=text\n` or `NAME\n` + 64-bit little-endian length + bytes + `\n`.
+pub fn parse_export(mut b: &[u8]) -> Vec<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut entries = Vec::new();
+    let mut cur = std::collections::BTreeMap::new();
+    while !b.is_empty() {
+        if b[0] == b'\n' {
+            if !cur.is_empty() {
+                entries.push(std::mem::take(&mut cur));
+            }
+            b = &b[1..];
+            continue;
+        }
+        let nl = b.iter().position(|c| *c == b'\n').unwrap();
+        let line = &b[..nl];
+        if let Some(eq) = line.iter().position(|c| *c == b'=') {
+            cur.insert(
+                String::from_utf8_lossy(&line[..eq]).into_owned(),
+                line[eq + 1..].to_vec(),
+            );
+            b = &b[nl + 1..];
+        } else {
+            let name = String::from_utf8_lossy(line).into_owned();
+            let len = u64::from_le_bytes(b[nl + 1..nl + 9].try_into().unwrap()) as usize;
+            cur.insert(name, b[nl + 9..nl + 9 + len].to_vec());
+            b = &b[nl + 9 + len + 1..];
+        }
+    }
+    if !cur.is_empty() {
+        entries.push(cur);
+    }
+    entries
+}
+
+/// The encodings a key could leak in.
+pub fn secret_forms(key: &[u8]) -> Vec<String> {
+    use base64::Engine;
+    vec![
+        hex::encode(key),
+        hex::encode_upper(key),
+        base64::engine::general_purpose::STANDARD.encode(key),
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(key),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key),
+    ]
+}
+
+/// Fails when `haystack` holds `key` raw or in any of [`secret_forms`].
+pub fn assert_no_secret(what: &str, haystack: &[u8], key: &[u8]) {
+    assert!(
+        !haystack.windows(key.len()).any(|w| w == key),
+        "raw key bytes found in {what}"
+    );
+    let text = String::from_utf8_lossy(haystack);
+    for form in secret_forms(key) {
+        assert!(!text.contains(&form), "key ({form}) found in {what}");
+    }
+}
+
 impl Skrd {
     pub fn start(env: &Env, bus: &Bus, dir: &Path) -> Self {
+        Self::start_with(env, bus, dir, None)
+    }
+
+    /// Like [`Skrd::start`]; with `journal`, skrd logs to a real journald (see
+    /// [`JOURNAL_WRAPPER`]; the child's pid is still skrd's: every step execs).
+    pub fn start_with(env: &Env, bus: &Bus, dir: &Path, journal: Option<&Journal>) -> Self {
         let notify_path = dir.join(format!("notify-{}", rand_suffix()));
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify
@@ -120,7 +274,29 @@ impl Skrd {
             .unwrap();
         let stderr = dir.join(format!("skrd-{}.log", rand_suffix()));
         let state_file = dir.join("run/state.json");
-        let child = Command::new(env!("CARGO_BIN_EXE_skrd"))
+        // SKRD_BIN: another skrd build (the bench runs the release binary with a dev client).
+        let bin = std::env::var_os("SKRD_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_skrd")));
+        let mut cmd = match journal {
+            None => Command::new(&bin),
+            Some(j) => {
+                let mut c = Command::new("unshare");
+                c.args([
+                    "-m",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    JOURNAL_WRAPPER,
+                    "sh",
+                ])
+                .arg(&j.ctl)
+                .arg(&bin);
+                c
+            }
+        };
+        let child = cmd
             .arg("--config")
             .arg(env.config_path())
             .args(["--bus-address", &bus.address])
@@ -128,6 +304,7 @@ impl Skrd {
             .arg(&state_file)
             .arg("--key-socket")
             .arg(dir.join("luks.sock"))
+            .stdout(Stdio::null())
             .env("NOTIFY_SOCKET", &notify_path)
             .env("WATCHDOG_USEC", "2000000")
             .env_remove("WATCHDOG_PID")
@@ -248,7 +425,15 @@ pub async fn release(conn: &zbus::Connection, name: &str) -> Result<Vec<u8>, (St
 /// An emulator + provisioned swtpm with one AES-256 key per name imported under a release
 /// policy the swtpm's attestation meets; returns (url, imported bytes) per name.
 pub fn env_with_keys(names: &[&str]) -> (Env, Swtpm, Vec<(String, Vec<u8>)>) {
-    let (env, tpm) = env_with_swtpm();
+    env_with_keys_args(names, &[])
+}
+
+/// Like [`env_with_keys`], with extra `skr-emulator serve` arguments.
+pub fn env_with_keys_args(
+    names: &[&str],
+    emulator_args: &[&str],
+) -> (Env, Swtpm, Vec<(String, Vec<u8>)>) {
+    let (env, tpm) = env_with_swtpm_args(emulator_args);
     let p = policy(
         &env.authority(),
         "x-ms-isolation-tee.x-ms-attestation-type",

@@ -71,6 +71,10 @@ enum Command {
         /// permit every guest whose evidence verifies (and that is not debuggable).
         #[arg(long, value_name = "FILE")]
         attestation_policy: Option<PathBuf>,
+        /// Lifetime of the attestation and managed-identity tokens issued, seconds (default:
+        /// Azure's, 8 h and 24 h); short lifetimes test the client's refresh.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(1..))]
+        token_lifetime: Option<i64>,
     },
     /// Provision a running swtpm like an Azure CVM vTPM (AK, AK certificate, HCL report).
     ProvisionTpm {
@@ -184,6 +188,7 @@ fn main() -> ExitCode {
             tls_ca,
             vault_ops_limit,
             attestation_policy,
+            token_lifetime,
         } => {
             init_logging();
             let opts = skrd::emulator::server::ServeOptions {
@@ -196,6 +201,7 @@ fn main() -> ExitCode {
                 faults,
                 vault_ops_limit,
                 attestation_policy,
+                token_lifetime,
                 tls: tls_cert
                     .zip(tls_key)
                     .map(|(cert, key)| skrd::emulator::server::GivenTls {

@@ -2,7 +2,10 @@
 //! at run time and read or reset the per-endpoint request counters (see [`super::faults`]).
 //!
 //! - `GET /faults` → the current table; `POST /faults` (JSON table) → replaces it;
-//! - `GET /counters` → `{"<endpoint>": count, ...}`; `POST /counters/reset` → zeroes them.
+//! - `GET /counters` → `{"<endpoint>": count, ...}`; `POST /counters/reset` → zeroes them and
+//!   empties the request log;
+//! - `GET /requests` → the answers sent, oldest first: `[{"endpoint", "status", "request_id"}]`
+//!   (`request_id` = the `x-ms-request-id` the attestation and vault listeners sent).
 //!
 //! Admin requests are neither counted nor faulted.
 
@@ -33,6 +36,7 @@ impl Service for Admin {
     fn handle(&self, req: &Request) -> Response {
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/counters") => Response::json(200, &serde_json::json!(self.faults.counters())),
+            ("GET", "/requests") => Response::json(200, &serde_json::json!(self.faults.requests())),
             ("POST", "/counters/reset") => {
                 self.faults.reset_counters();
                 Response::json(200, &serde_json::json!({}))
@@ -51,7 +55,7 @@ impl Service for Admin {
                     Err(reason) => err(400, "InvalidFaults", &reason),
                 }
             }
-            (_, "/counters" | "/counters/reset" | "/faults") => err(
+            (_, "/counters" | "/counters/reset" | "/faults" | "/requests") => err(
                 405,
                 "MethodNotAllowed",
                 "see skr-emulator(1) for the admin API",
@@ -59,7 +63,7 @@ impl Service for Admin {
             _ => err(
                 404,
                 "NotFound",
-                "admin paths: /faults, /counters, /counters/reset",
+                "admin paths: /faults, /counters, /counters/reset, /requests",
             ),
         }
     }

@@ -34,7 +34,6 @@ use super::http::{Request, Response};
 use super::maa::azure_error;
 use super::sevsnpvm::{
     b64_field, json_object, new_jti, policy_hash, required, unix_now, AttestError, SevSnpVm,
-    TOKEN_LIFETIME_S,
 };
 use crate::error::ErrorCode;
 use crate::format::hcl::{HclError, RuntimeData};
@@ -701,7 +700,7 @@ impl AzureGuest {
         let mut put = |k: &str, val: Value| {
             c.insert(k.to_string(), val);
         };
-        put("exp", json!(now.saturating_add(TOKEN_LIFETIME_S)));
+        put("exp", json!(now.saturating_add(snp.token_lifetime())));
         put("iat", json!(now));
         put("nbf", json!(now));
         put("iss", json!(snp.issuer()));

@@ -70,11 +70,26 @@ pub enum Outcome {
     Slow(Response, u64),
 }
 
-/// Faults and counters shared by every listener.
+/// One answer sent, as the admin request log keeps it (`GET /requests`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RequestRecord {
+    /// The endpoint name (as counted).
+    pub endpoint: String,
+    /// The status sent.
+    pub status: u16,
+    /// The `x-ms-request-id` sent (Azure services only).
+    pub request_id: Option<String>,
+}
+
+/// How many answers the request log keeps (the oldest are forgotten first).
+pub const REQUEST_LOG_LEN: usize = 4096;
+
+/// Faults, counters and the request log shared by every listener.
 #[derive(Debug, Default)]
 pub struct Faults {
     table: Mutex<FaultTable>,
     counters: Mutex<HashMap<String, u64>>,
+    requests: Mutex<std::collections::VecDeque<RequestRecord>>,
 }
 
 /// Parses a fault table (JSON, or TOML when `toml` is true).
@@ -121,7 +136,33 @@ impl Faults {
         Self {
             table: Mutex::new(table),
             counters: Mutex::new(HashMap::new()),
+            requests: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    /// Adds an answer to the request log (admin answers are not logged).
+    pub fn record(&self, endpoint: &str, status: u16, request_id: Option<String>) {
+        if endpoint == "admin" {
+            return;
+        }
+        if let Ok(mut r) = self.requests.lock() {
+            if r.len() >= REQUEST_LOG_LEN {
+                r.pop_front();
+            }
+            r.push_back(RequestRecord {
+                endpoint: endpoint.to_string(),
+                status,
+                request_id,
+            });
+        }
+    }
+
+    /// The request log, oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.requests
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Replaces the table.
@@ -148,6 +189,9 @@ impl Faults {
     pub fn reset_counters(&self) {
         if let Ok(mut c) = self.counters.lock() {
             c.clear();
+        }
+        if let Ok(mut r) = self.requests.lock() {
+            r.clear();
         }
     }
 

@@ -148,6 +148,51 @@ pub trait Service: Send + Sync + 'static {
     fn malformed(&self, why: Malformed) -> Response;
     /// The endpoint name counted for malformed requests.
     fn malformed_endpoint(&self) -> &'static str;
+    /// Whether every answer carries a fresh `x-ms-request-id` (the Azure services do; IMDS and
+    /// the admin listener do not).
+    fn request_ids(&self) -> bool {
+        false
+    }
+}
+
+/// A fresh request id: a random (version 4) UUID, as Azure's `x-ms-request-id`.
+pub fn new_request_id() -> String {
+    use rand_core::{OsRng, RngCore};
+    let mut b = [0u8; 16];
+    OsRng.fill_bytes(&mut b);
+    uuid::Builder::from_random_bytes(b)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+/// Gives the answer (as faulted) its `x-ms-request-id` when the service sends one, logs it and
+/// keeps it in the admin request log.
+fn stamp(outcome: Outcome, endpoint: &'static str, ids: bool, faults: &Faults) -> Outcome {
+    let add = |mut resp: Response| {
+        let id = ids.then(new_request_id);
+        if let Some(id) = &id {
+            resp.headers
+                .push(("x-ms-request-id".to_string(), id.clone()));
+        }
+        tracing::info!(
+            endpoint,
+            status = resp.status,
+            request_id = id.as_deref().unwrap_or(""),
+            "request"
+        );
+        faults.record(endpoint, resp.status, id);
+        resp
+    };
+    match outcome {
+        Outcome::Drop => {
+            tracing::info!(endpoint, "request dropped (fault)");
+            Outcome::Drop
+        }
+        Outcome::Send(r) => Outcome::Send(add(r)),
+        Outcome::Truncate(r) => Outcome::Truncate(add(r)),
+        Outcome::Slow(r, rate) => Outcome::Slow(add(r), rate),
+    }
 }
 
 fn decode_percent(s: &str) -> Option<String> {
@@ -350,8 +395,8 @@ pub async fn serve_connection<S, V>(
             }
         };
         close |= *shutdown.borrow();
-        tracing::info!(endpoint, status = resp.status, "request");
         let outcome = faults.apply(endpoint, resp).await;
+        let outcome = stamp(outcome, endpoint, service.request_ids(), &faults);
         let written = match outcome {
             Outcome::Drop => return,
             Outcome::Send(resp) => write_all(&mut stream, &head_bytes(&resp, close), &resp.body)

@@ -28,6 +28,7 @@ const MIN_API_VERSION: &str = "2018-02-01";
 pub struct Imds {
     state: Arc<State>,
     thim_doc: Vec<u8>,
+    token_lifetime: i64,
 }
 
 /// An IMDS error response.
@@ -94,7 +95,17 @@ impl Imds {
         Ok(Self {
             thim_doc: thim_document(chain)?,
             state,
+            token_lifetime: TOKEN_LIFETIME_S,
         })
+    }
+
+    /// Issues managed-identity tokens valid for `seconds` instead of [`TOKEN_LIFETIME_S`]
+    /// (`serve --token-lifetime`).
+    pub fn with_token_lifetime(mut self, seconds: Option<i64>) -> Self {
+        if let Some(s) = seconds {
+            self.token_lifetime = s;
+        }
+        self
     }
 
     /// IMDS answers only GET requests carrying `Metadata: true` (SSRF protection, §2.1).
@@ -190,7 +201,7 @@ impl Imds {
             Err(resp) => return resp,
         };
         let iat = now();
-        let exp = iat + TOKEN_LIFETIME_S;
+        let exp = iat + self.token_lifetime;
         let iss = format!("https://sts.windows.net/{tenant}/");
         let claims = serde_json::json!({
             "aud": resource,
@@ -216,7 +227,7 @@ impl Imds {
                 &serde_json::json!({
                     "access_token": token,
                     "refresh_token": "",
-                    "expires_in": TOKEN_LIFETIME_S.to_string(),
+                    "expires_in": self.token_lifetime.to_string(),
                     "expires_on": exp.to_string(),
                     "not_before": iat.to_string(),
                     "resource": resource,

@@ -101,6 +101,14 @@ pub struct Attestation {
 }
 
 impl Attestation {
+    /// Issues tokens valid for `seconds` instead of the real 8 hours (`serve --token-lifetime`).
+    pub fn with_token_lifetime(mut self, seconds: Option<i64>) -> Self {
+        if let Some(s) = seconds {
+            self.sevsnpvm.set_token_lifetime(s);
+        }
+        self
+    }
+
     /// The service: `issuer` is the printed URL; `host` names the signing certificate.
     pub fn new(
         state: Arc<State>,
@@ -202,5 +210,9 @@ impl Service for Attestation {
 
     fn malformed_endpoint(&self) -> &'static str {
         "attestation-malformed"
+    }
+
+    fn request_ids(&self) -> bool {
+        true
     }
 }

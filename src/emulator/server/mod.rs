@@ -170,6 +170,9 @@ pub struct ServeOptions {
     /// The attestation policy file (kept in the state directory; default: the one kept there,
     /// else Azure's default permit-all).
     pub attestation_policy: Option<PathBuf>,
+    /// Lifetime (`exp - iat`, seconds) of the attestation and managed-identity tokens issued
+    /// (default: Azure's, 8 hours and 24 hours); short ones test the client's refresh.
+    pub token_lifetime: Option<i64>,
 }
 
 /// TLS material given on the command line instead of the emulator's own CA.
@@ -334,14 +337,18 @@ async fn serve(opts: ServeOptions, on_ready: impl FnOnce(&Endpoints)) -> Result<
         admin: url("http", 4),
     };
 
-    let imds: Arc<dyn Service> = Arc::new(imds::Imds::new(st.clone(), &chain)?);
+    let imds: Arc<dyn Service> =
+        Arc::new(imds::Imds::new(st.clone(), &chain)?.with_token_lifetime(opts.token_lifetime));
     let policy = maa::load_policy(&st.dir, opts.attestation_policy.as_deref())?;
-    let maa: Arc<dyn Service> = Arc::new(maa::Attestation::new(
-        st.clone(),
-        endpoints.attestation.clone(),
-        &opts.attestation_host,
-        policy,
-    )?);
+    let maa: Arc<dyn Service> = Arc::new(
+        maa::Attestation::new(
+            st.clone(),
+            endpoints.attestation.clone(),
+            &opts.attestation_host,
+            policy,
+        )?
+        .with_token_lifetime(opts.token_lifetime),
+    );
     let vault_setup = |flavour: &'static str, base_url: &str| vault::VaultSetup {
         flavour,
         base_url: base_url.to_string(),

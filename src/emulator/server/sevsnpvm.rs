@@ -415,9 +415,21 @@ pub struct SevSnpVm {
     issuer: String,
     state: Arc<State>,
     policy: AttestationPolicy,
+    token_lifetime: i64,
 }
 
 impl SevSnpVm {
+    /// Issues tokens valid for `seconds` (`exp - iat`) instead of [`TOKEN_LIFETIME_S`]
+    /// (`serve --token-lifetime`: tests of the client's refresh).
+    pub fn set_token_lifetime(&mut self, seconds: i64) {
+        self.token_lifetime = seconds;
+    }
+
+    /// `exp - iat` of the tokens issued.
+    pub fn token_lifetime(&self) -> i64 {
+        self.token_lifetime
+    }
+
     /// The built-in AMD roots plus `test_ark` (the state directory's test ARK) explicitly trusted;
     /// `policy` is the instance's attestation policy.
     pub fn new(
@@ -437,6 +449,7 @@ impl SevSnpVm {
             issuer,
             state,
             policy,
+            token_lifetime: TOKEN_LIFETIME_S,
         })
     }
 
@@ -531,7 +544,7 @@ impl SevSnpVm {
         let mut put = |k: &str, v: Value| {
             claims.insert(k.to_string(), v);
         };
-        put("exp", json!(now.saturating_add(TOKEN_LIFETIME_S)));
+        put("exp", json!(now.saturating_add(self.token_lifetime)));
         put("iat", json!(now));
         put("nbf", json!(now));
         put("iss", json!(self.issuer));

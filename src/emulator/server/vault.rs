@@ -1286,6 +1286,10 @@ impl Service for Vault {
             "managed-hsm-malformed"
         }
     }
+
+    fn request_ids(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,178 @@
+//! Volumes left to the daemon (`options.initrd = false`): `skrd` as a service answers on its
+//! key socket (`--key-socket`) the way systemd-cryptsetup asks — a client bound to the abstract
+//! name `\0<random>/cryptsetup/<volume>` connects, shuts its write side down and reads to EOF.
+//! The answer for each daemon volume is the passphrase of that volume's skrd keyslot: it equals
+//! the HKDF computed independently (python3 `cryptography`) from the imported key, and
+//! `cryptsetup open --test-passphrase` accepts it on that LUKS2 image (and refuses it on the
+//! other volume's image). An initramfs volume, an unknown volume and a peer that is not
+//! systemd-cryptsetup get no data. skrd logs to a real journald here: the entries carry VOLUME,
+//! KEY and STAGE, and neither the keys nor the passphrases appear anywhere in the journal.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "daemon_common/mod.rs"]
+mod daemon_common;
+#[path = "flow_common.rs"]
+mod flow_common;
+mod volume_common;
+
+use daemon_common::*;
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+use volume_common::{enroll, luks2_image, opens, python_passphrase};
+
+/// Asks like systemd-cryptsetup: a stream socket bound to the abstract name `peer` (none:
+/// unbound), connected to `path`, write side shut down, everything read until EOF.
+fn ask(path: &Path, peer: Option<&str>) -> Vec<u8> {
+    // SAFETY: plain socket calls on a descriptor owned right away; sockaddr_un filled within
+    // its bounds.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let owned = OwnedFd::from_raw_fd(fd);
+        let addr = |bytes: &[u8]| {
+            let mut sa: libc::sockaddr_un = std::mem::zeroed();
+            sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            assert!(bytes.len() < sa.sun_path.len());
+            for (i, b) in bytes.iter().enumerate() {
+                sa.sun_path[i] = *b as libc::c_char;
+            }
+            let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len();
+            (sa, len as libc::socklen_t)
+        };
+        if let Some(name) = peer {
+            let mut b = vec![0u8];
+            b.extend_from_slice(name.as_bytes());
+            let (sa, len) = addr(&b);
+            assert_eq!(libc::bind(fd, std::ptr::addr_of!(sa).cast(), len), 0);
+        }
+        let p = path.as_os_str().as_encoded_bytes();
+        let mut b = p.to_vec();
+        b.push(0);
+        let (sa, len) = addr(&b);
+        assert_eq!(
+            libc::connect(fd, std::ptr::addr_of!(sa).cast(), len),
+            0,
+            "connect {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(libc::shutdown(fd, libc::SHUT_WR), 0);
+        let mut f = std::fs::File::from(owned);
+        let mut out = Vec::new();
+        // A refusal may end in a reset rather than EOF: no data either way.
+        let _ = f.read_to_end(&mut out);
+        out
+    }
+}
+
+#[test]
+fn daemon_answers_its_volumes_on_the_key_socket() {
+    let (env, _tpm, keys) = env_with_keys(&["disk", "other"]);
+    let [(disk_url, disk), (other_url, other)] = <[_; 2]>::try_from(keys).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (data_img, data_uuid) = luks2_image(work.path(), "data", None);
+    let (logs_img, logs_uuid) = luks2_image(work.path(), "logs", None);
+    let (_, boot_uuid) = luks2_image(work.path(), "boot", None);
+    env.append_config(&format!(
+        "\n[keys.disk]\nurl = \"{disk_url}\"\n\n[keys.other]\nurl = \"{other_url}\"\n\n\
+         [volumes.data]\nuuid = \"{data_uuid}\"\nkey = \"disk\"\noptions = {{ initrd = false }}\n\n\
+         [volumes.logs]\nuuid = \"{logs_uuid}\"\nkey = \"other\"\noptions = {{ initrd = false }}\n\n\
+         [volumes.boot]\nuuid = \"{boot_uuid}\"\nkey = \"disk\"\n"
+    ));
+    // skrd's own enrollment (skrd keyslot + azure-skr token), authorized by the recovery
+    // passphrase, with the imported key bytes.
+    let settings = env.settings();
+    let backups = work.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    for (img, name, key) in [(&data_img, "data", &disk), (&logs_img, "logs", &other)] {
+        let spec = skrd::volume::VolumeSpec::from_settings(&settings, name).unwrap();
+        enroll(
+            img,
+            &spec,
+            &skrd::secret::Secret::new(key.clone()),
+            &backups,
+            1_700_000_000,
+        )
+        .unwrap();
+    }
+
+    let bus = Bus::start();
+    let journal = Journal::new(work.path());
+    let skrd = Skrd::start_with(&env, &bus, work.path(), Some(&journal));
+    skrd.wait_notify("READY=1");
+    let sock = work.path().join("luks.sock");
+
+    let data_pass = ask(&sock, Some("1f2e3d4c5b6a7988/cryptsetup/data"));
+    assert_eq!(
+        data_pass,
+        python_passphrase(&disk, &data_uuid),
+        "journal: {}",
+        journal.text()
+    );
+    assert!(opens(&data_img, &data_pass, None));
+    assert!(!opens(&logs_img, &data_pass, None));
+    let logs_pass = ask(&sock, Some("77/cryptsetup/logs"));
+    assert_eq!(logs_pass, python_passphrase(&other, &logs_uuid));
+    assert!(opens(&logs_img, &logs_pass, None));
+    assert!(!opens(&data_img, &logs_pass, None));
+
+    // No data: the initramfs's volume, an unknown one, a peer that is not systemd-cryptsetup.
+    assert!(ask(&sock, Some("78/cryptsetup/boot")).is_empty());
+    assert!(ask(&sock, Some("79/cryptsetup/ghost")).is_empty());
+    assert!(ask(&sock, Some("80/something/data")).is_empty());
+    assert!(ask(&sock, None).is_empty());
+
+    let st = skrd::format::state::parse(&std::fs::read(&skrd.state_file).unwrap()).unwrap();
+    let stage = |n: &str| st.volumes.iter().find(|v| v.name == n).unwrap().stage;
+    assert_eq!(stage("data"), skrd::format::state::Stage::Unlocking);
+    assert_eq!(stage("logs"), skrd::format::state::Stage::Unlocking);
+    assert_eq!(skrd.stop(), 0);
+    let export = journal.stop_and_export();
+    let entries = parse_export(&export);
+    let field = |e: &std::collections::BTreeMap<String, Vec<u8>>, n: &str| {
+        e.get(n).map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let with = |message: &str| {
+        entries
+            .iter()
+            .filter(|e| field(e, "MESSAGE").is_some_and(|m| m.contains(message)))
+            .map(|e| {
+                (
+                    field(e, "VOLUME").unwrap_or_default(),
+                    field(e, "KEY").unwrap_or_default(),
+                    field(e, "STAGE").unwrap_or_default(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut handed = with("passphrase handed to systemd-cryptsetup");
+    handed.sort();
+    assert_eq!(
+        handed,
+        [
+            (
+                "data".to_string(),
+                "disk".to_string(),
+                "unlocking".to_string()
+            ),
+            (
+                "logs".to_string(),
+                "other".to_string(),
+                "unlocking".to_string()
+            )
+        ]
+    );
+    let mut refused = with("a volume the daemon does not unlock");
+    refused.sort();
+    assert_eq!(
+        refused,
+        [
+            ("boot".to_string(), String::new(), "refused".to_string()),
+            ("ghost".to_string(), String::new(), "refused".to_string())
+        ]
+    );
+    for secret in [&disk, &other, &data_pass, &logs_pass] {
+        assert_no_secret("the journal (export format)", &export, secret);
+    }
+}
