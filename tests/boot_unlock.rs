@@ -305,6 +305,14 @@ fn one_attestation_answers_every_volume_and_refuses_unknown_ones() {
     in_state.sort_by_key(|v| v.to_string());
     in_log.sort_by_key(|v| v.to_string());
     assert_eq!(in_state, in_log, "{st}");
+    // The version released is the one the emulator's import named in the configured URL
+    // (…/keys/NAME/VERSION).
+    for k in ["disk", "logs"] {
+        let url = st["keys"][k]["url"].as_str().unwrap();
+        let imported = url.rsplit('/').next().unwrap();
+        assert_eq!(imported.len(), 32, "{url}");
+        assert_eq!(st["keys"][k]["version"], imported, "{st}");
+    }
     // Never a secret in the state file.
     let text = std::fs::read_to_string(&skrd.state).unwrap();
     for (_, uuid, key) in VOLUMES {

@@ -649,6 +649,7 @@ async fn release_until(
                         k.done_ms = Some(now);
                         k.error = None;
                         k.request_id = released.request_id.clone();
+                        k.version = released.version().map(str::to_string);
                     }
                 });
                 say(&format!("key {} released (attempt {attempt})", key.name));

@@ -32,6 +32,8 @@ pub struct StageState {
     pub error: Option<Problem>,
     /// The Azure `x-ms-request-id` of the successful call (attest or release).
     pub request_id: Option<String>,
+    /// The key version released (keys only).
+    pub version: Option<String>,
 }
 
 /// One volume.
@@ -203,6 +205,7 @@ fn document(s: &BootState, meta: &DocMeta) -> doc::State {
         let key = d.key_mut(name, &url);
         key.released_at = (k.state == "done").then(|| k.done_ms.map(at)).flatten();
         key.akv_request_id = k.request_id.clone();
+        key.version = k.version.clone();
         key.last_error = error(&k.error);
     }
     for (name, v) in &s.volumes {

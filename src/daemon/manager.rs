@@ -278,7 +278,7 @@ impl Manager {
                     .keys
                     .into_iter()
                     .map(|k| {
-                        let version = k.kid.rsplit('/').next().unwrap_or_default().to_string();
+                        let version = k.version().unwrap_or_default().to_string();
                         let name = k.name.clone();
                         let id = k.request_id.clone();
                         cache.insert(name.clone(), Arc::new(k));

@@ -81,6 +81,18 @@ pub struct ReleasedKey {
     pub request_id: Option<String>,
 }
 
+impl ReleasedKey {
+    /// The key version released: the last path segment of [`Self::kid`]
+    /// (`https://v.vault.azure.net/keys/NAME/VERSION`); `None` when the kid has none.
+    pub fn version(&self) -> Option<&str> {
+        self.kid
+            .trim_end_matches('/')
+            .rsplit_once('/')
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_empty())
+    }
+}
+
 fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -216,6 +228,29 @@ pub async fn release_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_is_the_kid_s_last_segment() {
+        let key = |kid: &str| ReleasedKey {
+            name: "k".into(),
+            kid: kid.into(),
+            kty: "oct-HSM".into(),
+            key_size: None,
+            crv: None,
+            key_ops: vec![],
+            enc: WrapAlgorithm::CkmRsaAesKeyWrap,
+            plaintext: Secret::new(vec![1]),
+            material: key_material::decode(KeyKind::Oct, &Secret::new(vec![1; 32])).unwrap(),
+            request_id: None,
+        };
+        let k = key("https://v.vault.azure.net/keys/disk/0123abcd");
+        assert_eq!(k.version(), Some("0123abcd"));
+        assert_eq!(
+            key("https://v.vault.azure.net/keys/disk/0123abcd/").version(),
+            Some("0123abcd")
+        );
+        assert_eq!(key("nokid").version(), None);
+    }
 
     #[test]
     fn unmet_conditions_are_split() {
