@@ -1,7 +1,7 @@
 //! Bench of the D-Bus key service (issue 7 "Bench"): skrd (`SKRD_BIN`, default the dev build)
 //! against skr-emulator + a provisioned swtpm on a private dbus-daemon; zbus client loops call
 //! ReleaseKey of a cached key (the memfd is read each time). Printed, each with its baseline of
-//! the same run as a ratio: p50/p99 latency and requests/s with 1 and 8 callers (baseline: a
+//! the same run as a ratio: p50/p99 latency and requests/s with 1, 2, 4 and 8 callers (baseline: a
 //! Peer.Ping round trip to the daemon, same bus, same callers), skrd's idle RSS (baseline: the
 //! bus's dbus-daemon) and stripped binary size (baseline: dbus-daemon's). Figures only;
 //! nothing is asserted (`make bench-daemon`).
@@ -153,7 +153,7 @@ fn main() {
     rt.block_on(async {
         // Warm-up (connections, caches), not counted.
         run(&bus.address, 1, n / 10, true).await;
-        for callers in [1, 8] {
+        for callers in [1, 2, 4, 8] {
             let base = run(&bus.address, callers, n, false).await;
             let f = run(&bus.address, callers, n, true).await;
             print_pair(

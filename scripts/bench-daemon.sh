@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bench of skrd's D-Bus key service (make bench-daemon): the release build of skrd (the
 # [profile.release] that ships) against a private dbus-daemon, pinned with the bench client,
-# the bus and the emulator to 2 cores; ReleaseKey of a cached key, p50/p99 and req/s with 1 and
+# the bus and the emulator to 2 cores; ReleaseKey of a cached key, p50/p99 and req/s with 1, 2, 4 and
 # 8 callers, each against the Peer.Ping baseline of the same run; idle RSS; stripped size.
 # Figures only.
 set -euo pipefail

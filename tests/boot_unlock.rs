@@ -431,9 +431,13 @@ fn forged_evidence_unlocks_nothing() {
     assert_eq!(skrd.wait(), 1, "{}", skrd.stderr());
     let st = skrd.state();
     assert!(st["attestation"]["last_success"].is_null(), "{st}");
-    assert!(st["attestation"]["last_error"]["code"].is_string(), "{st}");
+    let cause = st["attestation"]["last_error"]["code"].as_str().unwrap();
     for (v, _, _) in VOLUMES {
         assert_eq!(st["volumes"][v]["stage"], "refused", "{st}");
+        // Every volume names the attestation's refusal as its cause (it once read the state
+        // before the cause was written and said "passphrase-derivation").
+        let message = st["volumes"][v]["last_error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("({cause})")), "{v}: {message}");
         assert_eq!(
             st["volumes"][v]["attempts"], 1,
             "refusals are not retried: {st}"

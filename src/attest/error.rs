@@ -176,7 +176,8 @@ fn release_refused_message(key: &str, azure: &AzureError, unmet: &[String]) -> S
         _ => "see the vault's message",
     };
     let mut s = format!("Key Vault refused the release of {key}: {azure}; {advice}");
-    if !unmet.is_empty() {
+    // Listed once: when the vault's own message names them, they are not repeated.
+    if !unmet.is_empty() && !azure.message.contains("unmet conditions: ") {
         s.push_str("; unmet conditions: ");
         s.push_str(&unmet.join("; "));
     }
@@ -257,5 +258,17 @@ mod tests {
             .to_string()
             .contains("unmet conditions: x-ms-attestation-type"));
         assert!(f.is_refusal());
+        // Conditions the vault's message already lists are not repeated.
+        let listed = "policy not met; unmet conditions: x-ms-attestation-type at anyOf[0]";
+        let f = FlowError::ReleaseRefused {
+            key: "https://v/keys/k".into(),
+            azure: Box::new(AzureError::from_response(
+                403,
+                &[],
+                format!(r#"{{"error":{{"code":"Forbidden","message":"{listed}"}}}}"#).as_bytes(),
+            )),
+            unmet: vec!["x-ms-attestation-type at anyOf[0]".into()],
+        };
+        assert_eq!(f.to_string().matches("unmet conditions: ").count(), 1, "{f}");
     }
 }

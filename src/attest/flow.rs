@@ -175,45 +175,184 @@ async fn blocking<T: Send + 'static>(
         .map_err(|_| FlowError::TaskFailed { what })
 }
 
-/// Collects evidence, attests and (AzureGuest) decrypts; the token is left unverified.
-pub async fn attest(
-    services: &Services,
-    source: Source,
-    deadline: &Deadline,
-    report: &mut RunReport,
-) -> Result<Unverified, FlowError> {
+/// Evidence collected, not yet sent: what [`prepare`] returns. The boot collects it while
+/// the network is still coming up (the evidence needs no server nonce: PROTOCOLS.md §4.8, §5.2),
+/// so the TPM work is off the serial path.
+pub enum Prepared {
+    /// vTPM evidence and the TPM that holds its ephemeral key.
+    Vtpm {
+        /// The TPM (the unwrap step decrypts with its ephemeral key).
+        vtpm: Arc<Vtpm>,
+        /// The evidence.
+        evidence: VtpmEvidence,
+        /// How long the collection took.
+        took: std::time::Duration,
+    },
+    /// Raw SNP evidence.
+    Snp {
+        /// The evidence (with the in-memory transfer key).
+        evidence: SnpEvidence,
+        /// The VCEK chain when the source supplied it (else it comes from THIM).
+        supplied_chain: Option<Vec<u8>>,
+        /// How long the collection took.
+        took: std::time::Duration,
+    },
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Vtpm { took, .. } => write!(f, "Prepared::Vtpm({took:?})"),
+            Self::Snp { took, .. } => write!(f, "Prepared::Snp({took:?})"),
+        }
+    }
+}
+
+/// Evidence to attest with: a source to collect from now, or evidence collected earlier.
+#[derive(Debug)]
+pub enum Evidence {
+    /// Collected during the run, overlapping the VCEK chain fetch.
+    Source(Source),
+    /// Collected ahead of the run ([`prepare`]).
+    Prepared(Box<Prepared>),
+}
+
+impl From<Source> for Evidence {
+    fn from(s: Source) -> Self {
+        Self::Source(s)
+    }
+}
+
+impl From<Prepared> for Evidence {
+    fn from(p: Prepared) -> Self {
+        Self::Prepared(Box::new(p))
+    }
+}
+
+/// Whether attesting with `source` needs the VCEK chain from THIM.
+fn needs_thim(source: &Source) -> bool {
+    match source {
+        Source::Vtpm(_) => true,
+        Source::SevGuest(src) => src.vcek_chain_pem.is_none(),
+    }
+}
+
+/// Collects the evidence of `source` (the blocking part of an attestation, on a
+/// `spawn_blocking` thread): no network.
+pub async fn prepare(source: Source) -> Result<Prepared, FlowError> {
     match source {
         Source::Vtpm(src) => {
             let vtpm = src.vtpm.clone();
-            let t = Instant::now();
-            let collect_fut = blocking("vTPM evidence", move || collect::collect_vtpm(&src));
-            let (evidence, chain) = tokio::join!(collect_fut, services.vcek_chain_pem(deadline));
-            let evidence = evidence??;
-            report.evidence_ms = super::report::ms(t.elapsed());
-            report.local(t.elapsed());
+            let (evidence, took) = blocking("vTPM evidence", move || {
+                let t = Instant::now();
+                (collect::collect_vtpm(&src), t.elapsed())
+            })
+            .await?;
+            Ok(Prepared::Vtpm {
+                vtpm,
+                evidence: evidence?,
+                took,
+            })
+        }
+        Source::SevGuest(mut src) => {
+            let supplied_chain = src.vcek_chain_pem.take();
+            let (evidence, took) = blocking("SEV-SNP evidence", move || {
+                let t = Instant::now();
+                (collect::collect_snp(&mut src), t.elapsed())
+            })
+            .await?;
+            Ok(Prepared::Snp {
+                evidence: evidence?,
+                supplied_chain,
+                took,
+            })
+        }
+    }
+}
+
+/// Collects (unless already collected), attests and (AzureGuest) decrypts; the token is left
+/// unverified. A collection done here overlaps the VCEK chain fetch.
+pub async fn attest(
+    services: &Services,
+    evidence: Evidence,
+    deadline: &Deadline,
+    report: &mut RunReport,
+) -> Result<Unverified, FlowError> {
+    let (prepared, fetched) = match evidence {
+        Evidence::Source(source) => {
+            let thim = needs_thim(&source);
+            let chain = async {
+                if thim {
+                    Some(services.vcek_chain_pem(deadline).await)
+                } else {
+                    None
+                }
+            };
+            let (prepared, fetched) = tokio::join!(prepare(source), chain);
+            let prepared = prepared?;
+            // Collected during the run: its time is on the serial path.
+            report.local(prepared.took());
+            (prepared, fetched)
+        }
+        Evidence::Prepared(prepared) => {
+            let prepared = *prepared;
+            let fetched = match prepared.supplied_chain() {
+                Some(_) => None,
+                None => Some(services.vcek_chain_pem(deadline).await),
+            };
+            (prepared, fetched)
+        }
+    };
+    let chain = match (fetched, prepared.supplied_chain()) {
+        (Some(fetched), _) => fetched?,
+        (None, Some(supplied)) => supplied.to_vec(),
+        (None, None) => services.vcek_chain_pem(deadline).await?,
+    };
+    report.evidence_ms = super::report::ms(prepared.took());
+    match prepared {
+        Prepared::Vtpm { vtpm, evidence, .. } => {
             for (op, d) in &evidence.tpm_ops {
                 report.tpm(op, *d);
             }
-            attest_vtpm(services, vtpm, evidence, &chain?, deadline, report).await
+            attest_vtpm(services, vtpm, evidence, &chain, deadline, report).await
         }
-        Source::SevGuest(mut src) => {
-            let supplied = src.vcek_chain_pem.take();
-            let collect_fut = blocking("SEV-SNP evidence", move || {
-                let t = Instant::now();
-                (collect::collect_snp(&mut src), t.elapsed())
-            });
-            let chain_fut = async {
-                match supplied {
-                    Some(pem) => Ok(pem),
-                    None => services.vcek_chain_pem(deadline).await,
-                }
-            };
-            let (evidence, chain) = tokio::join!(collect_fut, chain_fut);
-            let (evidence, took) = evidence?;
-            let evidence = evidence?;
-            report.evidence_ms = super::report::ms(took);
-            report.local(took);
-            attest_snp(services, evidence, &chain?, deadline, report).await
+        Prepared::Snp { evidence, .. } => {
+            attest_snp(services, evidence, &chain, deadline, report).await
+        }
+    }
+}
+
+impl Evidence {
+    /// `vtpm` or `sev-guest`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Source(s) => s.name(),
+            Self::Prepared(p) => p.name(),
+        }
+    }
+}
+
+impl Prepared {
+    /// `vtpm` or `sev-guest`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Vtpm { .. } => "vtpm",
+            Self::Snp { .. } => "sev-guest",
+        }
+    }
+
+    /// How long the collection took.
+    pub fn took(&self) -> std::time::Duration {
+        match self {
+            Self::Vtpm { took, .. } | Self::Snp { took, .. } => *took,
+        }
+    }
+
+    /// The VCEK chain the source supplied (raw SNP with a known chain).
+    fn supplied_chain(&self) -> Option<&[u8]> {
+        match self {
+            Self::Vtpm { .. } => None,
+            Self::Snp { supplied_chain, .. } => supplied_chain.as_deref(),
         }
     }
 }

@@ -99,6 +99,19 @@ impl RunReport {
         self.critical_local_ms += ms(elapsed);
     }
 
+    /// Adds the work of branches that ran side by side (concurrent releases): their TPM
+    /// operations and keys; on the serial path only the longest branch's local work.
+    pub fn join_parallel(&mut self, branches: &[RunReport]) {
+        for b in branches {
+            self.tpm.extend(b.tpm.iter().cloned());
+            self.keys_released += b.keys_released;
+        }
+        self.critical_local_ms += branches
+            .iter()
+            .map(|b| b.critical_local_ms)
+            .fold(0.0, f64::max);
+    }
+
     /// Closes the report (sets the total).
     pub fn finish(&mut self) {
         self.total_ms = self.now_ms();

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::attest::collect::Source;
 use crate::attest::error::FlowError;
-use crate::attest::flow::Attestation;
+use crate::attest::flow::{prepare, Attestation, Evidence, Prepared};
 use crate::attest::report::RunReport;
 use crate::attest::services::Services;
 use crate::config::Settings;
@@ -474,10 +474,8 @@ pub async fn drive(
                 .map(|s| KeyRequest::from_settings(k, s))
         })
         .collect();
+    // The cause goes into the state first: a volume woken by `board.fail` reads it from there.
     let fail_all = |problem: &Problem| {
-        for k in board.keys_needed() {
-            board.fail(&k);
-        }
         state.update(|s, now| {
             for k in s.keys.values_mut() {
                 if k.state != "done" {
@@ -487,6 +485,9 @@ pub async fn drive(
                 }
             }
         });
+        for k in board.keys_needed() {
+            board.fail(&k);
+        }
     };
     let services = match Services::from_settings(settings) {
         Ok(s) => s,
@@ -500,24 +501,25 @@ pub async fn drive(
     // while the attestation runs.
     let files = services.ca_files.clone();
     let roots = tokio::task::spawn_blocking(move || load_roots(&files));
-    // No attempt before the kernel has a route to IMDS (DHCP not done yet): an attempt then
-    // fails at once and its back-off would delay the first real one by seconds.
-    if let Some(imds) = route::route_target(&settings.identity.imds_url) {
-        if !route::has_route(imds) {
-            stage.send_replace(format!(
-                "waiting for the network (no route to {})",
-                imds.ip()
-            ));
-            let waited = route::wait_for_route(|| route::has_route(imds), deadline).await;
-            say(&format!(
-                "network: route to {} after {} ms",
-                imds.ip(),
-                waited.as_millis()
-            ));
+    // The evidence is local (TPM or firmware, no server nonce): the first attempt's is
+    // collected while the network comes up, so the TPM work is off the serial path.
+    let (first, ()) = tokio::join!(prepare_evidence(&open_source), async {
+        wait_for_network(settings, deadline, stage).await
+    });
+    // The identity tokens the releases need are fetched during the attestation (their
+    // failures are the releases' to report and retry).
+    let resources: std::collections::BTreeSet<&'static str> =
+        keys.iter().map(|k| k.url.token_resource).collect();
+    let warm_identity = async {
+        for r in resources {
+            let _ = services.identity_token(r, deadline).await;
         }
-    }
-    let Some(att) = attest_until(&services, state, deadline, stage, &open_source, &fail_all).await
-    else {
+    };
+    let (att, ()) = tokio::join!(
+        attest_until(&services, state, deadline, stage, &open_source, first, &fail_all),
+        warm_identity
+    );
+    let Some(att) = att else {
         return;
     };
     let roots = match roots.await {
@@ -537,10 +539,42 @@ pub async fn drive(
             return;
         }
     };
-    for key in &keys {
-        release_until(&services, &att, key, &roots, board, state, deadline, stage).await;
-    }
+    // One attestation serves every key: the releases run side by side.
+    futures_util::future::join_all(keys.iter().map(|key| {
+        release_until(&services, &att, key, &roots, board, state, deadline, stage)
+    }))
+    .await;
     stage.send_replace("all keys released".to_string());
+}
+
+/// No attempt before the kernel has a route to IMDS (DHCP not done yet): an attempt then
+/// fails at once and its back-off would delay the first real one by seconds.
+async fn wait_for_network(settings: &Settings, deadline: &Deadline, stage: &watch::Sender<String>) {
+    let Some(imds) = route::route_target(&settings.identity.imds_url) else {
+        return;
+    };
+    if route::has_route(imds) {
+        return;
+    }
+    stage.send_replace(format!(
+        "waiting for the network (no route to {})",
+        imds.ip()
+    ));
+    let waited = route::wait_for_route(|| route::has_route(imds), deadline).await;
+    say(&format!(
+        "network: route to {} after {} ms",
+        imds.ip(),
+        waited.as_millis()
+    ));
+}
+
+/// The evidence of the first attestation attempt, collected at once; `Err((refusal, why))`
+/// when the source cannot be opened or read.
+async fn prepare_evidence(open_source: &SourceFn) -> Result<Prepared, (bool, Problem)> {
+    let source = open_source().map_err(|e| (false, e.problem()))?;
+    prepare(source)
+        .await
+        .map_err(|e| (e.is_refusal(), e.problem()))
 }
 
 /// Attestation attempts until one succeeds, is refused, or the deadline passes.
@@ -550,9 +584,11 @@ async fn attest_until(
     deadline: &Deadline,
     stage: &watch::Sender<String>,
     open_source: &SourceFn,
+    first: Result<Prepared, (bool, Problem)>,
     fail_all: &impl Fn(&Problem),
 ) -> Option<Attestation> {
     let mut attempt = 0u32;
+    let mut first = Some(first);
     loop {
         attempt += 1;
         stage.send_replace(format!("attestation (attempt {attempt})"));
@@ -560,28 +596,42 @@ async fn attest_until(
             s.attestation.state = "running";
             s.attestation.attempts = attempt;
         });
-        let result = match open_source() {
-            Ok(source) => {
-                // Attestation only (no key): the keys are released one by one below.
-                crate::release::run(services, source, &[], &[], deadline)
+        // The first attempt uses the evidence collected during the network wait; later ones
+        // collect afresh.
+        let evidence = match first.take() {
+            Some(prepared) => prepared.map(Evidence::from),
+            None => open_source()
+                .map(Evidence::from)
+                .map_err(|e| (false, e.problem())),
+        };
+        let result = match evidence {
+            Ok(evidence) => {
+                // Attestation only: the keys are released side by side afterwards.
+                let mut report = RunReport::start(evidence.name());
+                crate::release::attest_for(services, evidence, &[], deadline, &mut report)
                     .await
+                    .map(|attestation| {
+                        report.finish();
+                        (attestation, report)
+                    })
                     .map_err(|e| (e.is_refusal(), e.problem()))
             }
-            Err(e) => Err((false, e.problem())),
+            Err(e) => Err(e),
         };
         match result {
-            Ok(outcome) => {
+            Ok((attestation, report)) => {
                 state.update(|s, now| {
                     s.attestation.state = "done";
                     s.attestation.done_ms = Some(now);
                     s.attestation.error = None;
-                    s.attestation.request_id = outcome.attestation.request_id.clone();
+                    s.attestation.request_id = attestation.request_id.clone();
+                    s.attestation.expires_at = u64::try_from(attestation.expires_at).ok();
                 });
                 say(&format!(
                     "attested ({}, attempt {attempt}, {:.0} ms)",
-                    outcome.attestation.issuer, outcome.report.total_ms
+                    attestation.issuer, report.total_ms
                 ));
-                return Some(outcome.attestation);
+                return Some(attestation);
             }
             Err((refusal, problem)) => {
                 let last = refusal || deadline.expired();

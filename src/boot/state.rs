@@ -34,6 +34,8 @@ pub struct StageState {
     pub request_id: Option<String>,
     /// The key version released (keys only).
     pub version: Option<String>,
+    /// The attestation token's expiry, Unix seconds (attestation only).
+    pub expires_at: Option<u64>,
 }
 
 /// One volume.
@@ -196,7 +198,7 @@ fn document(s: &BootState, meta: &DocMeta) -> doc::State {
         last_success: (s.attestation.state == "done")
             .then(|| s.attestation.done_ms.map(at))
             .flatten(),
-        token_expiry: None,
+        token_expiry: s.attestation.expires_at,
         maa_request_id: s.attestation.request_id.clone(),
         last_error: error(&s.attestation.error),
     });

@@ -28,7 +28,7 @@ use crate::format::maa::release::{release_body, release_url};
 use crate::net::{Deadline, HttpRequest, Step};
 use crate::secret::Secret;
 
-pub use run::{run, RunOutcome};
+pub use run::{attest_for, release_all, run, RunOutcome};
 
 /// One key to release.
 #[derive(Debug, Clone)]

@@ -7,9 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::{release_key, KeyRequest, ReleasedKey};
-use crate::attest::collect::Source;
 use crate::attest::error::FlowError;
-use crate::attest::flow::{attest, Attestation};
+use crate::attest::flow::{attest, Attestation, Evidence};
 use crate::attest::report::RunReport;
 use crate::attest::services::Services;
 use crate::format::jose::x5c::ChainCert;
@@ -26,19 +25,43 @@ pub struct RunOutcome {
     pub report: RunReport,
 }
 
-/// Attests with `source` and releases every key of `keys` (none: attestation only).
-/// `roots` are the release response's trust anchors ([`super::roots::load_roots`]).
+/// Attests with `evidence` and releases every key of `keys` (none: attestation only),
+/// concurrently. `roots` are the release response's trust anchors
+/// ([`super::roots::load_roots`]).
 pub async fn run(
     services: &Services,
-    source: Source,
+    evidence: impl Into<Evidence>,
     keys: &[KeyRequest],
     roots: &[ChainCert],
     deadline: &Deadline,
 ) -> Result<RunOutcome, FlowError> {
-    let mut report = RunReport::start(source.name());
+    let evidence = evidence.into();
+    let mut report = RunReport::start(evidence.name());
     let timings_before = services.http.timings().len();
+    let attestation = attest_for(services, evidence, keys, deadline, &mut report).await?;
+    let released = release_all(services, &attestation, keys, roots, deadline, &mut report).await;
+    for t in services.http.timings().iter().skip(timings_before) {
+        report.http(t.step.as_str(), t.attempts, t.elapsed);
+    }
+    report.finish();
+    Ok(RunOutcome {
+        attestation,
+        keys: released?,
+        report,
+    })
+}
+
+/// Attests with `evidence` and verifies the token, while the identity tokens `keys` will need
+/// and the provider's keys are fetched alongside (the later releases then find their bearer in
+/// the cache).
+pub async fn attest_for(
+    services: &Services,
+    evidence: impl Into<Evidence>,
+    keys: &[KeyRequest],
+    deadline: &Deadline,
+    report: &mut RunReport,
+) -> Result<Attestation, FlowError> {
     let resources: BTreeSet<&'static str> = keys.iter().map(|k| k.url.token_resource).collect();
-    // Warms the token cache: the release calls then find their bearer there.
     let identity = async {
         for r in &resources {
             services.identity_token(r, deadline).await?;
@@ -46,7 +69,7 @@ pub async fn run(
         Ok::<_, FlowError>(())
     };
     let (unverified, tokens, prefetch) = tokio::join!(
-        attest(services, source, deadline, &mut report),
+        attest(services, evidence.into(), deadline, report),
         identity,
         services.prefetch_provider_keys(deadline)
     );
@@ -56,18 +79,27 @@ pub async fn run(
     let attestation = unverified.verify(services, deadline).await?;
     report.local(t.elapsed());
     tokens?;
-    let mut released = Vec::with_capacity(keys.len());
-    for key in keys {
-        released
-            .push(release_key(services, &attestation, key, roots, deadline, &mut report).await?);
-    }
-    for t in services.http.timings().iter().skip(timings_before) {
-        report.http(t.step.as_str(), t.attempts, t.elapsed);
-    }
-    report.finish();
-    Ok(RunOutcome {
-        attestation,
-        keys: released,
-        report,
-    })
+    Ok(attestation)
+}
+
+/// Releases every key of `keys` to `att` concurrently (one attestation serves them all): the
+/// keys in request order, or the first failure in that order.
+pub async fn release_all(
+    services: &Services,
+    att: &Attestation,
+    keys: &[KeyRequest],
+    roots: &[ChainCert],
+    deadline: &Deadline,
+    report: &mut RunReport,
+) -> Result<Vec<ReleasedKey>, FlowError> {
+    let source = report.source;
+    let results = futures_util::future::join_all(keys.iter().map(|key| async move {
+        let mut branch = RunReport::start(source);
+        let result = release_key(services, att, key, roots, deadline, &mut branch).await;
+        (result, branch)
+    }))
+    .await;
+    let (results, branches): (Vec<_>, Vec<_>) = results.into_iter().unzip();
+    report.join_parallel(&branches);
+    results.into_iter().collect()
 }
