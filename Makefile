@@ -113,6 +113,14 @@ install: ## Install binaries, config, man pages, unit and D-Bus files under DEST
 	install -Dm0644 config/skrd.toml $(DESTDIR)/etc/skrd/skrd.toml
 	install -d $(DESTDIR)/etc/skrd/skrd.toml.d
 	install -Dm0644 systemd/skrd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/skrd.service
+	install -Dm0644 systemd/skrd-initrd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/skrd-initrd.service
+	install -Dm0644 systemd/skrd-initrd.socket $(DESTDIR)$(PREFIX)/lib/systemd/system/skrd-initrd.socket
+	install -Dm0644 systemd/systemd-cryptsetup@.service.d/skrd-header.conf \
+	    $(DESTDIR)$(PREFIX)/lib/systemd/system/systemd-cryptsetup@.service.d/skrd-header.conf
+	install -d $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90skrd
+	for f in dracut/90skrd/*; do \
+	    install -m0$$( [ -x $$f ] && echo 755 || echo 644 ) -D "$$(readlink -f $$f)" \
+	        $(DESTDIR)$(PREFIX)/lib/dracut/modules.d/90skrd/$$(basename $$f); done
 	install -Dm0644 dbus/org.skrd.KeyRelease1.conf $(DESTDIR)$(PREFIX)/share/dbus-1/system.d/org.skrd.KeyRelease1.conf
 	install -Dm0644 dbus/org.skrd.KeyRelease1.service $(DESTDIR)$(PREFIX)/share/dbus-1/system-services/org.skrd.KeyRelease1.service
 	install -Dm0644 dbus/org.skrd.KeyRelease1.xml $(DESTDIR)$(PREFIX)/share/dbus-1/interfaces/org.skrd.KeyRelease1.xml

@@ -13,6 +13,8 @@
 # With $SKRD_E2E_FIGURES set, the guest report goes there as report-clevis.log.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# clevis-pin-tang needs the network asked for on the kernel command line (docs/boot.md).
+E2E_CMDLINE_EXTRA="ip=dhcp rd.neednet=1"
 . "$ROOT/tests/e2e/lib.sh"
 E2E_KEEP=0
 [ "${1-}" != --keep ] || E2E_KEEP=1

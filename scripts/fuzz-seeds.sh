@@ -34,6 +34,7 @@ info = {"AttestationProtocolVersion": "2.0", "OSType": s(b"Linux"), "OSDistro": 
         "IsolationInfo": {"Type": "SevSnp", "Evidence": {"Proof": s(proof.encode()), "RunTimeData": u(b'{"keys":[]}')}}}
 open(sys.argv[1], "w").write(json.dumps({"AttestationInfo": u(json.dumps(info).encode())}))
 PY
+    fuzz_luks2_header) cp tests/fixtures/luks2/aes-xts-512.hdr "$dir"/ ;;
     fuzz_key_hsm)    cp $real/thomvanl-skr-sample/sample-responses/3-keyvault-release-key-decoded/key_hsm-decoded.json "$dir"/ ;;
     fuzz_imds_token) printf %s '{"access_token":"eyJ0eXAi.eyJhdWQi.c2ln","refresh_token":"","expires_in":"3599","expires_on":"1506484173","not_before":"1506480273","resource":"https://vault.azure.net/","token_type":"Bearer"}' > "$dir"/documented.json ;
                      printf %s '{"error":"invalid_resource","error_description":"AADSTS500011"}' > "$dir"/error.json ;;

@@ -53,6 +53,7 @@ struct Skrd {
     child: Child,
     socket: PathBuf,
     state: PathBuf,
+    headers: PathBuf,
     lines: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
@@ -62,9 +63,12 @@ impl Skrd {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("run/skrd/luks.sock");
         let state = dir.path().join("run/skrd/state.json");
+        let headers = dir.path().join("run/skrd/headers");
         let mut child = Command::new(env!("CARGO_BIN_EXE_skrd"))
             .arg("--config")
             .arg(env.config_path())
+            .arg("--header-dir")
+            .arg(&headers)
             .arg("--initrd")
             .arg("--socket")
             .arg(&socket)
@@ -92,6 +96,7 @@ impl Skrd {
             child,
             socket,
             state,
+            headers,
             lines,
             _dir: dir,
         }
@@ -363,6 +368,50 @@ fn a_refused_release_policy_closes_only_its_volumes_without_data() {
     assert_eq!(c["attestation-azureguest"], 1, "{c}");
     assert!(
         skrd.stderr().contains("falls back to the passphrase"),
+        "{}",
+        skrd.stderr()
+    );
+}
+
+/// `skrd --prepare-header` refused the header of `logs` (its note appears while skrd runs):
+/// systemd-cryptsetup will never ask for it, so skrd reports it refused with the header's code
+/// and finishes without waiting for the boot deadline.
+#[test]
+fn a_volume_whose_header_was_refused_is_reported_without_waiting_for_the_deadline() {
+    let (env, _tpm, disk, _) = setup(None, "", false);
+    let mut skrd = Skrd::start(&env);
+    let problem = skrd::error::Problem::new(
+        "luks-header-refused",
+        "LUKS2 header refused (cipher): segment 0 uses \"cipher_null-ecb\"",
+    );
+    skrd::volume::detached::record_refusal(&skrd.headers, "logs", &problem).unwrap();
+    let asked: Vec<_> = VOLUMES[..2].iter().map(|(v, _, _)| skrd.ask(v)).collect();
+    for ((v, uuid, _), got) in VOLUMES[..2].iter().zip(asked) {
+        assert_eq!(
+            data(&got.join().unwrap()),
+            expected_passphrase(&disk, uuid),
+            "{v}"
+        );
+    }
+    assert_eq!(skrd.wait(), 1, "{}", skrd.stderr());
+    let st = skrd.state();
+    let logs = &st["volumes"]["logs"];
+    assert_eq!(logs["stage"], "refused", "{st}");
+    assert_eq!(logs["last_error"]["code"], "luks-header-refused", "{st}");
+    assert!(
+        logs["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cipher_null"),
+        "{st}"
+    );
+    // Refused when the note appeared, not at the 60 s boot deadline.
+    assert!(
+        logs["timings_ms"]["refused"].as_u64().unwrap() < 60_000,
+        "{st}"
+    );
+    assert!(
+        skrd.stderr().contains("volume logs: LUKS2 header refused"),
         "{}",
         skrd.stderr()
     );

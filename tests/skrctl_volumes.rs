@@ -148,7 +148,7 @@ fn enroll_status_unlock_unenroll_through_skrctl() {
     assert_eq!(
         v["crypttab"],
         format!(
-            "data UUID={} /run/skrd/luks.sock luks,x-initrd.attach,_netdev",
+            "data UUID={} /run/skrd/luks.sock luks,header=/run/skrd/headers/data,x-initrd.attach",
             env.uuid
         )
     );

@@ -1,6 +1,8 @@
 #!/bin/bash
 # dracut module "skrd" (dracut 059 and dracut-ng): the skrd boot unlock in the initramfs.
-# Installs /usr/sbin/skrd, skrd-initrd.socket + skrd-initrd.service, the configuration
+# Installs /usr/sbin/skrd, skrd-initrd.socket + skrd-initrd.service, the
+# systemd-cryptsetup@.service drop-in that checks each skrd volume's LUKS2 header before it is
+# opened (`skrd --prepare-header`, crypttab header=/run/skrd/headers/NAME), the configuration
 # (/etc/skrd/skrd.toml and skrd.toml.d/), the CA files it names (trust.ca_files,
 # trust.amd_test_roots), the system CA bundle, and the one TPM TCTI library tpm2-tss loads with
 # dlopen() (device). Not dracut's tpm2-tss module: skrd needs none of its tpm2 tools, FAPI,
@@ -77,6 +79,9 @@ install() {
     inst_binary "$(_skrd_bin skrd)" /usr/sbin/skrd
     inst_simple "$moddir/skrd-initrd.socket" "$systemdsystemunitdir/skrd-initrd.socket"
     inst_simple "$moddir/skrd-initrd.service" "$systemdsystemunitdir/skrd-initrd.service"
+    # Every skrd volume is opened from its checked detached header (crypttab header=).
+    inst_simple "$moddir/skrd-header.conf" \
+        "$systemdsystemunitdir/systemd-cryptsetup@.service.d/skrd-header.conf"
     $SYSTEMCTL -q --root "$initdir" add-wants sockets.target skrd-initrd.socket
     $SYSTEMCTL -q --root "$initdir" add-wants cryptsetup-pre.target skrd-initrd.service
     # cryptsetup-pre.target is only started when something wants it.

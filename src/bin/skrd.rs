@@ -29,6 +29,44 @@ struct Cli {
     /// Boot unlock in the initramfs (skrd-initrd.service): serve the crypttab key socket, then exit.
     #[arg(long)]
     initrd: bool,
+    /// Read the LUKS2 header of configured volume NAME once, check it, and write it to
+    /// HEADER_DIR/NAME for crypttab's header= (ExecStartPre= of systemd-cryptsetup@NAME); exit
+    /// 0 without doing anything when NAME is not a configured volume, 1 when it is refused.
+    #[arg(long, value_name = "NAME", conflicts_with = "initrd")]
+    prepare_header: Option<String>,
+    /// With --prepare-header: the device (default /dev/disk/by-uuid/UUID of the volume).
+    #[arg(long, value_name = "PATH", requires = "prepare_header")]
+    device: Option<PathBuf>,
+    /// Where the checked detached headers go (and the boot unlock looks for refusals).
+    #[arg(long, value_name = "DIR", default_value = skrd::volume::detached::HEADER_DIR)]
+    header_dir: PathBuf,
+}
+
+/// `--prepare-header NAME`: one line on stderr (the journal and console), exit 0/1/2.
+fn prepare_header(settings: &skrd::config::Settings, name: &str, cli: &Cli) -> ExitCode {
+    use skrd::error::ErrorCode;
+    match skrd::volume::detached::prepare_configured(
+        settings,
+        name,
+        cli.device.as_deref(),
+        &cli.header_dir,
+    ) {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(p)) => {
+            eprintln!(
+                "skrd: volume {name}: LUKS2 header checked ({}, {}-bit key, skrd keyslot {}), activation uses {}",
+                p.metadata.cipher,
+                p.metadata.key_bits,
+                p.keyslot,
+                p.path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("skrd: volume {name}: {e} [{}]", e.code());
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// True when `$JOURNAL_STREAM` names our stderr (systemd connected it to the journal).
@@ -104,11 +142,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(name) = &cli.prepare_header {
+        return prepare_header(&settings, name, &cli);
+    }
     if cli.initrd {
         skrd::daemon::harden_process();
         let options = skrd::boot::BootOptions {
             socket_path: cli.key_socket,
             state_path: Some(cli.state_file),
+            header_dir: cli.header_dir,
             ..Default::default()
         };
         return ExitCode::from(skrd::boot::main(settings, options));

@@ -65,6 +65,8 @@ pub struct BootOptions {
     pub state_path: Option<PathBuf>,
     /// The only peer uid answered (`None`: any; systemd-cryptsetup runs as root).
     pub allowed_uid: Option<u32>,
+    /// Where `skrd --prepare-header` writes the checked headers and its refusal notes.
+    pub header_dir: PathBuf,
 }
 
 impl Default for BootOptions {
@@ -73,6 +75,7 @@ impl Default for BootOptions {
             socket_path: PathBuf::from(DEFAULT_SOCKET_PATH),
             state_path: Some(PathBuf::from(DEFAULT_STATE_PATH)),
             allowed_uid: Some(0),
+            header_dir: PathBuf::from(crate::volume::detached::HEADER_DIR),
         }
     }
 }
@@ -270,6 +273,8 @@ pub async fn run(
         tokio::time::Instant::from_std(start + PROGRESS_FIRST),
         PROGRESS_EVERY,
     );
+    // A volume whose header `skrd --prepare-header` refused is never asked for: its note says so.
+    let mut refusals = tokio::time::interval(HEADER_REFUSAL_POLL);
     while !pending.is_empty() {
         tokio::select! {
             () = tokio::time::sleep_until(end) => break,
@@ -286,6 +291,24 @@ pub async fn run(
             out = out_rx.recv() => {
                 let Some(out) = out else { break };
                 record(&out, &state, &mut pending, &mut summary, start);
+            }
+            _ = refusals.tick() => {
+                for (volume, problem) in header_refusals(&options.header_dir, &pending) {
+                    state.update(|s, now| {
+                        if let Some(v) = s.volumes.get_mut(&volume) {
+                            v.state = "refused";
+                            v.done_ms = Some(now);
+                            v.error = Some(problem.clone());
+                        }
+                    });
+                    if pending.remove(&volume) {
+                        say(&format!(
+                            "volume {volume}: LUKS2 header refused, no key handed out and systemd-cryptsetup does not open it: {} [{}]",
+                            problem.message, problem.code
+                        ));
+                        summary.failed.push((volume, problem));
+                    }
+                }
             }
         }
     }
@@ -318,6 +341,20 @@ pub async fn run(
         summary.not_asked.len()
     ));
     Ok(summary)
+}
+
+/// How often the boot unlock looks for `skrd --prepare-header` refusal notes.
+pub const HEADER_REFUSAL_POLL: Duration = Duration::from_millis(250);
+
+/// Pending volumes with a header refusal note, and the refusal.
+fn header_refusals(
+    dir: &std::path::Path,
+    pending: &std::collections::BTreeSet<String>,
+) -> Vec<(String, Problem)> {
+    pending
+        .iter()
+        .filter_map(|v| crate::volume::detached::read_refusal(dir, v).map(|p| (v.clone(), p)))
+        .collect()
 }
 
 /// One outcome of the key socket: progress line, state, summary.
@@ -516,7 +553,15 @@ pub async fn drive(
         }
     };
     let (att, ()) = tokio::join!(
-        attest_until(&services, state, deadline, stage, &open_source, first, &fail_all),
+        attest_until(
+            &services,
+            state,
+            deadline,
+            stage,
+            &open_source,
+            first,
+            &fail_all
+        ),
         warm_identity
     );
     let Some(att) = att else {
@@ -540,9 +585,10 @@ pub async fn drive(
         }
     };
     // One attestation serves every key: the releases run side by side.
-    futures_util::future::join_all(keys.iter().map(|key| {
-        release_until(&services, &att, key, &roots, board, state, deadline, stage)
-    }))
+    futures_util::future::join_all(
+        keys.iter()
+            .map(|key| release_until(&services, &att, key, &roots, board, state, deadline, stage)),
+    )
     .await;
     stage.send_replace("all keys released".to_string());
 }

@@ -8,6 +8,7 @@ pub mod hcl;
 pub mod jose;
 pub mod json;
 pub mod keysocket_peer;
+pub mod luks2;
 pub mod luks_token;
 pub mod maa;
 pub mod snp;

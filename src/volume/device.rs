@@ -184,6 +184,28 @@ impl LuksDevice {
             .saturating_mul(512)
     }
 
+    /// What libcryptsetup reads as the data cipher (`cipher-mode`), the volume key size in
+    /// bytes and the data offset in bytes (the untrusted-header cross-check).
+    pub fn cipher_summary(&mut self) -> Result<(String, u64, u64), VolumeError> {
+        let path = self.path.clone();
+        let mut status = self.dev.status_handle();
+        let cipher = status.get_cipher().map_err(|e| VolumeError::Cryptsetup {
+            operation: "get cipher",
+            device: path.clone(),
+            reason: reason(&e),
+        })?;
+        let mode = status
+            .get_cipher_mode()
+            .map_err(|e| VolumeError::Cryptsetup {
+                operation: "get cipher mode",
+                device: path.clone(),
+                reason: reason(&e),
+            })?;
+        let key = u64::try_from(status.get_volume_key_size()).unwrap_or(0);
+        let offset = status.get_data_offset().saturating_mul(512);
+        Ok((format!("{cipher}-{mode}"), key, offset))
+    }
+
     /// The `azure-skr` tokens of the header, parsed (a token that does not parse is an error).
     pub fn skrd_tokens(&mut self) -> Result<Vec<FoundToken>, VolumeError> {
         let mut found = Vec::new();

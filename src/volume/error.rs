@@ -198,6 +198,32 @@ pub enum VolumeError {
         /// libcryptsetup's answer.
         reason: String,
     },
+    /// The header cannot be read from the device.
+    #[error("cannot read the LUKS2 header of {device}: {reason}; check that the disk is attached and readable")]
+    HeaderRead {
+        /// The device.
+        device: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The header was refused (untrusted-header checks, `format::luks2`).
+    #[error("{device}: {error}")]
+    Header {
+        /// The device (or detached header file).
+        device: PathBuf,
+        /// Which check failed.
+        error: crate::format::luks2::HeaderError,
+    },
+    /// The detached header file cannot be written.
+    #[error(
+        "cannot write the detached header {path}: {reason}; check that /run is a writable tmpfs"
+    )]
+    HeaderWrite {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
     /// Deriving the passphrase failed (empty key material).
     #[error(transparent)]
     Derive(#[from] CryptoError),
@@ -228,6 +254,9 @@ impl ErrorCode for VolumeError {
             Self::VerifyFailed { .. } => "volume-verify-failed",
             Self::HeaderRestoreFailed { .. } => "volume-header-restore-failed",
             Self::Activate { .. } => "volume-activate-failed",
+            Self::HeaderRead { .. } => "volume-header-unreadable",
+            Self::Header { error, .. } => error.code(),
+            Self::HeaderWrite { .. } => "volume-header-write-failed",
             Self::Derive(e) => e.code(),
         }
     }

@@ -1,6 +1,7 @@
 //! LUKS2 volumes (I/O edge over libcryptsetup; DESIGN.md "Volumes and the untrusted header").
 //!
 //! - [`device`]: one opened LUKS2 header (keyslots, the `azure-skr` token, backup/restore).
+//! - [`detached`]: the header read once, checked and written to tmpfs for activation.
 //! - [`header`]: back the header up before every write and restore it on failure.
 //! - [`enroll`](mod@enroll): enroll / unenroll / reenroll skrd's keyslot.
 //! - [`status`](mod@status): per-volume state for `skrctl volumes`, and unlock (dm-crypt activation).
@@ -11,6 +12,7 @@
 //! the `azure-skr` token is only cross-checked. Every function here blocks (libcryptsetup) and
 //! keeps its device handle on the calling thread; async callers use `spawn_blocking`.
 
+pub mod detached;
 pub mod device;
 pub mod enroll;
 pub mod error;
@@ -29,6 +31,28 @@ use crate::config::Settings;
 use crate::crypto::derive::luks_passphrase;
 use crate::format::luks_token::LuksToken;
 use crate::secret::Secret;
+
+/// The crypttab options of a volume that come from its `[volumes.NAME.options]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CrypttabOptions {
+    /// `headless`: fail instead of prompting for the passphrase.
+    pub headless: bool,
+    /// Opened in the initramfs (`x-initrd.attach`).
+    pub initrd: bool,
+}
+
+impl CrypttabOptions {
+    /// The options of configured volume `name` (defaults when it is not configured).
+    pub fn from_settings(settings: &Settings, name: &str) -> Self {
+        settings
+            .volumes
+            .get(name)
+            .map_or_else(Self::default, |v| Self {
+                headless: v.options.headless,
+                initrd: v.options.initrd,
+            })
+    }
+}
 
 /// What the configuration says about one volume (`[volumes.NAME]` and its key).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,16 +172,53 @@ impl VolumeSpec {
         Ok((Self::from_settings(settings, name)?, device.to_path_buf()))
     }
 
-    /// The `/etc/crypttab` line for this volume with skrd's key socket.
-    pub fn crypttab_line(&self, socket: &str, keyslot: Option<u32>, headless: bool) -> String {
-        let mut opts = String::from("luks");
-        if let Some(slot) = keyslot {
-            opts.push_str(&format!(",key-slot={slot}"));
+    /// The `/etc/crypttab` line for this volume: skrd's key socket as key file, the checked
+    /// detached header (`header=`, written by `skrd --prepare-header`) so activation never
+    /// re-reads the host's header, `x-initrd.attach` only for volumes opened in the initramfs.
+    /// No `key-slot=`: `skrctl reenroll` moves skrd's keyslot to a new number, and the slot's
+    /// `priority=prefer` already makes it the one tried first. No `_netdev`: skrd waits for the
+    /// network itself, the key file is a local socket.
+    pub fn crypttab_line(&self, socket: &str, header_dir: &Path, opts: CrypttabOptions) -> String {
+        let mut line = format!(
+            "{} UUID={} {} luks,header={}",
+            self.name,
+            self.uuid,
+            socket,
+            detached::header_path(header_dir, &self.name).display()
+        );
+        if opts.headless {
+            line.push_str(",headless");
         }
-        if headless {
-            opts.push_str(",headless");
+        if opts.initrd {
+            line.push_str(",x-initrd.attach");
         }
-        opts.push_str(",x-initrd.attach,_netdev");
-        format!("{} UUID={} {} {}", self.name, self.uuid, socket, opts)
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crypttab_lines_follow_the_volume_options() {
+        let spec = VolumeSpec {
+            name: "data".into(),
+            uuid: Uuid::parse_str("6f0e2d5a-1c3b-4a7e-9b1d-2f4c6e8a0b13").unwrap(),
+            key_url: "https://v.vault.azure.net/keys/disk".into(),
+            key_version: None,
+        };
+        let line = |headless, initrd| {
+            spec.crypttab_line(
+                "/run/skrd/luks.sock",
+                Path::new("/run/skrd/headers"),
+                CrypttabOptions { headless, initrd },
+            )
+        };
+        let base = "data UUID=6f0e2d5a-1c3b-4a7e-9b1d-2f4c6e8a0b13 /run/skrd/luks.sock luks,header=/run/skrd/headers/data";
+        assert_eq!(line(false, true), format!("{base},x-initrd.attach"));
+        // A volume the daemon opens after switch-root is not attached in the initramfs.
+        assert_eq!(line(false, false), base);
+        assert_eq!(line(true, true), format!("{base},headless,x-initrd.attach"));
     }
 }

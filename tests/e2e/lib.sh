@@ -31,6 +31,27 @@ e2e_free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# e2e_free_ports N: the first of N consecutive TCP ports on 127.0.0.1 that were all free a
+# moment ago (swtpm takes port and port+1; the emulator five).
+e2e_free_ports() {
+    python3 - "$1" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+for _ in range(200):
+    base = random.randint(20000, 60000 - n)
+    socks = []
+    try:
+        for i in range(n):
+            s = socket.socket(); s.bind(("127.0.0.1", base + i)); socks.append(s)
+    except OSError:
+        continue
+    finally:
+        for s in socks: s.close()
+    print(base); sys.exit(0)
+sys.exit("no free port range")
+PY
+}
+
 # Milliseconds since the epoch.
 e2e_now_ms() { date +%s%3N; }
 
@@ -51,9 +72,11 @@ e2e_stop_pid() {
 # This directory (tests/e2e), for the dracut modules and payloads next to it.
 E2E_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-# The QEMU boot's kernel command line: console on ttyS0, DHCP in the initramfs, poweroff on
-# failure. The test payload reports on ttyS1.
-E2E_CMDLINE="console=ttyS0,115200 panic=-1 loglevel=4 rd.shell=0 rd.emergency=poweroff systemd.show_status=auto ip=dhcp rd.neednet=1"
+# The QEMU boot's kernel command line: console on ttyS0, poweroff on failure. The test payload
+# reports on ttyS1. No `ip=` / `rd.neednet`: the network in the initramfs is what dracut/90skrd
+# itself sets up (rd.neednet=1 in /etc/cmdline.d, DHCP by its systemd-networkd .network file);
+# the clevis comparison adds them (E2E_CMDLINE_EXTRA), as clevis-pin-tang needs.
+E2E_CMDLINE="console=ttyS0,115200 panic=-1 loglevel=4 rd.shell=0 rd.emergency=poweroff systemd.show_status=auto ${E2E_CMDLINE_EXTRA-}"
 
 # Restricted user networking (no route out, only the guestfwd addresses): the -netdev value.
 # e2e_netdev FWD...: each FWD is GUESTADDR:GUESTPORT=HOSTPORT (host side 127.0.0.1:HOSTPORT).

@@ -11,7 +11,11 @@
 #
 # Scenarios (one boot each, same initramfs):
 #   unlock  data1+data2 (key "disk") and data3 (key "other") open; "locked" (key "refused",
-#           whose release policy wants a TDX VM) is refused: passphrase prompt instead.
+#           whose release policy wants a TDX VM) is refused: passphrase prompt instead;
+#           "tampered" (key "disk", enrolled, then its header's data segment switched to
+#           cipher_null by the "host", keyslots intact) is never opened: skrd --prepare-header
+#           refuses its header, systemd-cryptsetup@tampered fails without a prompt. (In every
+#           scenario.)
 #   outage  the emulator answers attestation with 503 seven times (two skrd attempts), the
 #           volumes still open before the deadline.
 #   forged  the vTPM is provisioned from another emulator state (untrusted AMD chain / AK CA):
@@ -54,18 +58,27 @@ export PATH="$T/bin:$PATH"
 # --- swtpm provisioned like an Azure CVM ----------------------------------------
 # provision DIR EMU_STATE: a swtpm state in DIR provisioned from EMU_STATE's chain/AK CA.
 provision() {
-    local dir=$1 emu_state=$2 port cport pid
+    local dir=$1 emu_state=$2 port cport pid try up
     mkdir -p "$dir"
-    port=$(e2e_free_port); cport=$((port + 1))
-    swtpm socket --tpm2 --tpmstate dir="$dir" \
-        --server type=tcp,port="$port",bindaddr=127.0.0.1 \
-        --ctrl type=tcp,port="$cport",bindaddr=127.0.0.1 \
-        --flags not-need-init,startup-clear --log file="$dir.log" &
-    pid=$!; PIDS+=("$pid")
-    for _ in $(seq 1 50); do
-        TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port" tpm2_getcap properties-fixed >/dev/null 2>&1 && break
-        sleep 0.1
+    # Another process can take a port between the check and swtpm's bind: try a few ranges.
+    for try in 1 2 3 4 5; do
+        port=$(e2e_free_ports 2); cport=$((port + 1))
+        swtpm socket --tpm2 --tpmstate dir="$dir" \
+            --server type=tcp,port="$port",bindaddr=127.0.0.1 \
+            --ctrl type=tcp,port="$cport",bindaddr=127.0.0.1 \
+            --flags not-need-init,startup-clear --log file="$dir.log" &
+        pid=$!; PIDS+=("$pid")
+        up=""
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port" tpm2_getcap properties-fixed >/dev/null 2>&1 && { up=1; break; }
+            sleep 0.1
+        done
+        [ -n "$up" ] && break
+        e2e_stop_pid "$pid"
+        log "swtpm did not start on ports $port/$cport (attempt $try): $(tail -n 1 "$dir.log" 2>/dev/null)"
     done
+    [ -n "$up" ] || die "swtpm did not start"
     "$BIN/skr-emulator" provision-tpm --tcti "swtpm:host=127.0.0.1,port=$port" \
         --state-dir "$emu_state" >"$dir.provision.json" || die "provision-tpm failed"
     TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port" tpm2_shutdown >/dev/null 2>&1 || true
@@ -77,18 +90,7 @@ provision "$T/tpm-forged" "$T/emu-other"
 log "swtpm provisioned (genuine and forged)"
 
 # --- skr-emulator on loopback --------------------------------------------------------
-P=""
-for _ in $(seq 1 20); do
-    cand=$(( 20000 + RANDOM % 40000 ))
-    if python3 - "$cand" <<'PY'
-import socket, sys
-p = int(sys.argv[1])
-for i in range(5):
-    s = socket.socket(); s.bind(("127.0.0.1", p + i)); s.close()
-PY
-    then P=$cand; break; fi
-done
-[ -n "$P" ] || die "no 5 free consecutive ports"
+P=$(e2e_free_ports 5) || die "no 5 free consecutive ports"
 "$BIN/skr-emulator" serve --state-dir "$T/emu" --listen "127.0.0.1:$P" >"$T/emu.json" 2>"$T/emu.log" &
 PIDS+=("$!")
 for _ in $(seq 1 100); do [ -s "$T/emu.json" ] && break; sleep 0.1; done
@@ -126,7 +128,7 @@ kid_refused=$(import_key refused tdxvm)
 
 # --- configuration (host = guest: same URLs, same CA path) --------------------------------
 # VOLUME:KEY pairs; a volume whose key is "refused" must fall back to the prompt.
-VOLS=${SKRD_E2E_VOLS:-"data1:disk data2:disk data3:other locked:refused"}
+VOLS=${SKRD_E2E_VOLS:-"data1:disk data2:disk data3:other locked:refused tampered:disk"}
 cfg=$T/skrd.toml
 cat > "$cfg" <<EOT
 [evidence]
@@ -171,17 +173,26 @@ for spec in $VOLS; do
     printf '\n[volumes.%s]\nuuid = "%s"\nkey = "%s"\n' "$vol" "$uuid" "$key" >> "$cfg"
     head -c 24 /dev/urandom | base64 | tr -d '\n' > "$T/$vol.recovery"
     e2e_luks_image "$T/$vol.img" "$uuid" "$T/$vol.recovery"
-    echo "$vol UUID=$uuid /run/skrd/luks.sock luks,x-initrd.attach" >> "$T/overlay/etc/crypttab"
     qemu_disks+=(-drive "file=$T/$vol.img,if=none,id=d$i,format=raw,cache=unsafe"
                  -device "virtio-blk-pci,drive=d$i,serial=skrd-$vol")
     i=$((i + 1))
 done
+# Enrolled with skrctl; the crypttab line is the one it prints (key socket, header= of the
+# checked detached header, x-initrd.attach).
 for spec in $VOLS; do
     vol=${spec%%:*}; key=${spec#*:}
-    skrctl enroll --config "$cfg" --volume "$vol" --device "$T/$vol.img" --backup-dir "$T/backup" \
-        --key-fd 3 --recovery-fd 4 3<"$T/keys/$key" 4<"$T/$vol.recovery" >"$T/enroll-$vol.log" 2>&1 \
-        || { cat "$T/enroll-$vol.log" >&2; die "skrctl enroll $vol failed"; }
+    skrctl enroll --json --config "$cfg" --volume "$vol" --device "$T/$vol.img" --backup-dir "$T/backup" \
+        --key-fd 3 --recovery-fd 4 3<"$T/keys/$key" 4<"$T/$vol.recovery" >"$T/enroll-$vol.json" 2>"$T/enroll-$vol.log" \
+        || { cat "$T/enroll-$vol.json" "$T/enroll-$vol.log" >&2; die "skrctl enroll $vol failed"; }
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["crypttab"])' "$T/enroll-$vol.json" \
+        >> "$T/overlay/etc/crypttab"
+    # The malicious host: the data segment of this header becomes cipher_null (checksums
+    # recomputed, keyslots intact, so skrd's passphrase would still open it).
+    case $vol in tampered*)
+        python3 "$ROOT/tests/fixtures/independent/luks2_tamper.py" "$T/$vol.img" null-cipher ;;
+    esac
 done
+log "crypttab: $(tr '\n' ';' < "$T/overlay/etc/crypttab")"
 log "$(echo $VOLS | wc -w) volumes formatted and enrolled"
 
 # --- initramfs with OUR module (private copy of the dracut base dir) ------------------
@@ -232,10 +243,12 @@ boot() {   # boot NAME TPMSTATE EXPECT...
 counter() { curl -sf "$ADMIN/counters" | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], 0))' "$1"; }
 admin_faults() { curl -sf -X POST -H 'Content-Type: application/json' --data "$1" "$ADMIN/faults" >/dev/null; }
 
-# The expectations: "open" unless the key is refused (or the evidence forged).
+# The expectations: "open" unless the key is refused (or the evidence forged): "prompt";
+# a tampered header: "refused" (no activation, no prompt) in every scenario.
 expect() {
     local spec
     for spec in $VOLS; do
+        case ${spec%%:*} in tampered*) echo "${spec%%:*} refused"; continue ;; esac
         if [ "$1" = forged ] || [ "${spec#*:}" = refused ]; then echo "${spec%%:*} prompt"
         else echo "${spec%%:*} open"; fi
     done

@@ -19,7 +19,9 @@ use skrd::error::{ErrorCode, Problem};
 use skrd::keysocket::DEFAULT_SOCKET_PATH;
 use skrd::release::KeyRequest;
 use skrd::secret::Secret;
-use skrd::volume::{self, Authorization, Change, VolumeError, VolumeSpec};
+use skrd::volume::{
+    self, detached, Authorization, Change, CrypttabOptions, VolumeError, VolumeSpec,
+};
 
 use crate::output::{print_json, print_text, unusable, Status};
 
@@ -311,7 +313,7 @@ fn report(
     device: &Path,
     result: Result<Change, VolumeError>,
     json: bool,
-    headless: bool,
+    crypttab: CrypttabOptions,
 ) -> Status {
     let change = match result {
         Ok(c) => c,
@@ -320,7 +322,13 @@ fn report(
     let change = &change;
     let changed = matches!(change, Change::Changed { .. });
     let slot = change.keyslot();
-    let crypttab = slot.map(|_| spec.crypttab_line(DEFAULT_SOCKET_PATH, None, headless));
+    let crypttab = slot.map(|_| {
+        spec.crypttab_line(
+            DEFAULT_SOCKET_PATH,
+            Path::new(detached::HEADER_DIR),
+            crypttab,
+        )
+    });
     if json {
         print_json(&json!({
             "volume": spec.name,
@@ -347,11 +355,8 @@ fn report(
     Status::Ok
 }
 
-fn headless(settings: &Settings, volume: &str) -> bool {
-    settings
-        .volumes
-        .get(volume)
-        .is_some_and(|v| v.options.headless)
+fn crypttab_options(settings: &Settings, volume: &str) -> CrypttabOptions {
+    CrypttabOptions::from_settings(settings, volume)
 }
 
 /// Loads the configuration and resolves the target volume, or reports why not.
@@ -454,7 +459,7 @@ pub fn run_enroll(args: EnrollArgs, config: Option<&Path>) -> Status {
         &device,
         result,
         json,
-        headless(&settings, &spec.name),
+        crypttab_options(&settings, &spec.name),
     )
 }
 
@@ -466,7 +471,14 @@ pub fn run_unenroll(args: UnenrollArgs, config: Option<&Path>) -> Status {
         Err(status) => return status,
     };
     let result = volume::unenroll(&device, &spec, &args.target.backup_dir);
-    report("unenrolled", &spec, &device, result, json, false)
+    report(
+        "unenrolled",
+        &spec,
+        &device,
+        result,
+        json,
+        CrypttabOptions::default(),
+    )
 }
 
 /// `skrctl reenroll`.
@@ -500,7 +512,7 @@ pub fn run_reenroll(args: ReenrollArgs, config: Option<&Path>) -> Status {
         &device,
         result,
         json,
-        headless(&settings, &spec.name),
+        crypttab_options(&settings, &spec.name),
     )
 }
 

@@ -1,9 +1,10 @@
 #!/bin/bash
-# tests/e2e guest side. /etc/skrd-e2e/expect: lines "VOLUME open|prompt". Waits until skrd's
-# state file says finished (finished_at set; skipped in an image without skrd, e.g. the clevis
-# comparison of scripts/bench-clevis.sh), then for each volume: "open" = /dev/mapper/VOLUME exists and
-# reads; "prompt" = systemd-cryptsetup@VOLUME is waiting at the passphrase prompt (an
-# ask-password request for it exists). Prints "E2E: ..." lines and "E2E-RESULT: PASS|FAIL"
+# tests/e2e guest side. /etc/skrd-e2e/expect: lines "VOLUME open|prompt|refused". Waits until
+# skrd's state file says finished (finished_at set; skipped in an image without skrd, e.g. the
+# clevis comparison of scripts/bench-clevis.sh), then for each volume: "open" = /dev/mapper/VOLUME
+# exists and reads; "prompt" = systemd-cryptsetup@VOLUME is waiting at the passphrase prompt (an
+# ask-password request for it exists); "refused" = skrd refused its LUKS2 header
+# (luks-header-refused in the journal), systemd-cryptsetup@VOLUME failed, no mapping, no prompt. Prints "E2E: ..." lines and "E2E-RESULT: PASS|FAIL"
 # on the second serial port (ttyS1), which run.sh reads: never on the console, which
 # systemd's password agent takes over once a volume asks for its passphrase (a check that
 # wrote there after the prompt was seen to stall until the run timed out).
@@ -32,6 +33,16 @@ while read -r vol want; do
             say "OK $vol open ($(cryptsetup status "$vol" | awk '/type:/{print $2}'))"
         else
             fail "$vol" "not open"
+        fi
+    elif [ "$want" = refused ]; then
+        unit="systemd-cryptsetup@$vol.service"
+        for _ in $(seq 1 300); do systemctl is-failed -q "$unit" && break; sleep 0.1; done
+        why=$(journalctl -b --no-pager -o cat 2>/dev/null | grep -a "volume $vol: .*\[luks-header-" | head -n 1)
+        if systemctl is-failed -q "$unit" && [ ! -b "/dev/mapper/$vol" ] && [ -n "$why" ] \
+            && ! grep -ls "cryptsetup.*$vol\|$vol" /run/systemd/ask-password/ask.* >/dev/null 2>&1; then
+            say "OK $vol not opened, header refused: ${why#skrd: }"
+        else
+            fail "$vol" "expected a refused header (unit $(systemctl is-active "$unit"), mapper $([ -b /dev/mapper/$vol ] && echo present || echo absent), skrd: ${why:-no refusal line})"
         fi
     else
         found=""
