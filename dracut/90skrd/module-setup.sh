@@ -62,6 +62,11 @@ check() {
 
 depends() {
     local deps="systemd systemd-initrd crypt"
+    # dracut-ng (105+) moved systemd-cryptsetup out of "crypt" into a module of its own.
+    local m
+    for m in "${dracutbasedir:-/usr/lib/dracut}"/modules.d/[0-9][0-9]systemd-cryptsetup; do
+        [[ -d $m ]] && deps="$deps systemd-cryptsetup"
+    done
     [[ -n $(_skrd_initrd_volumes) ]] && deps="$deps network"
     echo "$deps"
     return 0

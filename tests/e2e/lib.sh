@@ -99,14 +99,19 @@ e2e_luks_image() {
 # e2e_dracut_tree WORK MODULEDIR...: a private copy of the dracut base directory in WORK (the
 # host's configuration is never read) with the given module directories added and the stock
 # 90kernel-network-modules (every NIC driver, ~40 MB) replaced by the virtio-only copy.
+# $E2E_DRACUT_BASE (default /usr/lib/dracut) and $E2E_DRACUT (default dracut) select another
+# dracut, e.g. a dracut-ng installed under a prefix (docs/boot.md, "dracut-ng").
 e2e_dracut_tree() {
-    local work=$1 m
+    local work=$1 m knm
     shift
     rm -rf "$work"
-    cp -a /usr/lib/dracut "$work"
+    cp -a "${E2E_DRACUT_BASE:-/usr/lib/dracut}" "$work"
     for m in "$@"; do cp -aL "$m" "$work/modules.d/${m##*/}"; done
-    rm -rf "$work/modules.d/90kernel-network-modules"
-    cp -a "$E2E_LIB_DIR/dracut/90kernel-network-modules" "$work/modules.d/90kernel-network-modules"
+    # dracut 059 names it 90kernel-network-modules, dracut-ng 70kernel-network-modules.
+    for knm in "$work"/modules.d/[0-9][0-9]kernel-network-modules; do
+        rm -rf "$knm"
+        cp -a "$E2E_LIB_DIR/dracut/90kernel-network-modules" "$knm"
+    done
 }
 
 # e2e_dracut WORK KVER OUT "MODULES": an initramfs built from the tree WORK with exactly MODULES
@@ -114,7 +119,7 @@ e2e_dracut_tree() {
 e2e_dracut() {
     local work=$1 kver=$2 out=$3 modules=$4 tmp=$3.tmp
     mkdir -p "$tmp/conf"
-    dracutbasedir="$work" dracut --force --no-hostonly --no-hostonly-cmdline \
+    dracutbasedir="$work" "${E2E_DRACUT:-dracut}" --force --no-hostonly --no-hostonly-cmdline \
         --conf /dev/null --confdir "$tmp/conf" --kver "$kver" --modules "$modules" \
         --no-early-microcode --compress zstd --tmpdir "$tmp" "$out" >"$out.log" 2>&1 \
         || { tail -40 "$out.log" >&2; die "dracut failed ($out.log)"; }
