@@ -79,8 +79,13 @@ installkernel() {
 }
 
 install() {
-    local cfg f
+    local cfg f problems
     cfg=$(_skrd_config)
+    # An invalid configuration would build an image that unlocks nothing: fail the build.
+    if [[ -r $cfg ]] && ! problems=$("$(_skrd_bin skrctl)" config check --config "$cfg" 2>&1); then
+        derror "skrd: $cfg is invalid, the initramfs would unlock nothing: $problems"
+        return 1
+    fi
     inst_binary "$(_skrd_bin skrd)" /usr/sbin/skrd
     inst_simple "$moddir/skrd-initrd.socket" "$systemdsystemunitdir/skrd-initrd.socket"
     inst_simple "$moddir/skrd-initrd.service" "$systemdsystemunitdir/skrd-initrd.service"
