@@ -1,6 +1,7 @@
 //! `skrctl volumes | enroll | unenroll | reenroll | unlock`: exit statuses, `--json` shapes,
-//! error codes, the crypttab line; effects checked with the `cryptsetup` CLI. Also: killing
-//! `skrctl enroll` mid-way leaves the recovery slot and the data unchanged.
+//! error codes, the crypttab line; effects checked with the `cryptsetup` CLI. Also: a power
+//! loss (SIGKILL at a named point between two header writes) leaves the recovery slot and the
+//! data unchanged and a state the next run completes; a failed change is restored.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -243,8 +244,11 @@ fn refusals_have_codes_and_statuses() {
         args.extend_from_slice(extra);
         skrctl(&env, &args, &fds)
     };
+    // Every refusal below leaves both images byte for byte as they were.
+    let data_before = std::fs::read(&env.data).unwrap();
     // A device whose UUID is not configured.
     let (other, _) = luks2_image(env.dir.path(), "other", None);
+    let other_before = std::fs::read(&other).unwrap();
     let (code, v, out) = enroll(&["--device", s(&other)]);
     assert_eq!(code, 1, "{out}");
     assert_eq!(v["error"]["code"], "volume-uuid-not-configured");
@@ -268,17 +272,73 @@ fn refusals_have_codes_and_statuses() {
     assert_eq!(code, 1, "{out}");
     assert_eq!(v["error"]["code"], "volume-auth-refused");
     assert_eq!(keyslots(&env.data), vec![0]);
+    assert!(std::fs::read(&env.data).unwrap() == data_before);
+    assert!(std::fs::read(&other).unwrap() == other_before);
     // Usage error: neither --volume nor --device.
     let (code, _, _) = skrctl(&env, &["enroll", "--key-fd", "3"], &[(3, "key")]);
     assert_eq!(code, 2);
 }
 
+/// Runs skrctl with `SKRD_TEST_FAILPOINT=POINT:stop` and SIGKILLs it once it has stopped
+/// itself at POINT: a power loss exactly between two header writes (src/volume/failpoint.rs).
+/// Panics if the process never reached POINT (exited first), so a renamed point cannot make
+/// the test pass vacuously.
+fn kill_at(env: &Env, args: &[&str], fds: &[(i32, &str)], point: &str) {
+    let mut child = command(env, args, fds)
+        .env("SKRD_TEST_FAILPOINT", format!("{point}:stop"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stat = format!("/proc/{}/stat", child.id());
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("skrctl {args:?} exited ({status}) before reaching {point}");
+        }
+        let state = std::fs::read_to_string(&stat).unwrap_or_default();
+        // The state letter follows the ")" that closes the command name.
+        if state
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+/// The header and keyslots area (everything before the data).
+fn header_bytes(env: &Env) -> Vec<u8> {
+    bytes(&env.data, 0..data_offset(&env.data))
+}
+
+fn backups_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
+}
+
+fn unenroll_args<'a>(env: &'a Env, backups: &'a Path) -> [&'a str; 7] {
+    [
+        "unenroll",
+        "--volume",
+        "data",
+        "--device",
+        s(&env.data),
+        "--backup-dir",
+        s(backups),
+    ]
+}
+
+/// Power loss at each point of enroll and unenroll: the recovery slot and the data are
+/// unchanged, the header is either untouched or in a state the next run completes, and the
+/// backup left behind restores the header as it was (`cryptsetup luksHeaderRestore`).
 #[test]
-fn killed_enroll_leaves_recovery_and_data_unchanged() {
+fn power_loss_at_every_point_of_enroll_and_unenroll() {
     let env = setup();
     let backups = env.dir.path().join("b");
-    // A known pattern in the data area (device-mapper is not needed: the image file's data
-    // segment starts at the offset luksDump reports).
     let off = data_offset(&env.data);
     {
         use std::io::{Seek, SeekFrom, Write};
@@ -290,57 +350,140 @@ fn killed_enroll_leaves_recovery_and_data_unchanged() {
         f.write_all(&[0xC3; 1 << 20]).unwrap();
     }
     let data_before = bytes(&env.data, off..off + (1 << 20));
+    let pass = python_passphrase(&KEY, &env.uuid);
     let args = enroll_args(&env, &backups);
-    let fds = FDS;
-    for delay_ms in [
-        0u64, 5, 20, 40, 60, 80, 100, 120, 140, 160, 180, 200, 230, 260,
+    // (point, skrd keyslots written, token written) at the moment of the power loss.
+    for (point, slot_written, token_written) in [
+        ("after-backup", false, false),
+        ("after-keyslot", true, false),
+        ("after-token", true, true),
+        ("after-change", true, true),
     ] {
-        let mut child = command(&env, &args, &fds).spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        // SIGKILL: no chance to clean up or restore anything.
-        let _ = child.kill();
-        let _ = child.wait();
+        let before = header_bytes(&env);
+        let _ = std::fs::remove_dir_all(&backups);
+        kill_at(&env, &args, &FDS, point);
+        assert!(opens(&env.data, RECOVERY.as_bytes(), Some(0)), "{point}");
+        assert_eq!(
+            bytes(&env.data, off..off + (1 << 20)),
+            data_before,
+            "{point}"
+        );
+        assert_eq!(
+            keyslots(&env.data).len(),
+            1 + usize::from(slot_written),
+            "{point}"
+        );
+        assert_eq!(
+            tokens(&env.data).len(),
+            usize::from(token_written),
+            "{point}"
+        );
+        if !slot_written {
+            assert!(header_bytes(&env) == before, "{point}: header changed");
+        } else {
+            assert!(
+                opens(&env.data, &pass, None),
+                "{point}: the written keyslot does not open"
+            );
+        }
+        // The backup the dead process left restores the header exactly as it was.
+        let left = backups_in(&backups);
+        assert_eq!(left.len(), 1, "{point}: {left:?}");
+        let copy = env.dir.path().join("restored.img");
+        std::fs::copy(&env.data, &copy).unwrap();
+        let file = format!("--header-backup-file={}", left[0].display());
+        let (ok, _, e) = run(
+            "cryptsetup",
+            &["luksHeaderRestore", "-q", &file, s(&copy)],
+            b"",
+        );
+        assert!(ok, "{point}: {e}");
+        assert!(
+            bytes(&copy, 0..off) == before,
+            "{point}: the backup does not restore the header"
+        );
+        // Running enroll again completes it: one skrd keyslot, one token (adopted, not doubled).
+        let (code, _, out) = skrctl(&env, &args, &FDS);
+        assert_eq!(code, 0, "enroll after power loss at {point}: {out}");
+        assert_eq!(keyslots(&env.data).len(), 2, "{point}");
+        assert_eq!(tokens(&env.data).len(), 1, "{point}");
+        assert!(opens(&env.data, &pass, None), "{point}");
+
+        // Unenroll, with a power loss at the matching point, completed by the next run.
+        let unenroll = unenroll_args(&env, &backups);
+        let upoint = match point {
+            "after-keyslot" | "after-token" => "after-destroy",
+            p => p,
+        };
+        kill_at(&env, &unenroll, &[], upoint);
         assert!(
             opens(&env.data, RECOVERY.as_bytes(), Some(0)),
-            "recovery slot broken after kill at {delay_ms} ms"
+            "unenroll {upoint}"
         );
         assert_eq!(bytes(&env.data, off..off + (1 << 20)), data_before);
-        // Whatever the kill interrupted, running enroll again completes it: exactly one skrd
-        // keyslot and one token (a keyslot written before the token is adopted, not doubled).
-        let (code, _, out) = skrctl(&env, &args, &fds);
-        assert_eq!(code, 0, "enroll after kill at {delay_ms} ms: {out}");
-        assert_eq!(keyslots(&env.data).len(), 2, "after kill at {delay_ms} ms");
-        assert_eq!(tokens(&env.data).len(), 1, "after kill at {delay_ms} ms");
-        // Back to "not enrolled" for the next round; a killed unenroll is completed too.
-        let unenroll = [
-            "unenroll",
-            "--volume",
-            "data",
-            "--device",
-            s(&env.data),
-            "--backup-dir",
-            s(&backups),
-        ];
-        let mut child = command(&env, &unenroll, &[]).spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(opens(&env.data, RECOVERY.as_bytes(), Some(0)));
         let (code, _, out) = skrctl(&env, &unenroll, &[]);
-        assert_eq!(code, 0, "unenroll after kill at {delay_ms} ms: {out}");
-        assert_eq!(keyslots(&env.data), vec![0], "after kill at {delay_ms} ms");
-        assert!(tokens(&env.data).is_empty(), "after kill at {delay_ms} ms");
+        assert_eq!(code, 0, "unenroll after power loss at {upoint}: {out}");
+        assert_eq!(keyslots(&env.data), vec![0], "unenroll {upoint}");
+        assert!(tokens(&env.data).is_empty(), "unenroll {upoint}");
     }
-    // Finally a clean enroll succeeds with exactly one skrd slot.
-    let (code, _, out) = skrctl(&env, &args, &fds);
-    assert_eq!(code, 0, "{out}");
-    assert_eq!(keyslots(&env.data).len(), 2);
-    assert_eq!(tokens(&env.data).len(), 1);
-    assert_eq!(bytes(&env.data, off..off + (1 << 20)), data_before);
 }
 
+/// A failure at any point of a header change restores the header byte for byte and removes
+/// the backup; a failure whose restore fails too names the backup to restore by hand.
 #[test]
-fn killed_reenroll_always_leaves_a_working_skrd_keyslot() {
+fn a_failed_header_change_is_restored_from_the_backup() {
+    let env = setup();
+    let backups = env.dir.path().join("b");
+    let mut args = enroll_args(&env, &backups);
+    args.push("--json");
+    let before = header_bytes(&env);
+    for point in [
+        "after-backup",
+        "after-keyslot",
+        "after-token",
+        "after-change",
+    ] {
+        let out = command(&env, &args, &FDS)
+            .env("SKRD_TEST_FAILPOINT", format!("{point}:fail"))
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{point}: {v}");
+        assert_eq!(
+            v["error"]["code"], "volume-cryptsetup-failed",
+            "{point}: {v}"
+        );
+        assert!(
+            header_bytes(&env) == before,
+            "{point}: the header was not restored"
+        );
+        assert!(
+            backups_in(&backups).is_empty(),
+            "{point}: backup kept after a restore"
+        );
+        assert!(opens(&env.data, RECOVERY.as_bytes(), Some(0)), "{point}");
+    }
+    // The restore fails too (its backup is gone): both failures reported, nothing hidden.
+    let out = command(&env, &args, &FDS)
+        .env("SKRD_TEST_FAILPOINT", "after-change:fail-lose-backup")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    assert_eq!(v["error"]["code"], "volume-header-restore-failed", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("failure injected at after-change"),
+        "{message}"
+    );
+    assert!(message.contains("luksHeaderRestore"), "{message}");
+    assert!(opens(&env.data, RECOVERY.as_bytes(), Some(0)));
+}
+
+/// Power loss at each point of a key rotation: the token's keyslot always opens with the old
+/// or the new key, the recovery slot too, and the next run completes the rotation.
+#[test]
+fn power_loss_at_every_point_of_reenroll_leaves_a_working_skrd_keyslot() {
     let env = setup();
     let backups = env.dir.path().join("b");
     std::fs::write(env.dir.path().join("new-key"), NEW_KEY).unwrap();
@@ -350,9 +493,14 @@ fn killed_reenroll_always_leaves_a_working_skrd_keyslot() {
         python_passphrase(&KEY, &env.uuid),
         python_passphrase(&NEW_KEY, &env.uuid),
     ];
-    // Rotate back and forth between the two keys, killing each rotation at some point first.
+    // Rotate back and forth between the two keys, a power loss at each point first.
     let mut current = 0usize;
-    for delay_ms in [0u64, 20, 60, 100, 140, 180, 220, 260] {
+    for point in [
+        "after-backup",
+        "after-keyslot",
+        "after-token",
+        "after-change",
+    ] {
         let (old_file, new_file) = if current == 0 {
             ("key", "new-key")
         } else {
@@ -375,30 +523,32 @@ fn killed_reenroll_always_leaves_a_working_skrd_keyslot() {
             s(&backups),
         ];
         let fds = [(3, old_file), (4, new_file)];
-        let mut child = command(&env, &args, &fds).spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
-        // The token's keyslot opens with the old or the new key; recovery still opens.
+        kill_at(&env, &args, &fds, point);
         let toks = tokens(&env.data);
-        assert_eq!(toks.len(), 1, "after kill at {delay_ms} ms");
+        assert_eq!(toks.len(), 1, "{point}");
         let slot: u32 = toks.values().next().unwrap()["keyslots"][0]
             .as_str()
             .unwrap()
             .parse()
             .unwrap();
+        let on_new = opens(&env.data, &passes[1 - current], Some(slot));
         assert!(
-            opens(&env.data, &passes[0], Some(slot)) || opens(&env.data, &passes[1], Some(slot)),
-            "no working skrd keyslot after kill at {delay_ms} ms"
+            opens(&env.data, &passes[current], Some(slot)) || on_new,
+            "{point}: no working skrd keyslot"
         );
-        assert!(opens(&env.data, RECOVERY.as_bytes(), Some(0)));
-        // Running it again completes the rotation: one skrd keyslot, on the new key.
+        // The token moves to the new keyslot in one write: before it, the old one.
+        assert_eq!(
+            on_new,
+            matches!(point, "after-token" | "after-change"),
+            "{point}"
+        );
+        assert!(opens(&env.data, RECOVERY.as_bytes(), Some(0)), "{point}");
         let (code, _, out) = skrctl(&env, &args, &fds);
-        assert_eq!(code, 0, "reenroll after kill at {delay_ms} ms: {out}");
+        assert_eq!(code, 0, "reenroll after power loss at {point}: {out}");
         current = 1 - current;
-        assert_eq!(keyslots(&env.data).len(), 2, "after kill at {delay_ms} ms");
-        assert!(opens(&env.data, &passes[current], None));
-        assert!(!opens(&env.data, &passes[1 - current], None));
+        assert_eq!(keyslots(&env.data).len(), 2, "{point}");
+        assert!(opens(&env.data, &passes[current], None), "{point}");
+        assert!(!opens(&env.data, &passes[1 - current], None), "{point}");
     }
 }
 

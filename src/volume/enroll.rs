@@ -21,6 +21,7 @@ use std::path::Path;
 
 use super::device::{ActiveSlot, LuksDevice};
 use super::error::VolumeError;
+use super::failpoint;
 use super::header::with_backup;
 use super::VolumeSpec;
 use crate::format::luks_token::LuksToken;
@@ -164,7 +165,9 @@ pub fn enroll(
     }
     let (slot, token) = with_backup(&mut dev, backup_dir, &spec.name, |dev| {
         let slot = slot_for(dev, auth.expose(), &passphrase)?;
+        failpoint::hit("after-keyslot", dev.path(), None)?;
         let token = dev.set_token(replace, &new_token(spec, slot, version, now))?;
+        failpoint::hit("after-token", dev.path(), None)?;
         Ok((slot, token))
     })?;
     Ok(Change::Changed {
@@ -200,6 +203,7 @@ pub fn unenroll(
     with_backup(&mut dev, backup_dir, &spec.name, |dev| {
         if let Some(slot) = slot {
             dev.destroy_slot(slot)?;
+            failpoint::hit("after-destroy", dev.path(), None)?;
         }
         dev.remove_token(found.id)
     })?;
@@ -265,7 +269,9 @@ pub fn reenroll(
     }
     let (slot, token) = with_backup(&mut dev, backup_dir, &spec.name, |dev| {
         let slot = slot_for(dev, old_pass.expose(), &new_pass)?;
+        failpoint::hit("after-keyslot", dev.path(), None)?;
         let token = dev.set_token(Some(found.id), &new_token(spec, slot, new_version, now))?;
+        failpoint::hit("after-token", dev.path(), None)?;
         dev.destroy_slot(old_slot)?;
         Ok((slot, token))
     })?;

@@ -100,7 +100,10 @@ pub fn with_backup<T>(
             }
         });
     }
-    match change(dev) {
+    let changed = super::failpoint::hit("after-backup", dev.path(), Some(&path))
+        .and_then(|()| change(dev))
+        .and_then(|v| super::failpoint::hit("after-change", dev.path(), Some(&path)).map(|()| v));
+    match changed {
         Ok(v) => {
             let _ = std::fs::remove_file(&path);
             Ok(v)

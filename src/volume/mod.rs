@@ -16,6 +16,7 @@ pub mod detached;
 pub mod device;
 pub mod enroll;
 pub mod error;
+pub mod failpoint;
 pub mod header;
 pub mod status;
 
