@@ -166,6 +166,8 @@ fn enroll_status_unlock_unenroll_through_skrctl() {
         "{out}"
     );
 
+    let (_, v, out) = skrctl(&env, &["volumes", "--json", "--device", &dev_override], &[]);
+    assert_eq!(v["volumes"][0]["header_ok"], true, "{out}");
     // Human output of volumes names the volume and its slot.
     let (code, _, out) = skrctl(&env, &["volumes", "--device", &dev_override], &[]);
     assert_eq!(code, 0, "{out}");
@@ -558,19 +560,21 @@ fn unlock_activates_or_explains_why_not() {
     let backups = env.dir.path().join("b");
     let (code, _, out) = skrctl(&env, &enroll_args(&env, &backups), &FDS);
     assert_eq!(code, 0, "{out}");
-    let (code, v, out) = skrctl(
-        &env,
-        &[
-            "unlock",
-            "data",
-            "--device",
-            s(&env.data),
-            "--key-fd",
-            "3",
-            "--json",
-        ],
-        &[(3, "key")],
-    );
+    let headers = env.dir.path().join("headers");
+    let unlock_args = [
+        "unlock",
+        "data",
+        "--device",
+        s(&env.data),
+        "--key-fd",
+        "3",
+        "--header-dir",
+        s(&headers),
+        "--json",
+    ];
+    let (code, v, out) = skrctl(&env, &unlock_args, &[(3, "key")]);
+    // The activation uses the checked detached header, never a second read of the disk's.
+    assert!(headers.join("data").exists(), "{out}");
     // The kernel lists its device-mapper misc device when dm_mod is loaded (libdevmapper may
     // create /dev/mapper/control even where the kernel has none).
     let dm = std::fs::read_to_string("/proc/misc").is_ok_and(|m| m.contains("device-mapper"));
@@ -587,4 +591,30 @@ fn unlock_activates_or_explains_why_not() {
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains("device-mapper"), "{msg}");
     }
+    // A header the host switched to cipher_null: the key still opens skrd's keyslot, but
+    // skrctl unlock refuses to activate it, and skrctl volumes says why.
+    let (ok, _, e) = run(
+        "python3",
+        &[
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/independent/luks2_tamper.py"
+            ),
+            s(&env.data),
+            "null-cipher",
+        ],
+        b"",
+    );
+    assert!(ok, "{e}");
+    let (code, v, out) = skrctl(&env, &unlock_args, &[(3, "key")]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(v["error"]["code"], "luks-header-refused", "{out}");
+    assert!(!headers.join("data").exists(), "{out}");
+    let dev_override = format!("data={}", s(&env.data));
+    let (_, v, out) = skrctl(&env, &["volumes", "--json", "--device", &dev_override], &[]);
+    assert_eq!(v["volumes"][0]["header_ok"], false, "{out}");
+    assert_eq!(
+        v["volumes"][0]["problem"]["code"], "luks-header-refused",
+        "{out}"
+    );
 }

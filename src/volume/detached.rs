@@ -166,8 +166,21 @@ fn token_keyslot(spec: &VolumeSpec, device: &Path, json: &[u8]) -> Result<u32, V
 
 /// Reads the header of `device` once, checks it for `spec`, writes it as a detached header to
 /// `out` (mode 0600, replaced atomically) and cross-checks what libcryptsetup reads back from
-/// that file against what was checked.
+/// that file against what was checked. On any failure `out` is removed: a header checked
+/// earlier must not be used once the disk's header is refused.
 pub fn prepare(
+    spec: &VolumeSpec,
+    device: &Path,
+    out: &Path,
+) -> Result<PreparedHeader, VolumeError> {
+    let result = prepare_once(spec, device, out);
+    if result.is_err() {
+        let _ = std::fs::remove_file(out);
+    }
+    result
+}
+
+fn prepare_once(
     spec: &VolumeSpec,
     device: &Path,
     out: &Path,
@@ -308,7 +321,6 @@ pub fn prepare_configured(
     match prepare(&spec, &device, &out) {
         Ok(p) => Ok(Some(p)),
         Err(e) => {
-            let _ = std::fs::remove_file(&out);
             let _ = record_refusal(dir, name, &e.problem());
             Err(e)
         }

@@ -147,6 +147,28 @@ impl LuksDevice {
         })
     }
 
+    /// Opens the data device `data` with the detached header file `header` (a header
+    /// checked by [`super::detached`]): activation then reads the metadata from that file only.
+    pub fn open_detached(header: &Path, data: &Path) -> Result<Self, VolumeError> {
+        init_logging();
+        let _ = take_last_error();
+        let failed = |e: LibcryptErr| VolumeError::Cryptsetup {
+            operation: "load the checked header",
+            device: header.to_path_buf(),
+            reason: reason(&e),
+        };
+        let mut dev =
+            CryptInit::init_with_data_device(libcryptsetup_rs::Either::Right((header, data)))
+                .map_err(failed)?;
+        dev.context_handle()
+            .load::<()>(Some(EncryptionFormat::Luks2), None)
+            .map_err(failed)?;
+        Ok(Self {
+            path: data.to_path_buf(),
+            dev,
+        })
+    }
+
     /// The device path.
     pub fn path(&self) -> &Path {
         &self.path

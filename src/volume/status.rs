@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::device::LuksDevice;
 use super::enroll::{bound_slot, open_checked};
 use super::error::VolumeError;
 use super::VolumeSpec;
@@ -37,6 +38,9 @@ pub struct VolumeState {
     pub recovery_keyslots: Vec<u32>,
     /// Whether `/dev/mapper/NAME` exists.
     pub active: bool,
+    /// Whether the header passes skrd's untrusted-header checks (`None`: not checked, e.g.
+    /// not enrolled or not readable); a refusal is the volume's `problem`.
+    pub header_ok: Option<bool>,
     /// The first problem found, if any.
     pub problem: Option<Problem>,
 }
@@ -55,6 +59,7 @@ pub fn status(spec: &VolumeSpec, device: Option<&Path>) -> VolumeState {
         token_matches: None,
         recovery_keyslots: Vec::new(),
         active: Path::new("/dev/mapper").join(&spec.name).exists(),
+        header_ok: None,
         problem: None,
     };
     if let Err(e) = fill(spec, &device, &mut st) {
@@ -77,17 +82,22 @@ fn fill(spec: &VolumeSpec, device: &Path, st: &mut VolumeState) -> Result<(), Vo
     check?;
     let slot = bound_slot(spec, &found.token, &slots)?;
     st.enrolled_keyslot = Some(slot);
-    Ok(())
+    // What `skrd --prepare-header` would say before the volume is opened at boot.
+    let checked = super::detached::read_checked(spec, device);
+    st.header_ok = Some(checked.is_ok());
+    checked.map(|_| ())
 }
 
 /// Checks that the passphrase derived from `ikm` opens skrd's keyslot of `spec` on `device`
-/// (and no other check: the token only says which slot); returns the slot. With `dm_name`,
-/// also activates `/dev/mapper/DM_NAME`.
+/// (and no other check: the token only says which slot); returns the slot. With
+/// `Some((dm_name, header_dir))`, also activates `/dev/mapper/DM_NAME` — from the header
+/// checked and written detached to `header_dir` ([`super::detached::prepare`]), never from a
+/// second read of the host's header.
 pub fn unlock(
     device: &Path,
     spec: &VolumeSpec,
     ikm: &Secret,
-    dm_name: Option<&str>,
+    activate: Option<(&str, &Path)>,
 ) -> Result<u32, VolumeError> {
     let mut dev = open_checked(device, spec)?;
     let Some(found) = dev.skrd_token()? else {
@@ -104,8 +114,15 @@ pub fn unlock(
             keyslot: slot,
         });
     }
-    if let Some(name) = dm_name {
-        dev.activate(name, slot, passphrase.expose())
+    if let Some((name, header_dir)) = activate {
+        let checked = super::detached::prepare(
+            spec,
+            device,
+            &super::detached::header_path(header_dir, &spec.name),
+        )?;
+        let mut detached = LuksDevice::open_detached(&checked.path, device)?;
+        detached
+            .activate(name, checked.keyslot, passphrase.expose())
             .map_err(|e| VolumeError::Activate {
                 volume: spec.name.clone(),
                 name: name.to_string(),

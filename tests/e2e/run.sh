@@ -15,7 +15,9 @@
 #           "tampered" (key "disk", enrolled, then its header's data segment switched to
 #           cipher_null by the "host", keyslots intact) is never opened: skrd --prepare-header
 #           refuses its header, systemd-cryptsetup@tampered fails without a prompt. (In every
-#           scenario.)
+#           scenario.) "manual" (key "disk", options.initrd = false, crypttab noauto): the check
+#           runs `skrctl unlock manual` in the guest: attestation + release + dm-crypt
+#           activation from the checked detached header by skrctl itself.
 #   outage  the emulator answers attestation with 503 seven times (two skrd attempts), the
 #           volumes still open before the deadline.
 #   forged  the vTPM is provisioned from another emulator state (untrusted AMD chain / AK CA):
@@ -128,7 +130,7 @@ kid_refused=$(import_key refused tdxvm)
 
 # --- configuration (host = guest: same URLs, same CA path) --------------------------------
 # VOLUME:KEY pairs; a volume whose key is "refused" must fall back to the prompt.
-VOLS=${SKRD_E2E_VOLS:-"data1:disk data2:disk data3:other locked:refused tampered:disk"}
+VOLS=${SKRD_E2E_VOLS:-"data1:disk data2:disk data3:other locked:refused tampered:disk manual:disk"}
 cfg=$T/skrd.toml
 cat > "$cfg" <<EOT
 [evidence]
@@ -171,6 +173,7 @@ for spec in $VOLS; do
     vol=${spec%%:*}; key=${spec#*:}
     uuid=$(cat /proc/sys/kernel/random/uuid)
     printf '\n[volumes.%s]\nuuid = "%s"\nkey = "%s"\n' "$vol" "$uuid" "$key" >> "$cfg"
+    case $vol in manual*) printf 'options.initrd = false\n' >> "$cfg" ;; esac
     head -c 24 /dev/urandom | base64 | tr -d '\n' > "$T/$vol.recovery"
     e2e_luks_image "$T/$vol.img" "$uuid" "$T/$vol.recovery"
     qemu_disks+=(-drive "file=$T/$vol.img,if=none,id=d$i,format=raw,cache=unsafe"
@@ -184,8 +187,10 @@ for spec in $VOLS; do
     skrctl enroll --json --config "$cfg" --volume "$vol" --device "$T/$vol.img" --backup-dir "$T/backup" \
         --key-fd 3 --recovery-fd 4 3<"$T/keys/$key" 4<"$T/$vol.recovery" >"$T/enroll-$vol.json" 2>"$T/enroll-$vol.log" \
         || { cat "$T/enroll-$vol.json" "$T/enroll-$vol.log" >&2; die "skrctl enroll $vol failed"; }
-    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["crypttab"])' "$T/enroll-$vol.json" \
-        >> "$T/overlay/etc/crypttab"
+    line=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["crypttab"])' "$T/enroll-$vol.json")
+    # Opened by hand (skrctl unlock) in the check, not by systemd.
+    case $vol in manual*) line="$line,noauto" ;; esac
+    echo "$line" >> "$T/overlay/etc/crypttab"
     # The malicious host: the data segment of this header becomes cipher_null (checksums
     # recomputed, keyslots intact, so skrd's passphrase would still open it).
     case $vol in tampered*)
@@ -249,6 +254,10 @@ expect() {
     local spec
     for spec in $VOLS; do
         case ${spec%%:*} in tampered*) echo "${spec%%:*} refused"; continue ;; esac
+        case ${spec%%:*} in manual*)
+            if [ "$1" = forged ]; then echo "${spec%%:*} unlock-refused"; else echo "${spec%%:*} unlock"; fi
+            continue ;;
+        esac
         if [ "$1" = forged ] || [ "${spec#*:}" = refused ]; then echo "${spec%%:*} prompt"
         else echo "${spec%%:*} open"; fi
     done

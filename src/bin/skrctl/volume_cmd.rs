@@ -36,7 +36,7 @@ pub struct VolumesArgs {
     devices: Vec<String>,
     /// Print one JSON object: {"volumes": [{"volume", "uuid", "device", "present", "luks2",
     /// "enrolled_keyslot", "key_version", "token_matches", "recovery_keyslots", "active",
-    /// "problem"}]}.
+    /// "header_ok", "problem"}]}.
     #[arg(long)]
     json: bool,
 }
@@ -114,6 +114,9 @@ pub struct UnlockArgs {
     /// Only check that the key opens skrd's keyslot; activate nothing.
     #[arg(long)]
     test: bool,
+    /// Where the checked detached header used for the activation goes.
+    #[arg(long, value_name = "DIR", default_value = detached::HEADER_DIR)]
+    header_dir: PathBuf,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -405,8 +408,13 @@ pub fn run_volumes(args: VolumesArgs, config: Option<&Path>) -> Status {
             } else if !s.luks2 {
                 "not a usable LUKS2 volume".to_string()
             } else {
+                let header = match s.header_ok {
+                    Some(true) => ", header checked",
+                    Some(false) => ", HEADER REFUSED",
+                    None => "",
+                };
                 format!(
-                    "{enrolled}, recovery keyslots {:?}, {}",
+                    "{enrolled}, recovery keyslots {:?}{header}, {}",
                     s.recovery_keyslots,
                     if s.active { "open" } else { "closed" }
                 )
@@ -532,8 +540,8 @@ pub fn run_unlock(args: UnlockArgs, config: Option<&Path>) -> Status {
         Ok(k) => k,
         Err(status) => return status,
     };
-    let dm_name = (!args.test).then_some(spec.name.as_str());
-    match volume::unlock(&device, &spec, &ikm, dm_name) {
+    let activate = (!args.test).then_some((spec.name.as_str(), args.header_dir.as_path()));
+    match volume::unlock(&device, &spec, &ikm, activate) {
         Ok(slot) => {
             let result = if args.test { "key-opens" } else { "unlocked" };
             if json {

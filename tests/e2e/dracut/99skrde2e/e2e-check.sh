@@ -4,7 +4,9 @@
 # clevis comparison of scripts/bench-clevis.sh), then for each volume: "open" = /dev/mapper/VOLUME
 # exists and reads; "prompt" = systemd-cryptsetup@VOLUME is waiting at the passphrase prompt (an
 # ask-password request for it exists); "refused" = skrd refused its LUKS2 header
-# (luks-header-refused in the journal), systemd-cryptsetup@VOLUME failed, no mapping, no prompt. Prints "E2E: ..." lines and "E2E-RESULT: PASS|FAIL"
+# (luks-header-refused in the journal), systemd-cryptsetup@VOLUME failed, no mapping, no prompt;
+# "unlock" = `skrctl unlock VOLUME` (attest, release, activate from the checked header) opens
+# /dev/mapper/VOLUME; "unlock-refused" = it exits 1 and opens nothing. Prints "E2E: ..." lines and "E2E-RESULT: PASS|FAIL"
 # on the second serial port (ttyS1), which run.sh reads: never on the console, which
 # systemd's password agent takes over once a volume asks for its passphrase (a check that
 # wrote there after the prompt was seen to stall until the run timed out).
@@ -33,6 +35,18 @@ while read -r vol want; do
             say "OK $vol open ($(cryptsetup status "$vol" | awk '/type:/{print $2}'))"
         else
             fail "$vol" "not open"
+        fi
+    elif [ "$want" = unlock ] || [ "$want" = unlock-refused ]; then
+        out=$(skrctl unlock "$vol" --json 2>&1); rc=$?
+        echo "E2E-UNLOCK: $vol rc=$rc $out" | tr -d '\n' >&3; echo >&3
+        if [ "$want" = unlock ] && [ $rc = 0 ] && [ -b "/dev/mapper/$vol" ] \
+            && dd if="/dev/mapper/$vol" of=/dev/null bs=4096 count=1 iflag=direct status=none \
+            && [ -s "/run/skrd/headers/$vol" ]; then
+            say "OK $vol opened by skrctl unlock ($(cryptsetup status "$vol" | awk '/type:/{print $2}'), checked header /run/skrd/headers/$vol)"
+        elif [ "$want" = unlock-refused ] && [ $rc = 1 ] && [ ! -b "/dev/mapper/$vol" ]; then
+            say "OK $vol not opened by skrctl unlock: $(echo "$out" | grep -o '"code": *"[^"]*"' | head -n 1)"
+        else
+            fail "$vol" "skrctl unlock: exit $rc, mapper $([ -b /dev/mapper/$vol ] && echo present || echo absent): $out"
         fi
     elif [ "$want" = refused ]; then
         unit="systemd-cryptsetup@$vol.service"
