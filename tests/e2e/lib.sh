@@ -14,6 +14,8 @@ e2e_tmpdir() {
 e2e_cleanup() {
     local rc=$? p
     for p in "${PIDS[@]}"; do e2e_stop_pid "$p"; done
+    # Processes started by subshells record their pid in $T/*.pid.
+    for p in "$T"/*.pid; do [ -f "$p" ] && e2e_stop_pid "$(cat "$p")"; done
     if [ "${E2E_KEEP:-0}" = 1 ] || [ $rc -ne 0 ]; then log "state kept in $T"; else rm -rf "$T"; fi
     exit $rc
 }
