@@ -4,7 +4,8 @@
 #    swtpm, skr-emulator behind restricted user networking) and the same 4 volumes by clevis +
 #    tang (scripts/bench-clevis.sh: same kernel, QEMU, network and image layout, Debian's clevis
 #    dracut modules, tangd on loopback). Both measured the same way, inside the guest: from the
-#    earliest start of the systemd-cryptsetup@ units (ExecMainStartTimestampMonotonic) to the
+#    earliest start of the systemd-cryptsetup@ units (InactiveExitTimestampMonotonic: before
+#    ExecStartPre=, so skrd's header check is counted) to the
 #    last of them active (ActiveEnterTimestampMonotonic); then where the time went (journal);
 #  - initramfs size added by dracut/90skrd (scripts/bench-initrd-size.sh, release binaries);
 #  - KDF time and memory per volume (scripts/bench-kdf.sh).
