@@ -67,7 +67,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return output::usage_error(e),
+        Err(e) => {
+            let json = std::env::args_os()
+                .take_while(|a| a != "--")
+                .any(|a| a == "--json");
+            return output::usage_error(e, json);
+        }
     };
     let status = match cli.command {
         Command::Evidence(cmd) => evidence_cmd::run(cmd, cli.config.as_deref()),
