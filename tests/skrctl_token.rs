@@ -108,6 +108,100 @@ fn every_real_token_with_the_jwks_and_the_certificate() {
     }
 }
 
+/// Converts the DER signing certificate to PEM with openssl (independent of skrd's own PEM code).
+fn pem_with_openssl(der: &Path, out: &Path) {
+    let st = Command::new("openssl")
+        .args(["x509", "-inform", "DER", "-in"])
+        .arg(der)
+        .arg("-out")
+        .arg(out)
+        .status()
+        .expect("openssl (make deps installs it)");
+    assert!(st.success());
+    let text = std::fs::read_to_string(out).unwrap();
+    assert!(text.starts_with("-----BEGIN CERTIFICATE-----"), "{text}");
+}
+
+/// `--keys` with a PEM certificate: the same verdicts as the DER certificate
+/// (jose_expected.json `verifies_with` source "cert"), also as the second certificate of a PEM
+/// bundle after an unrelated one, and with CRLF line endings.
+#[test]
+fn every_real_token_with_the_pem_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("signing.pem");
+    pem_with_openssl(&real(CERT), &pem);
+    let signing = std::fs::read_to_string(&pem).unwrap();
+    // An unrelated certificate first: the release response's DigiCert root (from x5c[2]).
+    let (digicert, _) = roots(dir.path());
+    let bundle = dir.path().join("bundle.pem");
+    std::fs::write(
+        &bundle,
+        format!("{}{signing}", std::fs::read_to_string(digicert).unwrap()),
+    )
+    .unwrap();
+    let crlf = dir.path().join("crlf.pem");
+    std::fs::write(&crlf, signing.replace('\n', "\r\n")).unwrap();
+    let mut verified = 0;
+    for t in expected()["tokens"].as_array().unwrap() {
+        let file = real(t["file"].as_str().unwrap());
+        let ok = t["verifies_with"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["source"] == "cert");
+        for keys in [&pem, &bundle, &crlf] {
+            let (code, out, err) = run(&[
+                "token",
+                "verify",
+                file.to_str().unwrap(),
+                "--keys",
+                keys.to_str().unwrap(),
+                "--issuer",
+                t["iss"].as_str().unwrap(),
+                "--at",
+                &inside(t),
+                "--json",
+            ]);
+            assert_eq!(
+                code,
+                if ok { 0 } else { 1 },
+                "{file:?} {keys:?}: {out} {err}"
+            );
+            assert_eq!(out["verified"], ok);
+            assert_eq!(out["kid"], t["header"]["kid"]);
+            if ok {
+                assert!(out["error"].is_null());
+                assert_eq!(out["claims"]["exp"], t["exp"]);
+                verified += 1;
+            } else {
+                assert_eq!(out["error"]["code"], "jws-signature-invalid", "{file:?}");
+            }
+        }
+    }
+    // The four sharedeus2 SevSnpVm tokens, each with three PEM files.
+    assert_eq!(verified, 12);
+    // A PEM file whose certificate is damaged: unusable key file (2), not a refusal.
+    let broken = dir.path().join("broken.pem");
+    let mut lines: Vec<&str> = signing.lines().collect();
+    lines.remove(3);
+    std::fs::write(&broken, lines.join("\n")).unwrap();
+    let (file, t) = jesserc();
+    let (code, out, _) = run(&[
+        "token",
+        "verify",
+        file.to_str().unwrap(),
+        "--keys",
+        broken.to_str().unwrap(),
+        "--issuer",
+        t["iss"].as_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("jose-cert-invalid"))
+    );
+}
+
 fn jesserc() -> (PathBuf, Value) {
     let t = expected()["tokens"][0].clone();
     (real(t["file"].as_str().unwrap()), t)
