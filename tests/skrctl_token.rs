@@ -250,6 +250,42 @@ fn expires_at_and_human_output() {
     );
 }
 
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// The default allowance is the flow's 300 s (docs/errors-jose.md; tests/net_trust.rs checks
+/// the flow at the same instants): with `--at`, a real token verifies at exp + 299 s and at
+/// nbf - 300 s, and is refused at exp + 300 s and nbf - 301 s; `--skew 0` makes exp itself the
+/// first refused second.
+#[test]
+fn the_skew_boundary_with_at() {
+    let (file, t) = jesserc();
+    let f = file.to_str().unwrap();
+    let k = real(JWKS);
+    let k = k.to_str().unwrap();
+    let iss = "https://sharedeus2.eus2.attest.azure.net";
+    let (exp, nbf) = (t["exp"].as_i64().unwrap(), t["nbf"].as_i64().unwrap());
+    let at = |secs: i64, extra: &[&str]| {
+        let when = rfc3339(secs);
+        let mut args = vec![
+            "token", "verify", f, "--keys", k, "--issuer", iss, "--at", &when, "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, _) = run(&args);
+        (code, out["error"]["code"].as_str().map(str::to_string))
+    };
+    assert_eq!(at(exp + 299, &[]), (0, None));
+    assert_eq!(at(exp + 300, &[]), (1, Some("jwt-expired".into())));
+    assert_eq!(at(nbf - 300, &[]), (0, None));
+    assert_eq!(at(nbf - 301, &[]), (1, Some("jwt-not-yet-valid".into())));
+    assert_eq!(at(exp - 1, &["--skew", "0"]), (0, None));
+    assert_eq!(at(exp, &["--skew", "0"]), (1, Some("jwt-expired".into())));
+}
+
 #[test]
 fn refusals_exit_1_with_the_specific_code() {
     let (file, t) = jesserc();

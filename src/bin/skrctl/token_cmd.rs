@@ -19,7 +19,7 @@ use skrd::error::{ErrorCode, Problem};
 use skrd::format::jose::jwk::KeySet;
 use skrd::format::jose::jws::CompactJws;
 use skrd::format::jose::jwt::{
-    decode_unverified, normalise_issuer, verify_jwt, Validation, DEFAULT_SKEW_S,
+    decode_unverified, normalise_issuer, verify_jwt, Validation, TOKEN_SKEW_S,
 };
 use skrd::format::jose::JoseError;
 use std::path::{Path, PathBuf};
@@ -41,8 +41,9 @@ pub enum TokenCommand {
         /// Validate at this time instead of now (RFC 3339, e.g. 2024-12-20T18:30:00Z).
         #[arg(long, value_name = "RFC3339")]
         at: Option<String>,
-        /// Allowed clock skew in seconds for exp, nbf and iat.
-        #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SKEW_S)]
+        /// Allowed clock skew in seconds for exp, nbf and iat (default: the 300 s the attestation
+        /// flow allows, so both give the same verdict).
+        #[arg(long, value_name = "SECONDS", default_value_t = TOKEN_SKEW_S)]
         skew: i64,
         /// Print one JSON object: {"verified", "error", "issuer", "kid", "claims", "expires_at"}.
         #[arg(long)]
