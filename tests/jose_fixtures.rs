@@ -1494,3 +1494,51 @@ fn leaf_host_check_matches_ip_literals_only_against_ip_sans() {
         assert_eq!(err.code(), "chain-name-mismatch", "{host}");
     }
 }
+
+/// The committed `jose_expected.json` is what `jose_expected.py` produces today: every fact about
+/// the real artifacts (tokens, keys, the release response) exactly, and of the random TEST PKI
+/// (`test_chain`, new keys on every run) everything but the certificates themselves (algorithms,
+/// CA flags, which links verify, validity). `generated_by` names the local cryptography version
+/// and is not compared. As tests/policy_fixtures.rs does for the policies.
+#[test]
+fn committed_expectations_match_the_python_generator() {
+    // python3 + cryptography are documented test dependencies (Makefile TEST_DEBS).
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/independent/jose_expected.py"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut fresh: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut committed = expected().clone();
+    for doc in [&mut fresh, &mut committed] {
+        let obj = doc.as_object_mut().unwrap();
+        assert!(obj.remove("generated_by").is_some());
+        let chain = obj["test_chain"].as_object_mut().unwrap();
+        let pem = chain.remove("pem").unwrap();
+        // The random certificates: only which ones exist.
+        let names: Vec<&String> = pem.as_object().unwrap().keys().collect();
+        chain.insert("pem_names".into(), json!(names));
+    }
+    let (f, c) = (fresh.as_object().unwrap(), committed.as_object().unwrap());
+    assert_eq!(
+        f.keys().collect::<Vec<_>>(),
+        c.keys().collect::<Vec<_>>(),
+        "regenerate jose_expected.json"
+    );
+    for (k, v) in f {
+        assert_eq!(
+            v, &c[k],
+            "{k}: regenerate jose_expected.json (see its header)"
+        );
+    }
+    // Guard against a vacuous comparison: the real facts are there.
+    assert!(c["tokens"].as_array().unwrap().len() >= 7);
+    assert!(c["release"]["x5c"].as_array().unwrap().len() >= 3);
+}
