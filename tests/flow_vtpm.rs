@@ -60,8 +60,23 @@ fn one_vtpm_attestation_releases_every_key_type_and_enc_mode() {
                 WrapAlgorithm::RsaAesKeyWrap256,
                 "oct-HSM",
             ),
+            // RSA and EC keys on the Managed HSM too, not only oct.
+            (
+                "mhsm-rsa",
+                KeyType::MhsmRsa(3072),
+                WrapAlgorithm::RsaAesKeyWrap384,
+                "RSA-HSM",
+            ),
+            (
+                "mhsm-ec",
+                KeyType::MhsmEc("P-256"),
+                WrapAlgorithm::CkmRsaAesKeyWrap,
+                "EC-HSM",
+            ),
         ],
     );
+    // The set-up's own calls (identity tokens for the imports) are not the run's.
+    env.reset_counters();
     let services = env.services();
     let requests: Vec<_> = wanted.iter().map(|(r, _, _)| r.clone()).collect();
     let out = block_on(skrd::release::run(
@@ -82,6 +97,13 @@ fn one_vtpm_attestation_releases_every_key_type_and_enc_mode() {
     check_released(&out.keys, &wanted);
     let c = env.counters();
     assert_eq!(c["attestation-azureguest"], 1, "{c}");
+    // One identity token per audience for the whole run (Key Vault, Managed HSM).
+    assert_eq!(c["imds-token"], 2, "{c}");
+    assert_eq!(c["vault-release"], 8, "{c}");
+    // Each Managed HSM key released once. (The emulator's HSM is a loopback host, not
+    // *.managedhsm.azure.net: its first call carries the Key Vault token and is answered by a
+    // 401 challenge naming the HSM's resource, src/identity/vault.rs; Azure hosts never are.)
+    assert_eq!(env.answered("managed-hsm-release", 200), 3, "{c}");
     // TPM operations: 5 to collect (HCL report, AK public, AK cert, quote, ephemeral key),
     // 1 for the token's inner key, then exactly 1 per released key.
     let ops: Vec<&str> = out.report.tpm.iter().map(|o| o.op).collect();
