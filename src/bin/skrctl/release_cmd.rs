@@ -88,6 +88,13 @@ pub enum ReleaseCommand {
     },
 }
 
+impl ReleaseArgs {
+    /// `skrctl release verify` (offline, no key) rather than a release.
+    pub fn is_verify(&self) -> bool {
+        matches!(self.command, Some(ReleaseCommand::Verify { .. }))
+    }
+}
+
 /// Runs `skrctl release ...`.
 pub fn run(args: ReleaseArgs, config: Option<&Path>) -> Status {
     match args.command {
