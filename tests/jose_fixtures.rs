@@ -26,7 +26,7 @@ use skrd::format::jose::release::{
     ReleaseVerification, WrapAlgorithm,
 };
 use skrd::format::jose::x5c::{ChainCert, ChainError};
-use skrd::format::jose::{fuzz_jws, fuzz_key_hsm, JoseError};
+use skrd::format::jose::{fuzz_jws, fuzz_jwt_verify, fuzz_key_hsm, JoseError};
 
 macro_rules! real {
     ($p:literal) => {
@@ -1284,6 +1284,38 @@ fn fuzz_entry_points_survive_truncations_and_flips() {
     }
     let compact = release_body_jws(RELEASE_BODY).unwrap();
     fuzz_jws(compact.as_bytes());
+}
+
+/// The verifying fuzz entry point (fuzz/fuzz_targets/fuzz_jws.rs, with the same fixed key set)
+/// gets through signature verification and the claim checks for the real tokens that verify
+/// with the JWKS (jose_expected.json `verifies_with`), and stops at the signature for a flipped
+/// signature byte: the fuzzer reaches verification, not only the parser.
+#[test]
+fn the_verifying_fuzz_entry_point_reaches_signature_verification() {
+    let mut keys = KeySet::from_bytes(JWKS).unwrap();
+    keys.keys.extend(KeySet::from_bytes(MAA_CERT).unwrap().keys);
+    let mut verified = 0;
+    for (file, token) in tokens() {
+        let t = expected_token(file);
+        let ok = !t["verifies_with"].as_array().unwrap().is_empty();
+        assert_eq!(fuzz_jwt_verify(token, &keys), ok, "{file}");
+        if ok {
+            verified += 1;
+            let text = String::from_utf8(token.to_vec()).unwrap();
+            let (head, sig) = text.trim().rsplit_once('.').unwrap();
+            let mut sig = b64::decode_url("sig", sig).unwrap();
+            sig[100] ^= 1;
+            let flipped = format!("{head}.{}", b64::encode_url(&sig));
+            assert!(!fuzz_jwt_verify(flipped.as_bytes(), &keys), "{file}");
+        }
+        for len in (0..token.len().saturating_sub(2)).step_by(97) {
+            assert!(
+                !fuzz_jwt_verify(&token[..len], &keys),
+                "{file} cut at {len}"
+            );
+        }
+    }
+    assert!(verified >= 6, "{verified}");
 }
 
 // ---- path validation branches on a TEST PKI made by jose_expected.py ------------------------
