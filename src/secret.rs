@@ -83,8 +83,9 @@ static PROCESS_LOCK: OnceLock<Result<(), MemoryLockError>> = OnceLock::new();
 /// refuses a mapping that would pass it: an allocation or a thread start then fails and the
 /// program aborts. So a limit that admits the `mlockall` itself is not enough; below this
 /// allowance the process stays unlocked (its [`Secret`] buffers are still locked page by page)
-/// rather than risk that. Measured (tests/flow_memlock.rs): the daemon peaks at about 160 MiB
-/// of address space under 20 concurrent releases (test build), `skrctl release` at about 165 MiB.
+/// rather than risk that. Measured (tests/flow_memlock.rs): the daemon holds 88 MiB of address
+/// space idle and peaks at 146 MiB under 20 concurrent releases (release build; 100 and 158 MiB
+/// for the test build), `skrctl release` at about 165 MiB (test build).
 /// systemd/skrd.service's `LimitMEMLOCK=` gives the daemon twice this.
 pub const MIN_PROCESS_MEMLOCK: u64 = 256 << 20;
 

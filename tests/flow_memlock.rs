@@ -80,8 +80,12 @@ fn start_skrd(mut prefix: Command, env: &Env, bus: &Bus, dir: &Path) -> Skrd {
         .unwrap();
     let stderr = dir.join("skrd.log");
     let state_file = dir.join("run/state.json");
+    // SKRD_BIN: another skrd build, e.g. the release build that ships (as daemon_common).
+    let bin = std::env::var_os("SKRD_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_skrd").into());
     let child = prefix
-        .arg(env!("CARGO_BIN_EXE_skrd"))
+        .arg(bin)
         .arg("--config")
         .arg(env.config_path())
         .args(["--bus-address", &bus.address])
@@ -144,7 +148,7 @@ fn the_daemon_runs_locked_within_its_units_limit() {
         field("VmHWM"),
     );
     eprintln!(
-        "skrd (test build): idle VmLck {} KiB, VmRSS {} KiB; after 20 releases VmLck {lck} KiB, \
+        "skrd: idle VmLck {} KiB, VmRSS {} KiB; after 20 releases VmLck {lck} KiB, \
          VmSize {size} KiB, VmPeak {peak} KiB, VmRSS {rss} KiB, VmHWM {hwm} KiB; \
          LimitMEMLOCK={limit_kib} KiB",
         idle.0, idle.1
