@@ -55,12 +55,15 @@ pub fn policy(authority: &str, claim: &str, value: &str) -> Value {
     json!({"contentType": "application/json; charset=utf-8", "data": b64url(p.to_string().as_bytes()), "immutable": false})
 }
 
-/// Key types the emulator creates, with the listener that holds them.
+/// Key types the emulator creates, with the listener that holds them: RSA and EC in Key Vault,
+/// oct on the Managed HSM, and RSA and EC on the Managed HSM too (`Mhsm*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
     Rsa(usize),
     Ec(&'static str),
     Oct256,
+    MhsmRsa(usize),
+    MhsmEc(&'static str),
 }
 
 impl Env {
@@ -140,6 +143,33 @@ impl Env {
         assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text());
     }
 
+    /// POST {admin}/counters/reset: zeroes the counters (e.g. after the set-up's own calls).
+    pub fn reset_counters(&self) {
+        let resp = reqwest::blocking::Client::new()
+            .post(format!("{}/counters/reset", self.emu.url("admin")))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+
+    /// GET {admin}/requests: the answers sent since the last reset, oldest first.
+    pub fn requests(&self) -> Vec<Value> {
+        reqwest::blocking::Client::new()
+            .get(format!("{}/requests", self.emu.url("admin")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    /// How many answers `endpoint` sent with `status` since the last reset.
+    pub fn answered(&self, endpoint: &str, status: u16) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r["endpoint"] == endpoint && r["status"] == status)
+            .count()
+    }
+
     pub fn counters(&self) -> Value {
         reqwest::blocking::Client::new()
             .get(format!("{}/counters", self.emu.url("admin")))
@@ -154,7 +184,7 @@ impl Env {
     /// exponent d; EC: the private scalar d — the IKM skrd derives from).
     pub fn import(&self, name: &str, ty: KeyType, policy: &Value) -> (String, Vec<u8>) {
         let (service, token, jwk, expected) = match ty {
-            KeyType::Rsa(bits) => {
+            KeyType::Rsa(bits) | KeyType::MhsmRsa(bits) => {
                 let k = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, bits).unwrap();
                 let p = k.primes();
                 let jwk = json!({"kty": "RSA", "key_ops": ["encrypt", "decrypt"],
@@ -163,7 +193,7 @@ impl Env {
                     "q": b64url(&p[1].to_bytes_be())});
                 ("vault", &self.vault_token, jwk, k.d().to_bytes_be())
             }
-            KeyType::Ec(crv) => {
+            KeyType::Ec(crv) | KeyType::MhsmEc(crv) => {
                 // Key pair from python3 `cryptography` (independent of skrd).
                 let out = common::python(
                     r#"
@@ -190,6 +220,10 @@ print(json.dumps({"kty": "EC", "crv": sys.argv[1], "x": b(n.public_numbers.x), "
                 let jwk = json!({"kty": "oct-HSM", "k": b64url(&k)});
                 ("managed_hsm", &self.mhsm_token, jwk, k.to_vec())
             }
+        };
+        let (service, token) = match ty {
+            KeyType::MhsmRsa(_) | KeyType::MhsmEc(_) => ("managed_hsm", &self.mhsm_token),
+            _ => (service, token),
         };
         let base = self.emu.url(service);
         let resp = self

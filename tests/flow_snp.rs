@@ -50,13 +50,34 @@ fn one_attestation_releases_every_key_type_and_enc_mode() {
                 "EC-HSM",
             ),
             (
+                "ec521",
+                KeyType::Ec("P-521"),
+                WrapAlgorithm::RsaAesKeyWrap384,
+                "EC-HSM",
+            ),
+            (
                 "oct256",
                 KeyType::Oct256,
                 WrapAlgorithm::RsaAesKeyWrap384,
                 "oct-HSM",
             ),
+            // RSA and EC keys on the Managed HSM too, not only oct.
+            (
+                "mhsm-rsa",
+                KeyType::MhsmRsa(2048),
+                WrapAlgorithm::CkmRsaAesKeyWrap,
+                "RSA-HSM",
+            ),
+            (
+                "mhsm-ec",
+                KeyType::MhsmEc("P-521"),
+                WrapAlgorithm::RsaAesKeyWrap256,
+                "EC-HSM",
+            ),
         ],
     );
+    // The set-up's own calls (identity tokens for the imports) are not the run's.
+    env.reset_counters();
     let services = env.services();
     let requests: Vec<_> = wanted.iter().map(|(r, _, _)| r.clone()).collect();
     let deadline = Deadline::after(Duration::from_secs(120));
@@ -70,10 +91,18 @@ fn one_attestation_releases_every_key_type_and_enc_mode() {
     .unwrap();
     assert_eq!(out.attestation.claims["x-ms-attestation-type"], "sevsnpvm");
     check_released(&out.keys, &wanted);
-    // One attestation for all eight keys; the run reports every step.
+    // One attestation for all eleven keys; the run reports every step.
     let c = env.counters();
     assert_eq!(c["attestation-sevsnpvm"], 1, "{c}");
     assert_eq!(c["thim"], 1, "{c}");
+    // One identity token per audience for the whole run: Key Vault's and the Managed HSM's
+    // (the emulator checks `aud`, so each audience needed at least its own).
+    assert_eq!(c["imds-token"], 2, "{c}");
+    assert_eq!(c["vault-release"], 8, "{c}");
+    // Each Managed HSM key released once. (The emulator's HSM is a loopback host, not
+    // *.managedhsm.azure.net: its first call carries the Key Vault token and is answered by a
+    // 401 challenge naming the HSM's resource, src/identity/vault.rs; Azure hosts never are.)
+    assert_eq!(env.answered("managed-hsm-release", 200), 3, "{c}");
     assert_eq!(out.report.keys_released, wanted.len());
     let steps: Vec<&str> = out.report.http.iter().map(|h| h.step.as_str()).collect();
     for s in ["thim", "attest", "imds-token", "key-release", "jwks"] {

@@ -26,7 +26,7 @@ use skrd::format::jose::release::{
     ReleaseVerification, WrapAlgorithm,
 };
 use skrd::format::jose::x5c::{ChainCert, ChainError};
-use skrd::format::jose::{fuzz_jws, fuzz_key_hsm, JoseError};
+use skrd::format::jose::{fuzz_jws, fuzz_jwt_verify, fuzz_key_hsm, JoseError};
 
 macro_rules! real {
     ($p:literal) => {
@@ -1286,6 +1286,38 @@ fn fuzz_entry_points_survive_truncations_and_flips() {
     fuzz_jws(compact.as_bytes());
 }
 
+/// The verifying fuzz entry point (fuzz/fuzz_targets/fuzz_jws.rs, with the same fixed key set)
+/// gets through signature verification and the claim checks for the real tokens that verify
+/// with the JWKS (jose_expected.json `verifies_with`), and stops at the signature for a flipped
+/// signature byte: the fuzzer reaches verification, not only the parser.
+#[test]
+fn the_verifying_fuzz_entry_point_reaches_signature_verification() {
+    let mut keys = KeySet::from_bytes(JWKS).unwrap();
+    keys.keys.extend(KeySet::from_bytes(MAA_CERT).unwrap().keys);
+    let mut verified = 0;
+    for (file, token) in tokens() {
+        let t = expected_token(file);
+        let ok = !t["verifies_with"].as_array().unwrap().is_empty();
+        assert_eq!(fuzz_jwt_verify(token, &keys), ok, "{file}");
+        if ok {
+            verified += 1;
+            let text = String::from_utf8(token.to_vec()).unwrap();
+            let (head, sig) = text.trim().rsplit_once('.').unwrap();
+            let mut sig = b64::decode_url("sig", sig).unwrap();
+            sig[100] ^= 1;
+            let flipped = format!("{head}.{}", b64::encode_url(&sig));
+            assert!(!fuzz_jwt_verify(flipped.as_bytes(), &keys), "{file}");
+        }
+        for len in (0..token.len().saturating_sub(2)).step_by(97) {
+            assert!(
+                !fuzz_jwt_verify(&token[..len], &keys),
+                "{file} cut at {len}"
+            );
+        }
+    }
+    assert!(verified >= 6, "{verified}");
+}
+
 // ---- path validation branches on a TEST PKI made by jose_expected.py ------------------------
 
 fn test_chain_cert(name: &str) -> ChainCert {
@@ -1493,4 +1525,52 @@ fn leaf_host_check_matches_ip_literals_only_against_ip_sans() {
         let err = check_leaf_host(&leaf, host).unwrap_err();
         assert_eq!(err.code(), "chain-name-mismatch", "{host}");
     }
+}
+
+/// The committed `jose_expected.json` is what `jose_expected.py` produces today: every fact about
+/// the real artifacts (tokens, keys, the release response) exactly, and of the random TEST PKI
+/// (`test_chain`, new keys on every run) everything but the certificates themselves (algorithms,
+/// CA flags, which links verify, validity). `generated_by` names the local cryptography version
+/// and is not compared. As tests/policy_fixtures.rs does for the policies.
+#[test]
+fn committed_expectations_match_the_python_generator() {
+    // python3 + cryptography are documented test dependencies (Makefile TEST_DEBS).
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/independent/jose_expected.py"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut fresh: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut committed = expected().clone();
+    for doc in [&mut fresh, &mut committed] {
+        let obj = doc.as_object_mut().unwrap();
+        assert!(obj.remove("generated_by").is_some());
+        let chain = obj["test_chain"].as_object_mut().unwrap();
+        let pem = chain.remove("pem").unwrap();
+        // The random certificates: only which ones exist.
+        let names: Vec<&String> = pem.as_object().unwrap().keys().collect();
+        chain.insert("pem_names".into(), json!(names));
+    }
+    let (f, c) = (fresh.as_object().unwrap(), committed.as_object().unwrap());
+    assert_eq!(
+        f.keys().collect::<Vec<_>>(),
+        c.keys().collect::<Vec<_>>(),
+        "regenerate jose_expected.json"
+    );
+    for (k, v) in f {
+        assert_eq!(
+            v, &c[k],
+            "{k}: regenerate jose_expected.json (see its header)"
+        );
+    }
+    // Guard against a vacuous comparison: the real facts are there.
+    assert!(c["tokens"].as_array().unwrap().len() >= 7);
+    assert!(c["release"]["x5c"].as_array().unwrap().len() >= 3);
 }

@@ -108,6 +108,100 @@ fn every_real_token_with_the_jwks_and_the_certificate() {
     }
 }
 
+/// Converts the DER signing certificate to PEM with openssl (independent of skrd's own PEM code).
+fn pem_with_openssl(der: &Path, out: &Path) {
+    let st = Command::new("openssl")
+        .args(["x509", "-inform", "DER", "-in"])
+        .arg(der)
+        .arg("-out")
+        .arg(out)
+        .status()
+        .expect("openssl (make deps installs it)");
+    assert!(st.success());
+    let text = std::fs::read_to_string(out).unwrap();
+    assert!(text.starts_with("-----BEGIN CERTIFICATE-----"), "{text}");
+}
+
+/// `--keys` with a PEM certificate: the same verdicts as the DER certificate
+/// (jose_expected.json `verifies_with` source "cert"), also as the second certificate of a PEM
+/// bundle after an unrelated one, and with CRLF line endings.
+#[test]
+fn every_real_token_with_the_pem_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("signing.pem");
+    pem_with_openssl(&real(CERT), &pem);
+    let signing = std::fs::read_to_string(&pem).unwrap();
+    // An unrelated certificate first: the release response's DigiCert root (from x5c[2]).
+    let (digicert, _) = roots(dir.path());
+    let bundle = dir.path().join("bundle.pem");
+    std::fs::write(
+        &bundle,
+        format!("{}{signing}", std::fs::read_to_string(digicert).unwrap()),
+    )
+    .unwrap();
+    let crlf = dir.path().join("crlf.pem");
+    std::fs::write(&crlf, signing.replace('\n', "\r\n")).unwrap();
+    let mut verified = 0;
+    for t in expected()["tokens"].as_array().unwrap() {
+        let file = real(t["file"].as_str().unwrap());
+        let ok = t["verifies_with"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["source"] == "cert");
+        for keys in [&pem, &bundle, &crlf] {
+            let (code, out, err) = run(&[
+                "token",
+                "verify",
+                file.to_str().unwrap(),
+                "--keys",
+                keys.to_str().unwrap(),
+                "--issuer",
+                t["iss"].as_str().unwrap(),
+                "--at",
+                &inside(t),
+                "--json",
+            ]);
+            assert_eq!(
+                code,
+                if ok { 0 } else { 1 },
+                "{file:?} {keys:?}: {out} {err}"
+            );
+            assert_eq!(out["verified"], ok);
+            assert_eq!(out["kid"], t["header"]["kid"]);
+            if ok {
+                assert!(out["error"].is_null());
+                assert_eq!(out["claims"]["exp"], t["exp"]);
+                verified += 1;
+            } else {
+                assert_eq!(out["error"]["code"], "jws-signature-invalid", "{file:?}");
+            }
+        }
+    }
+    // The four sharedeus2 SevSnpVm tokens, each with three PEM files.
+    assert_eq!(verified, 12);
+    // A PEM file whose certificate is damaged: unusable key file (2), not a refusal.
+    let broken = dir.path().join("broken.pem");
+    let mut lines: Vec<&str> = signing.lines().collect();
+    lines.remove(3);
+    std::fs::write(&broken, lines.join("\n")).unwrap();
+    let (file, t) = jesserc();
+    let (code, out, _) = run(&[
+        "token",
+        "verify",
+        file.to_str().unwrap(),
+        "--keys",
+        broken.to_str().unwrap(),
+        "--issuer",
+        t["iss"].as_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("jose-cert-invalid"))
+    );
+}
+
 fn jesserc() -> (PathBuf, Value) {
     let t = expected()["tokens"][0].clone();
     (real(t["file"].as_str().unwrap()), t)
@@ -154,6 +248,42 @@ fn expires_at_and_human_output() {
         text.contains("compliance status: azure-compliant-cvm"),
         "{text}"
     );
+}
+
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// The default allowance is the flow's 300 s (docs/errors-jose.md; tests/net_trust.rs checks
+/// the flow at the same instants): with `--at`, a real token verifies at exp + 299 s and at
+/// nbf - 300 s, and is refused at exp + 300 s and nbf - 301 s; `--skew 0` makes exp itself the
+/// first refused second.
+#[test]
+fn the_skew_boundary_with_at() {
+    let (file, t) = jesserc();
+    let f = file.to_str().unwrap();
+    let k = real(JWKS);
+    let k = k.to_str().unwrap();
+    let iss = "https://sharedeus2.eus2.attest.azure.net";
+    let (exp, nbf) = (t["exp"].as_i64().unwrap(), t["nbf"].as_i64().unwrap());
+    let at = |secs: i64, extra: &[&str]| {
+        let when = rfc3339(secs);
+        let mut args = vec![
+            "token", "verify", f, "--keys", k, "--issuer", iss, "--at", &when, "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, _) = run(&args);
+        (code, out["error"]["code"].as_str().map(str::to_string))
+    };
+    assert_eq!(at(exp + 299, &[]), (0, None));
+    assert_eq!(at(exp + 300, &[]), (1, Some("jwt-expired".into())));
+    assert_eq!(at(nbf - 300, &[]), (0, None));
+    assert_eq!(at(nbf - 301, &[]), (1, Some("jwt-not-yet-valid".into())));
+    assert_eq!(at(exp - 1, &["--skew", "0"]), (0, None));
+    assert_eq!(at(exp, &["--skew", "0"]), (1, Some("jwt-expired".into())));
 }
 
 #[test]
@@ -203,14 +333,11 @@ fn refusals_exit_1_with_the_specific_code() {
         "token", "verify", f, "--keys", k, "--issuer", iss, "--at", &before, "--skew", "301",
     ]);
     assert_eq!(code, 0);
-    // Tampered and truncated tokens.
+    // Tampered tokens that still read as a compact JWS: refused (1).
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(&file).unwrap();
     let parts: Vec<&str> = text.trim().split('.').collect();
     let cases = [
-        (format!("{}.{}", parts[0], parts[1]), "jws-segment-count"),
-        (format!("{}.{}.{}.{}", parts[0], parts[1], parts[2], parts[2]), "jws-segment-count"),
-        (format!("{}.{}x.{}", parts[0], parts[1], parts[2]), "jose-base64-invalid"),
         (format!("{}.{}.{}", parts[0], &parts[1][4..], parts[2]), "jws-signature-invalid"),
         // {"alg":"none","kid":"J0pA…","typ":"JWT"} in base64url, the real payload and signature.
         (
@@ -242,7 +369,135 @@ fn refusals_exit_1_with_the_specific_code() {
             "case {i}: {err}"
         );
         assert_eq!(out["verified"], false);
+        // The claims are shown unverified where the payload still decodes (the real kid).
+        if *want == "jws-alg-none" {
+            assert_eq!(out["kid"], t["header"]["kid"]);
+            assert_eq!(out["claims"]["exp"], t["exp"]);
+        }
     }
+}
+
+/// A file that is not a compact JWS at all (truncated at a '.', garbage, a JSON wrapper, an
+/// empty file) is unusable input: exit 2, like `policy check --token`, and the JSON still has
+/// every documented member, null where unknown.
+#[test]
+fn garbage_and_truncated_tokens_exit_2_with_every_member() {
+    let (file, t) = jesserc();
+    let k = real(JWKS);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let parts: Vec<&str> = text.trim().split('.').collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (format!("{}.{}", parts[0], parts[1]), "jws-segment-count"),
+        (
+            format!("{}.{}.{}.{}", parts[0], parts[1], parts[2], parts[2]),
+            "jws-segment-count",
+        ),
+        // 4n+1 base64url characters cannot be the encoding of any byte string (RFC 4648 §5).
+        (
+            format!("{}.{}x.{}", parts[0], parts[1], parts[2]),
+            "jose-base64-invalid",
+        ),
+        ("not a token at all\n".to_string(), "jws-not-compact"),
+        (
+            format!("{{\"token\": \"{}\"}}", text.trim()),
+            "jws-not-compact",
+        ),
+        (
+            format!("{}.", &text.trim()[..text.trim().len() - 1]),
+            "jws-segment-count",
+        ),
+        ("..".to_string(), "jws-segment-empty"),
+        // base64url of "[1]": a header that is JSON but not an object.
+        (
+            format!("WzFd.{}.{}", parts[1], parts[2]),
+            "jose-json-invalid",
+        ),
+    ];
+    for (i, (token, want)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("g{i}.jwt"));
+        std::fs::write(&path, token).unwrap();
+        let (code, out, err) = run(&[
+            "token",
+            "verify",
+            path.to_str().unwrap(),
+            "--keys",
+            k.to_str().unwrap(),
+            "--issuer",
+            "https://sharedeus2.eus2.attest.azure.net",
+            "--at",
+            &inside(&t),
+            "--json",
+        ]);
+        assert_eq!(
+            (code, out["error"]["code"].as_str()),
+            (2, Some(*want)),
+            "case {i}: {out} {err}"
+        );
+        let obj = out.as_object().unwrap();
+        let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["claims", "error", "expires_at", "issuer", "kid", "verified"],
+            "case {i}"
+        );
+        assert_eq!(out["verified"], false);
+        for m in ["claims", "issuer", "kid", "expires_at"] {
+            assert!(out[m].is_null(), "case {i}: {m} = {}", out[m]);
+        }
+        // Human output: the code on stderr, nothing on stdout, same status.
+        let out = Command::new(SKRCTL)
+            .args(["--config", "/nonexistent/skrd-test.toml", "token", "verify"])
+            .arg(&path)
+            .args([
+                "--keys",
+                k.to_str().unwrap(),
+                "--issuer",
+                "https://x.example",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "case {i}");
+        assert!(out.stdout.is_empty());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(want),
+            "case {i}"
+        );
+    }
+    // Cut inside the signature at a decodable length (342 of 342 characters minus 2 gives
+    // 340 = 4*85: 255 bytes, one short of RSA-2048's 256): a well-formed token whose signature
+    // fails, so refused (1), not unusable.
+    let cut = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        &parts[2][..parts[2].len() - 2]
+    );
+    assert_eq!(
+        parts[2].len(),
+        342,
+        "RS256 with RSA-2048: 256 bytes = 342 base64url chars"
+    );
+    let path = dir.path().join("cut.jwt");
+    std::fs::write(&path, cut).unwrap();
+    let (code, out, _) = run(&[
+        "token",
+        "verify",
+        path.to_str().unwrap(),
+        "--keys",
+        k.to_str().unwrap(),
+        "--issuer",
+        "https://sharedeus2.eus2.attest.azure.net",
+        "--at",
+        &inside(&t),
+        "--json",
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (1, Some("jws-signature-invalid"))
+    );
+    assert_eq!(out["kid"], t["header"]["kid"]);
 }
 
 #[test]
@@ -508,6 +763,225 @@ fn release_refusals() {
     );
     let (code, _, _) = run(&["release", "verify", r, "--root", r, "--json"]);
     assert_eq!(code, 2);
+}
+
+/// The member names of a JSON object, sorted.
+fn members(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort_unstable();
+    k
+}
+
+/// Every exit-2 path of `release verify` prints the documented members (null where unknown);
+/// a body that is not `{"value": JWS}` (Key Vault's error body, truncated JSON, a JWS that is
+/// not three segments) is unusable input (2), not a refusal.
+#[test]
+fn release_verify_unusable_inputs_exit_2_with_every_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, _) = roots(dir.path());
+    let g = good.to_str().unwrap();
+    let want = [
+        "at",
+        "error",
+        "key",
+        "release_policy",
+        "request",
+        "roots",
+        "verified",
+    ];
+    let body = std::fs::read_to_string(real(RELEASE)).unwrap();
+    let cases = [
+        // Key Vault's error body (PROTOCOLS.md §6.5).
+        (
+            r#"{"error":{"code":"Forbidden","message":"Target environment attestation statement cannot be verified."}}"#.to_string(),
+            "release-body-invalid",
+        ),
+        (body[..body.len() / 2].to_string(), "release-body-invalid"),
+        (r#"{"value": "abc.def"}"#.to_string(), "jws-segment-count"),
+        (r#"{"value": "a b.c.d"}"#.to_string(), "jws-not-compact"),
+    ];
+    for (i, (text, code_want)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("b{i}.json"));
+        std::fs::write(&path, text).unwrap();
+        let (code, out, err) = run(&[
+            "release",
+            "verify",
+            path.to_str().unwrap(),
+            "--root",
+            g,
+            "--at",
+            AT,
+            "--json",
+        ]);
+        assert_eq!(
+            (code, out["error"]["code"].as_str()),
+            (2, Some(*code_want)),
+            "case {i}: {err}"
+        );
+        assert_eq!(members(&out), want, "case {i}");
+        assert_eq!(out["verified"], false);
+        assert_eq!(out["at"], AT);
+        for m in ["request", "key", "release_policy"] {
+            assert!(out[m].is_null(), "case {i}: {m}");
+        }
+    }
+    // Unreadable file, a root file that is no certificate, a bad --at, a bad key size.
+    let r = real(RELEASE);
+    let r = r.to_str().unwrap();
+    for (args, code_want) in [
+        (vec!["/nonexistent.json", "--root", g], "file-unreadable"),
+        (vec![r, "--root", r], "chain-cert-invalid"),
+        (vec![r, "--root", g, "--at", "soon"], "invalid-argument"),
+        (
+            vec![r, "--root", g, "--at", AT, "--transfer-key-bits", "2049"],
+            "usage-invalid-key-size",
+        ),
+    ] {
+        let mut all = vec!["release", "verify"];
+        all.extend_from_slice(&args);
+        all.push("--json");
+        let (code, out, err) = run(&all);
+        assert_eq!(
+            (code, out["error"]["code"].as_str()),
+            (2, Some(code_want)),
+            "{args:?}: {err}"
+        );
+        assert_eq!(members(&out), want, "{args:?}");
+        assert_eq!(out["verified"], false);
+    }
+}
+
+/// `token verify`'s other exit-2 paths (no token file, no issuer, a key file without a key,
+/// bad `--at`) print every documented member as well; where the token itself was readable, its
+/// unverified claims are shown.
+#[test]
+fn token_verify_unusable_inputs_have_every_member() {
+    let (file, t) = jesserc();
+    let f = file.to_str().unwrap();
+    let k = real(JWKS);
+    let k = k.to_str().unwrap();
+    let iss = "https://sharedeus2.eus2.attest.azure.net";
+    let want = ["claims", "error", "expires_at", "issuer", "kid", "verified"];
+    for (args, code_want, readable) in [
+        (
+            vec!["/nonexistent.jwt", "--keys", k, "--issuer", iss],
+            "file-unreadable",
+            false,
+        ),
+        (vec![f, "--keys", k], "usage-issuer-missing", true),
+        (
+            vec![f, "--keys", f, "--issuer", iss],
+            "jose-key-source-unrecognised",
+            true,
+        ),
+        (
+            vec![f, "--keys", k, "--issuer", iss, "--at", "later"],
+            "invalid-argument",
+            true,
+        ),
+    ] {
+        let mut all = vec!["token", "verify"];
+        all.extend_from_slice(&args);
+        all.push("--json");
+        let (code, out, err) = run(&all);
+        assert_eq!(
+            (code, out["error"]["code"].as_str()),
+            (2, Some(code_want)),
+            "{args:?}: {err}"
+        );
+        assert_eq!(members(&out), want, "{args:?}");
+        assert_eq!(out["verified"], false);
+        if readable {
+            assert_eq!(out["kid"], t["header"]["kid"]);
+            assert_eq!(out["issuer"], t["iss"]);
+            // date -u -d @1734747894 +%FT%TZ
+            assert_eq!(out["expires_at"], "2024-12-21T02:24:54Z");
+        } else {
+            assert!(out["claims"].is_null() && out["kid"].is_null());
+        }
+    }
+}
+
+/// clap's usage errors with `--json` anywhere on the command line print exactly one JSON
+/// object `{"error": {"code": "usage-...", "message"}}` on stdout, nothing on stderr, exit 2;
+/// without `--json`, clap's text on stderr and nothing on stdout.
+#[test]
+fn usage_errors_with_json_print_one_object() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["token", "verify", "--json"], "usage-missing-argument"),
+        (
+            &["token", "verify", "x.jwt", "--bogus", "--json"],
+            "usage-unknown-argument",
+        ),
+        (
+            &["--json", "token", "verify", "x.jwt"],
+            "usage-unknown-argument",
+        ),
+        (
+            &["token", "verify", "x.jwt", "--skew", "soon", "--json"],
+            "usage-invalid-value",
+        ),
+        (
+            &["token", "frobnicate", "--json"],
+            "usage-unknown-subcommand",
+        ),
+        (&["release", "verify", "--json"], "usage-missing-argument"),
+        (
+            &[
+                "release",
+                "verify",
+                "r.json",
+                "--transfer-key-bits",
+                "x",
+                "--json",
+            ],
+            "usage-invalid-value",
+        ),
+        (
+            &[
+                "policy", "check", "p.json", "--token", "t", "--claims", "c", "--json",
+            ],
+            "usage-argument-conflict",
+        ),
+        (
+            &["attest", "--source", "nope", "--json"],
+            "usage-invalid-value",
+        ),
+        (&["release", "--json"], "usage-missing-argument"),
+        // Where no command takes --json, it is itself the unexpected argument.
+        (&["--json"], "usage-unknown-argument"),
+        (&["token", "--json"], "usage-unknown-argument"),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(SKRCTL).args(*args).output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}");
+        // Exactly one JSON value on stdout (a stream deserializer sees one, then the end).
+        let mut values = serde_json::Deserializer::from_str(&stdout).into_iter::<Value>();
+        let v = values.next().unwrap().unwrap();
+        assert!(values.next().is_none(), "{args:?}: more than one object");
+        assert_eq!(members(&v), ["error"], "{args:?}");
+        assert_eq!(v["error"]["code"], *want, "{args:?}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("--help"), "{args:?}: {message}");
+        assert!(!message.starts_with("error:"), "{message}");
+        assert!(out.stderr.is_empty(), "{args:?}");
+        // Without --json: clap's text on stderr, stdout empty, same status.
+        let plain: Vec<&str> = args.iter().copied().filter(|a| *a != "--json").collect();
+        let out = Command::new(SKRCTL).args(&plain).output().unwrap();
+        if plain.len() > 1 {
+            assert_eq!(out.status.code(), Some(2), "{plain:?}");
+            assert!(out.stdout.is_empty(), "{plain:?}");
+            assert!(String::from_utf8_lossy(&out.stderr).starts_with("error:"));
+        }
+    }
+    // --help stays help (status 0), even with --json.
+    let out = Command::new(SKRCTL)
+        .args(["token", "verify", "--help", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: skrctl token verify"));
 }
 
 /// Without --root the system bundle is used. The sample chains to DigiCert Global Root G2,

@@ -22,8 +22,9 @@ use crate::net::{Deadline, HttpClient, HttpRequest, NetError, Step};
 
 pub use crate::format::jose::jwt::VerifiedToken;
 
-/// Clock-skew allowance for `exp`/`nbf`/`iat` of attestation tokens.
-pub const TOKEN_SKEW_S: i64 = 60;
+/// Clock-skew allowance for `exp`/`nbf`/`iat` of attestation tokens: the library's one
+/// allowance (5 minutes; why: its documentation), the same as `skrctl token verify`'s default.
+pub use crate::format::jose::jwt::TOKEN_SKEW_S;
 /// Minimum time between two refetches of the JWKS caused by an unknown `kid`.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 /// Largest OpenID metadata document accepted.

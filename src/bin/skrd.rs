@@ -123,6 +123,7 @@ fn limit_malloc_arenas() {
 }
 
 fn main() -> ExitCode {
+    let _ = skrd::secret::lock_process_memory(); // both modes handle keys; warns once on failure
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

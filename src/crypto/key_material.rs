@@ -161,7 +161,8 @@ fn decode_rsa(bytes: &[u8]) -> Result<KeyMaterial, CryptoError> {
             .map_err(|p1| encoding(p8.to_string(), p1.to_string()))?,
     };
     // `from_pkcs1_der` builds the key with `from_components`, which validates it; the D
-    // bytes come out of a zeroizing key into a Secret.
+    // bytes come out of a zeroizing key into a Secret. The key itself is in the rsa crate's
+    // heap allocations, locked by the process-wide lock (crate::secret::lock_process_memory).
     Ok(KeyMaterial {
         kind: KeyKind::Rsa,
         description: format!("RSA-{}", key.n().bits()),

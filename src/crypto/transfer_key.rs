@@ -9,8 +9,10 @@
 //! unpadded base64url.
 //!
 //! The private key never prints: [`TransferKey`]'s `Debug` shows the kid and size only, and
-//! the `rsa` crate wipes the key's integers on drop (they live in heap `BigUint`s that this
-//! layer cannot `mlock`; the key is ephemeral and lives only until the release is unwrapped).
+//! the `rsa` crate wipes the key's integers on drop. They live in the `rsa` crate's own heap
+//! `BigUint`s, which no per-buffer lock reaches: they are kept out of swap by the process-wide
+//! lock ([`crate::secret::lock_process_memory`], called first in `skrd` and in the `skrctl`
+//! commands that hold keys). The key is ephemeral and lives only until the release is unwrapped.
 
 use rand_core::{CryptoRngCore, OsRng};
 use rsa::traits::PublicKeyParts;

@@ -64,11 +64,38 @@ enum Command {
     Status(status_cmd::StatusArgs),
 }
 
+impl Command {
+    /// Commands that hold released keys, transfer keys or passphrases in memory.
+    fn handles_keys(&self) -> bool {
+        match self {
+            Self::Attest(_) | Self::Enroll(_) | Self::Unlock(_) | Self::Reenroll(_) => true,
+            // `release verify` only reads a saved response: nothing secret in it.
+            Self::Release(args) => !args.is_verify(),
+            Self::Evidence(_)
+            | Self::Config(_)
+            | Self::Policy(_)
+            | Self::Token(_)
+            | Self::Volumes(_)
+            | Self::Unenroll(_)
+            | Self::Status(_) => false,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return output::usage_error(e),
+        Err(e) => {
+            let json = std::env::args_os()
+                .take_while(|a| a != "--")
+                .any(|a| a == "--json");
+            return output::usage_error(e, json);
+        }
     };
+    if cli.command.handles_keys() {
+        // Before any key exists: the whole process in locked memory (warns once on failure).
+        let _ = skrd::secret::lock_process_memory();
+    }
     let status = match cli.command {
         Command::Evidence(cmd) => evidence_cmd::run(cmd, cli.config.as_deref()),
         Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()),

@@ -1,6 +1,6 @@
 //! Output conventions shared by every subcommand: exit statuses, `--json` errors, human errors.
 
-use skrd::error::Problem;
+use skrd::error::{ErrorCode, Problem};
 use std::process::ExitCode;
 
 /// Exit statuses of every skrctl command.
@@ -41,13 +41,69 @@ pub fn unusable(problem: &Problem, json: bool) -> Status {
     Status::Unusable
 }
 
-/// clap's usage errors: help and version go to stdout with status 0, the rest exit 2.
-pub fn usage_error(e: clap::Error) -> ExitCode {
+/// A command line clap refused, with a stable `usage-*` code.
+#[derive(Debug)]
+pub struct UsageError(pub clap::Error);
+
+impl std::fmt::Display for UsageError {
+    /// clap's explanation on one line (its "error: " prefix removed), ending with what to do.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0.to_string();
+        let mut joined = String::new();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if !joined.is_empty() {
+                joined.push_str(if joined.ends_with(':') { " " } else { "; " });
+            }
+            joined.push_str(line);
+        }
+        f.write_str(joined.strip_prefix("error: ").unwrap_or(&joined))
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+impl ErrorCode for UsageError {
+    fn code(&self) -> &'static str {
+        use clap::error::ErrorKind;
+        match self.0.kind() {
+            ErrorKind::UnknownArgument => "usage-unknown-argument",
+            ErrorKind::InvalidSubcommand => "usage-unknown-subcommand",
+            ErrorKind::MissingRequiredArgument => "usage-missing-argument",
+            ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                "usage-missing-subcommand"
+            }
+            ErrorKind::ArgumentConflict => "usage-argument-conflict",
+            ErrorKind::TooManyValues | ErrorKind::TooFewValues | ErrorKind::WrongNumberOfValues => {
+                "usage-value-count"
+            }
+            ErrorKind::InvalidValue
+            | ErrorKind::ValueValidation
+            | ErrorKind::NoEquals
+            | ErrorKind::InvalidUtf8 => "usage-invalid-value",
+            _ => "usage-invalid",
+        }
+    }
+}
+
+/// clap's usage errors: help and version go to stdout with status 0, the rest exit 2. With
+/// `json` (`--json` anywhere on the command line, even where clap did not expect it), a usage
+/// error prints exactly one JSON object `{"error": {"code": "usage-...", "message"}}` on stdout
+/// and nothing on stderr.
+pub fn usage_error(e: clap::Error, json: bool) -> ExitCode {
     use clap::error::ErrorKind;
-    let _ = e.print();
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
-        _ => ExitCode::from(Status::Unusable as u8),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ if json => {
+            print_json(&serde_json::json!({ "error": UsageError(e).problem() }));
+            ExitCode::from(Status::Unusable as u8)
+        }
+        _ => {
+            let _ = e.print();
+            ExitCode::from(Status::Unusable as u8)
+        }
     }
 }
 

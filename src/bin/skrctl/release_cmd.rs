@@ -11,7 +11,9 @@
 //! (the first of the paths in [`SYSTEM_BUNDLES`] that exists, as Microsoft's client probes).
 //! Nothing is unwrapped: the ciphertext's two parts are only measured.
 //!
-//! Exit status: 0 verified, 1 refused, 2 unusable (unreadable file, no usable root, bad `--at`).
+//! Exit status: 0 verified, 1 refused, 2 unusable (unreadable file, a body that is not
+//! `{"value": JWS}` or whose JWS is not three base64url segments, no usable root, bad `--at`).
+//! With `--json` every outcome prints the same members, null where unknown.
 
 use crate::output::{self, print_json, unusable, Status};
 use clap::Subcommand;
@@ -84,6 +86,13 @@ pub enum ReleaseCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+impl ReleaseArgs {
+    /// `skrctl release verify` (offline, no key) rather than a release.
+    pub fn is_verify(&self) -> bool {
+        matches!(self.command, Some(ReleaseCommand::Verify { .. }))
+    }
 }
 
 /// Runs `skrctl release ...`.
@@ -189,24 +198,41 @@ fn verify(
     transfer_key_bits: usize,
     json: bool,
 ) -> Status {
+    // Every exit-2 path prints the documented members too, null where unknown.
+    let unusable_at = |p: &Problem, now: Option<i64>, roots: Option<&str>| {
+        if json {
+            print_json(&json!({
+                "verified": false,
+                "error": p,
+                "at": now.map(output::rfc3339),
+                "roots": roots,
+                "request": null,
+                "key": null,
+                "release_policy": null,
+            }));
+            Status::Unusable
+        } else {
+            unusable(p, false)
+        }
+    };
     let body = match output::read_input(response_file, "release response") {
         Ok(b) => b,
-        Err(p) => return unusable(&p, json),
+        Err(p) => return unusable_at(&p, None, None),
     };
     let (roots, roots_from) = match load_roots(root_files) {
         Ok(r) => r,
-        Err(p) => return unusable(&p, json),
+        Err(p) => return unusable_at(&p, None, None),
     };
     let now = match output::parse_at(at) {
         Ok(n) => n,
-        Err(p) => return unusable(&p, json),
+        Err(p) => return unusable_at(&p, None, Some(&roots_from)),
     };
     if transfer_key_bits == 0 || transfer_key_bits % 8 != 0 {
         let p = Problem::new(
             "usage-invalid-key-size",
             format!("--transfer-key-bits {transfer_key_bits} is not a whole number of bytes"),
         );
-        return unusable(&p, json);
+        return unusable_at(&p, Some(now), Some(&roots_from));
     }
     let rsa_block_len = transfer_key_bits / 8;
     let v = ReleaseVerification {
@@ -246,6 +272,8 @@ fn verify(
             }
             Status::Ok
         }
+        // Not a {"value": JWS} body at all (an error body, truncated JSON): unusable input.
+        Err(e) if e.is_malformed() => unusable_at(&e.problem(), Some(now), Some(&roots_from)),
         Err(e) => {
             let problem = e.problem();
             if json {

@@ -8,16 +8,18 @@
 //! the token itself names would let any token vouch for itself.
 //!
 //! Exit status: 0 verified, 1 refused (the token was read and a check failed), 2 unusable
-//! (a file cannot be read, the key file holds no key, no issuer, bad `--at`, or the provider's
-//! keys cannot be fetched).
+//! (a file cannot be read, the token file is not a compact JWS, the key file holds no key, no
+//! issuer, bad `--at`, or the provider's keys cannot be fetched). With `--json` every outcome
+//! prints the same members, null where unknown.
 
 use crate::output::{self, print_json, unusable, Status};
 use clap::Subcommand;
 use serde_json::{json, Value};
 use skrd::error::{ErrorCode, Problem};
 use skrd::format::jose::jwk::KeySet;
+use skrd::format::jose::jws::CompactJws;
 use skrd::format::jose::jwt::{
-    decode_unverified, normalise_issuer, verify_jwt, Validation, DEFAULT_SKEW_S,
+    decode_unverified, normalise_issuer, verify_jwt, Validation, TOKEN_SKEW_S,
 };
 use skrd::format::jose::JoseError;
 use std::path::{Path, PathBuf};
@@ -39,8 +41,9 @@ pub enum TokenCommand {
         /// Validate at this time instead of now (RFC 3339, e.g. 2024-12-20T18:30:00Z).
         #[arg(long, value_name = "RFC3339")]
         at: Option<String>,
-        /// Allowed clock skew in seconds for exp, nbf and iat.
-        #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SKEW_S)]
+        /// Allowed clock skew in seconds for exp, nbf and iat (default: the 300 s the attestation
+        /// flow allows, so both give the same verdict).
+        #[arg(long, value_name = "SECONDS", default_value_t = TOKEN_SKEW_S)]
         skew: i64,
         /// Print one JSON object: {"verified", "error", "issuer", "kid", "claims", "expires_at"}.
         #[arg(long)]
@@ -106,11 +109,20 @@ fn verify(
 ) -> Status {
     let token = match output::read_input(jwt_file, "token file") {
         Ok(t) => t,
-        Err(p) => return unusable(&p, json),
+        Err(p) => return report(None, &p, json, Status::Unusable),
     };
+    // A file that is not a compact JWS at all (garbage, truncated at a '.', a JSON wrapper)
+    // is unusable input, like `policy check --token`; a token that parses and then fails a
+    // check is a refusal.
+    if let Err(e) = CompactJws::parse(&token) {
+        if e.is_malformed() {
+            return report(None, &e.problem(), json, Status::Unusable);
+        }
+    }
+    let unusable = |p: &Problem| report(Some(&token), p, json, Status::Unusable);
     let issuer = match expected_issuer(issuer, config) {
         Ok(i) => i,
-        Err(p) => return unusable(&p, json),
+        Err(p) => return unusable(&p),
     };
     let key_set = match keys {
         Some(keys_path) => match output::read_input(keys_path, "key file").and_then(|bytes| {
@@ -121,7 +133,7 @@ fn verify(
             })
         }) {
             Ok(k) => k,
-            Err(p) => return unusable(&p, json),
+            Err(p) => return unusable(&p),
         },
         None => {
             // Never fetch keys for an issuer other than the expected one.
@@ -132,19 +144,19 @@ fn verify(
                             expected: normalise_issuer(&issuer).to_string(),
                             found: iss.to_string(),
                         };
-                        return refused(&token, &e.problem(), json);
+                        return report(Some(&token), &e.problem(), json, Status::Refused);
                     }
                 }
             }
             match fetch_provider_keys(&issuer, config) {
                 Ok(k) => k,
-                Err(p) => return unusable(&p, json),
+                Err(p) => return unusable(&p),
             }
         }
     };
     let now = match output::parse_at(at) {
         Ok(n) => n,
-        Err(p) => return unusable(&p, json),
+        Err(p) => return unusable(&p),
     };
     let mut validation = Validation::maa(&issuer, now);
     validation.skew_s = skew;
@@ -177,17 +189,19 @@ fn verify(
             }
             Status::Ok
         }
-        Err(e) => refused(&token, &e.problem(), json),
+        Err(e) if e.is_malformed() => report(None, &e.problem(), json, Status::Unusable),
+        Err(e) => report(Some(&token), &e.problem(), json, Status::Refused),
     }
 }
 
-/// Prints a refusal (with the token's unverified claims in `--json`) and returns `Refused`.
-fn refused(token: &[u8], problem: &Problem, json: bool) -> Status {
+/// Prints a refusal or an unusable input and returns `status`. With `--json`, every documented
+/// member is present: what the token claims, unverified (`verified: false`), to help find the
+/// cause, or null where the token could not be read.
+fn report(token: Option<&[u8]>, problem: &Problem, json: bool, status: Status) -> Status {
     if json {
-        // What the token claims, unverified (verified: false), to help find the cause.
-        let (kid, claims) = match decode_unverified(token) {
-            Ok((h, c)) => (h.kid, c),
-            Err(_) => (None, Value::Null),
+        let (kid, claims) = match token.map(decode_unverified) {
+            Some(Ok((h, c))) => (h.kid, c),
+            _ => (None, Value::Null),
         };
         print_json(&json!({
             "verified": false,
@@ -197,13 +211,15 @@ fn refused(token: &[u8], problem: &Problem, json: bool) -> Status {
             "claims": claims,
             "expires_at": claims.get("exp").and_then(Value::as_i64).map(output::rfc3339),
         }));
-    } else {
+    } else if status == Status::Refused {
         eprintln!(
             "token refused: {}\n  code: {}",
             problem.message, problem.code
         );
+    } else {
+        unusable(problem, false);
     }
-    Status::Refused
+    status
 }
 
 /// The network side of skrctl: the configuration's `[network]`, `trust.ca_files`,

@@ -371,6 +371,26 @@ pub enum JoseError {
     },
 }
 
+impl JoseError {
+    /// `true` when the input cannot be read as a compact JWS at all (too large, not base64url
+    /// text, not three segments, a header that is not a JSON object with a string `alg`):
+    /// unusable input (skrctl exit 2), as opposed to a token that was read and failed a check
+    /// (exit 1). Only errors [`super::jws::CompactJws::parse`] reports before looking at `alg`,
+    /// `crit` or the signature qualify.
+    pub fn is_malformed(&self) -> bool {
+        matches!(
+            self,
+            Self::InputTooLarge { .. }
+                | Self::JwsNotCompact { .. }
+                | Self::JwsSegmentCount { .. }
+                | Self::JwsSegmentEmpty { .. }
+                | Self::Base64Invalid { .. }
+                | Self::JsonInvalid { .. }
+                | Self::HeaderFieldInvalid { .. }
+        )
+    }
+}
+
 impl ErrorCode for JoseError {
     fn code(&self) -> &'static str {
         match self {

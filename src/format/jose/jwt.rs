@@ -14,8 +14,19 @@ use super::jwk::{parse_jwk, Jwk, KeySet};
 use super::jws::{CompactJws, JwsHeader};
 use crate::format::json::{parse_strict, type_name};
 
-/// Default clock-skew allowance: 5 minutes (PROTOCOLS.md §9 "Clock skew").
-pub const DEFAULT_SKEW_S: i64 = 300;
+/// The one clock-skew allowance for `exp`, `nbf` and `iat` of attestation tokens: 5 minutes,
+/// used by the attestation flow (`attest::trust`, the initramfs and the daemon) and as the
+/// default of `skrctl token verify --skew`, so the operator's offline check gives the verdict
+/// the flow gives.
+///
+/// Why 5 minutes (PROTOCOLS.md §9 "Clock skew"): MAA sets `nbf == iat` = the moment of issue, so
+/// a guest whose clock is behind the provider's sees a fresh token as "not yet valid". That
+/// happens where skrd matters most, in the initramfs before time synchronisation has run; a
+/// smaller allowance turns a few minutes of drift into a failed boot unlock. On the `exp` side
+/// the allowance buys nothing an attacker can use: a token lives 8 hours, the flow uses it within
+/// seconds of its issue, and Key Vault checks `exp` itself with its own clock. 5 minutes is also
+/// the default of Microsoft's token validation libraries (`TokenValidationParameters.ClockSkew`).
+pub const TOKEN_SKEW_S: i64 = 300;
 /// The `x-ms-ver` of every MAA token seen (§5.4).
 pub const MAA_TOKEN_VERSION: &str = "1.0";
 
@@ -35,13 +46,13 @@ pub struct Validation {
 }
 
 impl Validation {
-    /// The checks for an MAA token: this issuer, at `now`, 5 min skew, `x-ms-ver` "1.0",
+    /// The checks for an MAA token: this issuer, at `now`, [`TOKEN_SKEW_S`], `x-ms-ver` "1.0",
     /// `jku` (if any) = `<issuer>/certs`.
     pub fn maa(issuer: &str, now: i64) -> Self {
         Self {
             issuer: issuer.to_string(),
             now,
-            skew_s: DEFAULT_SKEW_S,
+            skew_s: TOKEN_SKEW_S,
             ms_ver: Some(MAA_TOKEN_VERSION.to_string()),
             check_jku: true,
         }

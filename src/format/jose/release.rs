@@ -186,6 +186,19 @@ pub enum ReleaseError {
     },
 }
 
+impl ReleaseError {
+    /// `true` when the body cannot be read as `{"value": "<compact JWS>"}` at all (an error
+    /// body, truncated JSON, a JWS that is not three base64url segments): unusable input
+    /// (skrctl exit 2), as opposed to a response that was read and failed a check (exit 1).
+    pub fn is_malformed(&self) -> bool {
+        match self {
+            Self::BodyInvalid { .. } => true,
+            Self::Jws(e) => e.is_malformed(),
+            _ => false,
+        }
+    }
+}
+
 impl ErrorCode for ReleaseError {
     fn code(&self) -> &'static str {
         match self {
