@@ -796,3 +796,106 @@ fn loopback_latency_figures() {
     assert!(pct(&reused, 0.5) < Duration::from_millis(5));
     assert!(pct(&fresh, 0.5) < Duration::from_millis(20));
 }
+
+/// The start-up contract of PROTOCOLS.md §8 / skr-emulator(1), checked on the raw process (not
+/// the harness): exactly one line on stdout for the whole run (read to EOF after SIGTERM), a
+/// JSON object with exactly the six keys, every listener accepting when the line is printed,
+/// logs on stderr only, and SIGTERM giving exit status 0.
+#[test]
+fn startup_contract_one_json_line_logs_on_stderr_sigterm_exit_0() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let dir = common::fresh_state_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+        .arg("serve")
+        .arg("--state-dir")
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        text
+    });
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(
+        line.ends_with('\n'),
+        "start-up line not terminated: {line:?}"
+    );
+
+    // Every endpoint accepts a connection at once, before anything else happens.
+    let ep: Value = serde_json::from_str(&line).unwrap();
+    let obj = ep.as_object().unwrap();
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "admin",
+            "attestation",
+            "ca_pem",
+            "imds",
+            "managed_hsm",
+            "vault"
+        ]
+    );
+    let mut conns = Vec::new();
+    for (svc, scheme) in [
+        ("imds", "http"),
+        ("attestation", "https"),
+        ("vault", "https"),
+        ("managed_hsm", "https"),
+        ("admin", "http"),
+    ] {
+        let url = ep[svc].as_str().unwrap();
+        let addr = url
+            .strip_prefix(&format!("{scheme}://"))
+            .unwrap_or_else(|| panic!("{svc} URL {url} is not {scheme}://"));
+        assert!(addr.starts_with("127.0.0.1:"), "{svc}: {url}");
+        conns.push(
+            TcpStream::connect(addr)
+                .unwrap_or_else(|e| panic!("{svc} at {addr} refuses connections: {e}")),
+        );
+    }
+    drop(conns);
+    let ca_pem = Path::new(obj["ca_pem"].as_str().unwrap());
+    assert!(ca_pem.is_absolute(), "{ca_pem:?}");
+    let (ok, text) = common::openssl(&["x509", "-in", ca_pem.to_str().unwrap(), "-noout"]);
+    assert!(ok, "ca_pem is not a PEM certificate: {text}");
+    // A request that the service logs (IMDS without Metadata: 400 bad_request_102).
+    let c = client(ca_pem);
+    let (status, body) = get(&c, &token_url(ep["imds"].as_str().unwrap(), ""), false);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("bad_request_102"))
+    );
+
+    // SIGTERM: exit status 0 (not killed by the signal).
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+
+    // Nothing else ever reached stdout; the logs went to stderr.
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "more than one line on stdout");
+    let logs = stderr_reader.join().unwrap();
+    for needle in [
+        "skr-emulator serving",
+        "endpoint=\"imds-token\"",
+        "status=400",
+        "SIGTERM",
+    ] {
+        assert!(logs.contains(needle), "stderr lacks {needle:?}:\n{logs}");
+    }
+    assert!(!line.contains("INFO"), "{line}");
+}

@@ -269,6 +269,10 @@ mod tests {
             )),
             unmet: vec!["x-ms-attestation-type at anyOf[0]".into()],
         };
-        assert_eq!(f.to_string().matches("unmet conditions: ").count(), 1, "{f}");
+        assert_eq!(
+            f.to_string().matches("unmet conditions: ").count(),
+            1,
+            "{f}"
+        );
     }
 }

@@ -516,7 +516,15 @@ pub async fn drive(
         }
     };
     let (att, ()) = tokio::join!(
-        attest_until(&services, state, deadline, stage, &open_source, first, &fail_all),
+        attest_until(
+            &services,
+            state,
+            deadline,
+            stage,
+            &open_source,
+            first,
+            &fail_all
+        ),
         warm_identity
     );
     let Some(att) = att else {
@@ -540,9 +548,10 @@ pub async fn drive(
         }
     };
     // One attestation serves every key: the releases run side by side.
-    futures_util::future::join_all(keys.iter().map(|key| {
-        release_until(&services, &att, key, &roots, board, state, deadline, stage)
-    }))
+    futures_util::future::join_all(
+        keys.iter()
+            .map(|key| release_until(&services, &att, key, &roots, board, state, deadline, stage)),
+    )
     .await;
     stage.send_replace("all keys released".to_string());
 }

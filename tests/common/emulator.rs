@@ -35,9 +35,10 @@ impl Emu {
             let mut lines = BufReader::new(stdout).lines();
             let first = lines.next().map(|l| l.unwrap_or_default());
             let _ = tx.send(first);
-            // Exactly one line: anything more on stdout breaks the contract.
-            let more = lines.count();
-            assert_eq!(more, 0, "skr-emulator printed more than one line on stdout");
+            // Drained so the child never blocks on a full pipe. The one-line rule itself is
+            // checked where a failure reaches the test: emulator_serve's
+            // startup_contract_one_json_line_logs_on_stderr_sigterm_exit_0.
+            for _ in lines {}
         });
         let first = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(v) => v,
