@@ -430,19 +430,36 @@ fn azureguest_refusals_name_the_failed_check() {
         assert_refused(post(&s, &body(&info)), code);
     };
 
-    // Wrong chain: another test AMD chain (same names, other keys) for the VCEK.
-    let other = tempfile::tempdir().unwrap();
-    let other_chain = TestAmdChain::load_or_create(other.path()).unwrap();
+    // Another emulator instance's test chain (a second state directory: same names, other
+    // keys). Its ARK is neither a pinned AMD root nor this instance's test ARK: refused with
+    // `ark-not-trusted` naming that ARK's SHA-256 (docs/errors-snp.md), whether only the chain
+    // is foreign or the SNP report was signed by that chain's VCEK too.
+    let other = common::emulator::fresh_state_dir_with_other_chain();
+    let other_chain = TestAmdChain::load(other.path()).unwrap();
+    let other_ark_sha256 = hex::encode(Sha256::digest(&other_chain.ark_der));
     let mut other_pem = std::fs::read(other_chain.path("vcek.pem")).unwrap();
     other_pem.extend(std::fs::read(other_chain.path("cert-chain.pem")).unwrap());
-    let wrong_chain = attestation_info(&s.evidence, &other_pem);
-    let (st, _, b) = post(&s, &body(&wrong_chain));
-    assert_eq!(st, 400, "{b}");
-    let msg = b["error"]["message"].as_str().unwrap().to_string();
-    assert!(!msg.starts_with("maa-"), "an SNP chain code: {msg}");
+    let hcl = HclReport::parse(&s.evidence.hcl_report).unwrap();
+    let report_data: [u8; 64] = hcl.snp_report_bytes()[0x50..0x90].try_into().unwrap();
+    let foreign_report =
+        skrd::emulator::firmware::TestFirmware::new(TestAmdChain::load(other.path()).unwrap())
+            .sign_report(&report_data, 0)
+            .unwrap();
+    let foreign_proof = json!(STANDARD.encode(
+        json!({"SnpReport": URL_SAFE_NO_PAD.encode(foreign_report),
+               "VcekCertChain": STANDARD.encode(&other_pem)})
+        .to_string()
+    ));
+    let mut foreign_signed = good.clone();
+    foreign_signed["IsolationInfo"]["Evidence"]["Proof"] = foreign_proof;
+    for info in [attestation_info(&s.evidence, &other_pem), foreign_signed] {
+        let got = post(&s, &body(&info));
+        let msg = got.2["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(&other_ark_sha256), "{msg}");
+        assert_refused(got, "ark-not-trusted");
+    }
 
     // Bad report signature: one MEASUREMENT bit flipped (offset 0x90, PROTOCOLS.md §3.2).
-    let hcl = HclReport::parse(&s.evidence.hcl_report).unwrap();
     let mut report = hcl.snp_report_bytes().to_vec();
     report[0x90] ^= 1;
     let proof = |r: &[u8]| {

@@ -208,3 +208,33 @@ impl Emu {
         .unwrap_or_else(|e| panic!("release response does not verify: {e}"))
     }
 }
+
+/// A second test AMD chain, independent of [`super::chain_cache_dir`]'s (same names, other
+/// keys): the chain of "another emulator instance". Generated once per target dir.
+pub fn other_chain_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("skr-emulator-test-chain-b-v1");
+        skrd::emulator::amd_chain::TestAmdChain::load_or_create(&dir)
+            .expect("second test AMD chain");
+        dir
+    })
+}
+
+/// A fresh state directory seeded with [`other_chain_dir`]'s chain (a second emulator
+/// instance).
+pub fn fresh_state_dir_with_other_chain() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("skr-emulator-state-b-")
+        .tempdir()
+        .expect("temp dir");
+    for entry in std::fs::read_dir(other_chain_dir()).expect("read chain cache") {
+        let entry = entry.expect("dir entry");
+        let name = entry.file_name();
+        if entry.path().is_file() && !name.to_string_lossy().starts_with('.') {
+            std::fs::copy(entry.path(), dir.path().join(&name)).expect("copy chain file");
+        }
+    }
+    dir
+}
