@@ -21,7 +21,7 @@ use base64::Engine as _;
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use serde_json::{json, Value};
 use skrd::crypto::transfer_key::TransferKey;
-use skrd::emulator::server::state::{load_or_create_rsa, maa_kid, MAA_KEY};
+use skrd::emulator::server::state::{entra_kid, load_or_create_rsa, maa_kid, ENTRA_KEY, MAA_KEY};
 use skrd::format::jose::release::{verify_release_response, ReleaseVerification, WrapAlgorithm};
 use skrd::format::jose::x5c::ChainCert;
 
@@ -139,6 +139,30 @@ impl Ctx {
         self.sign_maa(&signer, claims_extra, exp_offset)
     }
 
+    /// A Key Vault access token signed with the state directory's Entra key, the claims of an
+    /// IMDS token of the system identity with `edit` applied.
+    fn entra_token(&self, edit: Value) -> String {
+        let signer = load_or_create_rsa(&self.dir, ENTRA_KEY, entra_kid).unwrap();
+        let ids = identities(&self.dir);
+        let tenant = ids["tenant_id"].as_str().unwrap();
+        let t = now();
+        let mut claims = json!({
+            "aud": "https://vault.azure.net",
+            "iss": format!("https://sts.windows.net/{tenant}/"),
+            "iat": t - 10,
+            "nbf": t - 10,
+            "exp": t + 3600,
+            "oid": ids["identities"][0]["object_id"],
+            "tid": tenant,
+            "ver": "1.0",
+        });
+        for (k, v) in edit.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        let kid = signer.kid.clone();
+        signer.sign_jwt(&claims, &[("x5t", &kid)]).unwrap()
+    }
+
     fn sign_maa(
         &self,
         signer: &skrd::emulator::server::state::RsaSigner,
@@ -163,6 +187,16 @@ impl Ctx {
         let jku = format!("{iss}/certs");
         signer.sign_jwt(&claims, &[("jku", &jku)]).unwrap()
     }
+}
+
+/// The state directory's `identities.json` (tenant id, identities).
+fn identities(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("identities.json")).unwrap()).unwrap()
+}
+
+/// The claims of a compact JWT this test made (read back, not verified).
+fn unverified_claims(jwt: &str) -> Value {
+    serde_json::from_slice(&unb64url(jwt.split('.').nth(1).unwrap())).unwrap()
 }
 
 fn policy(authority: &str) -> Value {
@@ -481,47 +515,67 @@ fn release_refusals_and_errors() {
     let tk = TransferKey::generate(2048).unwrap();
     let good = ctx.maa_token(runtime_keys(&tk), 3600);
 
-    // No bearer / wrong audience: 401 + WWW-Authenticate (§6.7).
+    // Bearer refusals: 401, Key Vault's body, x-ms-error-code and the challenge of §6.7
+    // (`login.windows.net/<tenant>`, the vault's resource). Messages are the real ones:
+    // AKV10000 (§6.7), AKV10022 and AKV10032 as Key Vault words them, "[TokenExpired] ..." as
+    // reported against the real service (Azure/azure-sdk-for-python#27266).
+    let tenant = identities(&ctx.dir)["tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let challenge = format!(
+        "Bearer authorization=\"https://login.windows.net/{tenant}\", resource=\"https://vault.azure.net\""
+    );
     let body = json!({"target": good});
-    let (st, h, b) = ctx.call_with(
-        "POST",
-        "vault",
-        "/keys/good/release",
-        "7.4",
-        None,
-        Some(&body),
-    );
-    assert_eq!(st, 401);
-    assert_eq!(b["error"]["code"], "Unauthorized");
-    let www = h.get("www-authenticate").unwrap().to_str().unwrap();
-    assert!(
-        www.starts_with("Bearer authorization=\"https://login.microsoftonline.com/"),
-        "{www}"
-    );
-    assert!(
-        www.ends_with("resource=\"https://vault.azure.net\""),
-        "{www}"
-    );
+    let refused = |bearer: Option<&str>, message: &str| {
+        let (st, h, b) = ctx.call_with(
+            "POST",
+            "vault",
+            "/keys/good/release",
+            "7.4",
+            bearer,
+            Some(&body),
+        );
+        assert_eq!(st, 401, "{b}");
+        assert_eq!(h["x-ms-error-code"], "Unauthorized");
+        assert_eq!(h["www-authenticate"].to_str().unwrap(), challenge);
+        assert_eq!(
+            b,
+            json!({"error": {"code": "Unauthorized", "message": message}})
+        );
+    };
+    refused(None, "AKV10000: Request is missing a Bearer or PoP token.");
     let mgmt = ctx.emu.imds_token("https%3A%2F%2Fmanagement.azure.com");
-    let (st, _, b) = ctx.call_with(
-        "POST",
-        "vault",
-        "/keys/good/release",
-        "7.4",
+    refused(
         Some(&mgmt),
-        Some(&body),
+        "AKV10022: Invalid audience. Expected https://vault.azure.net, found: https://management.azure.com.",
     );
-    assert_eq!(st, 401, "{b}");
-    // The Managed HSM token is not valid for Key Vault.
-    let (st, _, _) = ctx.call_with(
-        "GET",
-        "vault",
-        "/keys/good",
-        "7.4",
+    // The Managed HSM token (requested for "https://managedhsm.azure.net/") is not for Key Vault.
+    refused(
         Some(&ctx.mhsm_token),
-        None,
+        "AKV10022: Invalid audience. Expected https://vault.azure.net, found: https://managedhsm.azure.net/.",
     );
-    assert_eq!(st, 401);
+    // Signed by the emulator's Entra key but issued by another tenant.
+    let other_tenant = "22222222-3333-4444-5555-666666666666";
+    let foreign =
+        ctx.entra_token(json!({"iss": format!("https://sts.windows.net/{other_tenant}/")}));
+    refused(
+        Some(&foreign),
+        &format!(
+            "AKV10032: Invalid issuer. Expected one of https://sts.windows.net/{tenant}/, found https://sts.windows.net/{other_tenant}/."
+        ),
+    );
+    // Expired an hour ago (beyond any clock skew).
+    let t = now();
+    let expired = ctx.entra_token(json!({"iat": t - 7200, "nbf": t - 7200, "exp": t - 3600}));
+    refused(
+        Some(&expired),
+        "[TokenExpired] Error validating token: 'S2S12086'.",
+    );
+    // The same claims, valid: accepted (the refusals above come from the one changed claim).
+    let fine = ctx.entra_token(json!({}));
+    let (st, _, b) = ctx.call_with("GET", "vault", "/keys/good", "7.4", Some(&fine), None);
+    assert_eq!(st, 200, "{b}");
 
     // Bad api-version: 400 BadParameter.
     for v in ["7.2", "2016-10-01"] {
@@ -550,25 +604,50 @@ fn release_refusals_and_errors() {
         assert_eq!(st, 200, "{v}");
     }
 
-    // Expired MAA token; token signed by another key: 403.
-    let expired = ctx.maa_token(runtime_keys(&tk), -3600);
-    let (st, _, b) = ctx.call(
-        "POST",
-        "vault",
-        "/keys/good/release",
-        Some(&json!({"target": expired})),
+    // Target (MAA) token refusals: 403 Forbidden with x-ms-error-code (§6.7; Azure's message
+    // text is not documented, §10, so the emulator's names the failed check).
+    let forbidden = |target: &str, message: &str| {
+        let (st, h, b) = ctx.call(
+            "POST",
+            "vault",
+            "/keys/good/release",
+            Some(&json!({"target": target})),
+        );
+        assert_eq!(st, 403, "{b}");
+        assert_eq!(h["x-ms-error-code"], "Forbidden");
+        assert_eq!(
+            b,
+            json!({"error": {"code": "Forbidden", "message": format!(
+                "Target environment attestation statement cannot be verified: {message}")}})
+        );
+    };
+    // Issued 2 h ago, expired 1 h ago (beyond the clock skew; iat/nbf before exp).
+    let mut claims = runtime_keys(&tk);
+    claims["iat"] = json!(now() - 7200);
+    claims["nbf"] = claims["iat"].clone();
+    let expired = ctx.maa_token(claims, -3600);
+    let exp = unverified_claims(&expired)["exp"].as_i64().unwrap();
+    forbidden(&expired, &format!("the token expired at {exp}"));
+    // Signed by the emulator's own MAA key, but naming another issuer.
+    let signer = load_or_create_rsa(&ctx.dir, MAA_KEY, maa_kid).unwrap();
+    let mut claims = runtime_keys(&tk);
+    claims["iss"] = json!("https://sharedeus2.eus2.attest.azure.net");
+    let wrong_iss = ctx.sign_maa(&signer, claims, 3600);
+    forbidden(
+        &wrong_iss,
+        &format!(
+            "the token's issuer https://sharedeus2.eus2.attest.azure.net is not the attestation authority {}",
+            ctx.base("attestation")
+        ),
     );
-    assert_eq!(st, 403, "{b}");
+    // Signed by another key (another emulator's MAA key).
     let other_dir = tempfile::tempdir().unwrap();
     let other = load_or_create_rsa(other_dir.path(), MAA_KEY, maa_kid).unwrap();
     let forged = ctx.sign_maa(&other, runtime_keys(&tk), 3600);
-    let (st, _, b) = ctx.call(
-        "POST",
-        "vault",
-        "/keys/good/release",
-        Some(&json!({"target": forged})),
+    forbidden(
+        &forged,
+        "the token is not signed by the attestation authority's key",
     );
-    assert_eq!(st, 403, "{b}");
 
     // Policy mismatch: 403 naming the unmet condition.
     let mut claims = runtime_keys(&tk);

@@ -42,6 +42,7 @@ use super::state::{load_or_create_rsa, RsaSigner, State};
 use super::tls::Ca;
 use super::ServeError;
 use crate::format::akv::policy::{load_document, parse_policy, ReleasePolicy};
+use crate::format::jose::error::JoseError;
 use crate::format::jose::jwk::{KeySet, PublicKey};
 use crate::format::jose::jwt::{verify_jwt, Validation};
 use crate::format::jose::release::WrapAlgorithm;
@@ -135,6 +136,46 @@ fn ordered(members: &[(&str, String)]) -> String {
 
 fn bad(message: &str) -> Response {
     azure_error(400, "BadParameter", message)
+}
+
+/// Key Vault's 401 message for a bearer token that does not validate. Real texts where one is
+/// known: AKV10032 (issuer), "[TokenExpired] ... 'S2S12086'" (expired, Azure SDK issue reports),
+/// "Token not yet valid" and AKV10046 (unknown signing key); otherwise skrd's reason.
+fn bearer_refusal(e: &JoseError, token: &str, issuer: &str) -> String {
+    match e {
+        JoseError::IssuerMismatch { found, .. } => {
+            format!("AKV10032: Invalid issuer. Expected one of {issuer}, found {found}.")
+        }
+        JoseError::Expired { .. } => {
+            "[TokenExpired] Error validating token: 'S2S12086'.".to_string()
+        }
+        JoseError::NotYetValid { .. } | JoseError::IssuedInFuture { .. } => {
+            "Token not yet valid".to_string()
+        }
+        JoseError::UnknownKid { .. } | JoseError::KidMissing { .. } => format!(
+            "AKV10046: Unable to resolve the key used for signature validation. \
+             EncodedJwtHeader: '{}'.",
+            token.split('.').next().unwrap_or_default()
+        ),
+        other => format!("Error validating token: {other}"),
+    }
+}
+
+/// The 403 message for a target (MAA) token that does not verify. Azure's exact text is not
+/// documented (PROTOCOLS.md §10); the emulator names the failed check.
+fn target_refusal(e: &JoseError) -> String {
+    let why = match e {
+        JoseError::Expired { exp, .. } => format!("the token expired at {exp}"),
+        JoseError::NotYetValid { nbf, .. } => format!("the token is not valid before {nbf}"),
+        JoseError::IssuerMismatch { expected, found } => {
+            format!("the token's issuer {found} is not the attestation authority {expected}")
+        }
+        JoseError::UnknownKid { .. } | JoseError::SignatureInvalid { .. } => {
+            "the token is not signed by the attestation authority's key".to_string()
+        }
+        other => other.to_string(),
+    };
+    format!("Target environment attestation statement cannot be verified: {why}")
 }
 
 fn internal(what: &str) -> Response {
@@ -730,14 +771,15 @@ impl Vault {
         azure_error(401, "Unauthorized", message).with_header(
             "WWW-Authenticate",
             &format!(
-                "Bearer authorization=\"https://login.microsoftonline.com/{}\", resource=\"{}\"",
+                "Bearer authorization=\"https://login.windows.net/{}\", resource=\"{}\"",
                 self.tenant,
                 self.resource()
             ),
         )
     }
 
-    /// The bearer check (§6.7): signature by the Entra key, `iss`, `exp`, `aud`.
+    /// The bearer check (§6.7): signature by the Entra key, `iss`, lifetime, `aud`; each
+    /// refusal with the message Key Vault gives for it where a real one is known.
     fn check_bearer(&self, req: &Request) -> Result<(), Response> {
         let token = req
             .header("authorization")
@@ -749,15 +791,16 @@ impl Vault {
             .ok_or_else(|| {
                 self.unauthorized("AKV10000: Request is missing a Bearer or PoP token.")
             })?;
+        let issuer = format!("https://sts.windows.net/{}/", self.tenant);
         let validation = Validation {
-            issuer: format!("https://sts.windows.net/{}/", self.tenant),
+            issuer: issuer.clone(),
             now: now_s(),
             skew_s: 300,
             ms_ver: None,
             check_jku: false,
         };
         let verified = verify_jwt(token.as_bytes(), &self.entra_keys, &validation)
-            .map_err(|e| self.unauthorized(&format!("AKV10022: Invalid bearer token: {e}")))?;
+            .map_err(|e| self.unauthorized(&bearer_refusal(&e, token, &issuer)))?;
         let want = self.resource();
         let matches = |v: &Value| {
             v.as_str()
@@ -769,10 +812,11 @@ impl Vault {
             None => false,
         };
         if !ok {
-            let found = verified
-                .claims
-                .get("aud")
-                .map_or_else(|| "(none)".to_string(), Value::to_string);
+            let found = match verified.claims.get("aud") {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => "(none)".to_string(),
+            };
             return Err(self.unauthorized(&format!(
                 "AKV10022: Invalid audience. Expected {want}, found: {found}."
             )));
@@ -1050,11 +1094,7 @@ impl Vault {
             &self.maa_keys,
             &Validation::maa(&self.attestation, now),
         )
-        .map_err(|e| {
-            forbidden(format!(
-                "Target environment attestation statement cannot be verified: {e}"
-            ))
-        })?;
+        .map_err(|e| forbidden(target_refusal(&e)))?;
         let eval = policy.evaluate(&token.claims);
         if !eval.allowed {
             let unmet: Vec<String> = eval.unmet.iter().map(ToString::to_string).collect();
