@@ -899,3 +899,65 @@ fn startup_contract_one_json_line_logs_on_stderr_sigterm_exit_0() {
     }
     assert!(!line.contains("INFO"), "{line}");
 }
+
+/// The random delay fault (skr-emulator(1) FAULTS: `delay_ms`..`delay_max_ms`): each request
+/// draws its own delay within the bounds, the admin request log records the value drawn, and
+/// the client waited at least that long for each answer.
+#[test]
+fn random_delay_is_drawn_per_request_within_bounds() {
+    let dir = common::fresh_state_dir();
+    let emu = Emu::start(dir.path(), &[]);
+    let c = client(Path::new(emu.ep["ca_pem"].as_str().unwrap()));
+    let admin = emu.url("admin");
+    let (lo, hi) = (50u64, 250u64);
+    let r = c
+        .post(format!("{admin}/faults"))
+        .json(&serde_json::json!({"thim": {"delay_ms": lo, "delay_max_ms": hi}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let thim = format!("{}/metadata/THIM/amd/certification", emu.url("imds"));
+    let waited: Vec<Duration> = (0..8)
+        .map(|_| {
+            let t0 = Instant::now();
+            assert_eq!(get(&c, &thim, true).0, 200);
+            t0.elapsed()
+        })
+        .collect();
+    let log: Vec<Value> = c
+        .get(format!("{admin}/requests"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let drawn: Vec<u64> = log
+        .iter()
+        .filter(|r| r["endpoint"] == "thim")
+        .map(|r| r["delay_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(drawn.len(), waited.len(), "{log:?}");
+    for (d, w) in drawn.iter().zip(&waited) {
+        assert!((lo..=hi).contains(d), "delay {d} ms outside [{lo}, {hi}]");
+        assert!(
+            *w >= Duration::from_millis(*d),
+            "waited {w:?} < drawn {d} ms"
+        );
+    }
+    assert!(
+        drawn.iter().any(|d| *d != drawn[0]),
+        "eight equal delays: {drawn:?}"
+    );
+    // Without a fault the log records no delay.
+    c.post(format!("{admin}/faults"))
+        .json(&serde_json::json!({}))
+        .send()
+        .unwrap();
+    get(&c, &thim, true);
+    let log: Vec<Value> = c
+        .get(format!("{admin}/requests"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(log.last().unwrap()["delay_ms"], 0, "{log:?}");
+}

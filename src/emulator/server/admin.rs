@@ -4,7 +4,7 @@
 //! - `GET /faults` → the current table; `POST /faults` (JSON table) → replaces it;
 //! - `GET /counters` → `{"<endpoint>": count, ...}`; `POST /counters/reset` → zeroes them and
 //!   empties the request log;
-//! - `GET /requests` → the answers sent, oldest first: `[{"endpoint", "status", "request_id"}]`
+//! - `GET /requests` → the answers sent, oldest first: `[{"endpoint", "status", "request_id", "delay_ms"}]`
 //!   (`request_id` = the `x-ms-request-id` the attestation and vault listeners sent).
 //!
 //! Admin requests are neither counted nor faulted.

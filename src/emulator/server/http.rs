@@ -168,7 +168,12 @@ pub fn new_request_id() -> String {
 
 /// Gives the answer (as faulted) its `x-ms-request-id` when the service sends one, logs it and
 /// keeps it in the admin request log.
-fn stamp(outcome: Outcome, endpoint: &'static str, ids: bool, faults: &Faults) -> Outcome {
+fn stamp(
+    (outcome, delay_ms): (Outcome, u64),
+    endpoint: &'static str,
+    ids: bool,
+    faults: &Faults,
+) -> Outcome {
     let add = |mut resp: Response| {
         let id = ids.then(new_request_id);
         if let Some(id) = &id {
@@ -179,9 +184,10 @@ fn stamp(outcome: Outcome, endpoint: &'static str, ids: bool, faults: &Faults) -
             endpoint,
             status = resp.status,
             request_id = id.as_deref().unwrap_or(""),
+            delay_ms,
             "request"
         );
-        faults.record(endpoint, resp.status, id);
+        faults.record(endpoint, resp.status, id, delay_ms);
         resp
     };
     match outcome {
