@@ -15,7 +15,7 @@ mod common;
 use common::emulator::{client as ca_client, now, Emu};
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
@@ -764,34 +764,157 @@ fn release_refusals_and_errors() {
     assert_eq!(st, 200, "{b}");
 }
 
+/// An RSA private JWK of `bits` made by python3 `cryptography` (independent of skrd, and fast).
+fn python_rsa_jwk(bits: u32) -> Value {
+    let out = common::python(
+        r#"
+import sys, json, base64
+from cryptography.hazmat.primitives.asymmetric import rsa
+k = rsa.generate_private_key(65537, int(sys.argv[1]))
+n = k.private_numbers()
+b = lambda i: base64.urlsafe_b64encode(i.to_bytes((i.bit_length() + 7) // 8, 'big')).rstrip(b'=').decode()
+print(json.dumps({"kty": "RSA", "n": b(n.public_numbers.n), "e": b(n.public_numbers.e),
+                  "d": b(n.d), "p": b(n.p), "q": b(n.q)}))
+"#,
+        &[&bits.to_string()],
+    );
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+/// `Retry-After` of a 429 as an integer.
+fn retry_after(h: &reqwest::header::HeaderMap) -> u64 {
+    h["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
+/// Throttling (PROTOCOLS.md §6.7): per 10 s, Azure allows 2000 RSA-2048, 500 RSA-3072,
+/// 250 RSA-4096 and 2000 EC operations on HSM keys, so an operation weighs 1, 4, 8 and 1
+/// RSA-2048 equivalents. With a limit of 16: one RSA-4096 GET (8) and two RSA-3072 GETs (4 + 4)
+/// fill it exactly, and one EC GET more is refused. `Retry-After` is the time until the first
+/// operation leaves the window, rounded up; refused operations do not count.
 #[test]
-fn throttling_gives_429_with_retry_after() {
+fn throttle_weighs_rsa_sizes_and_retry_after_is_the_windows_remaining_time() {
     let state = common::fresh_state_dir();
-    let ctx = Ctx::start(state.path(), &["--vault-ops-limit", "3"]);
+    let ctx = Ctx::start(state.path(), &["--vault-ops-limit", "16"]);
+    for (name, bits) in [("r4096", 4096), ("r3072", 3072)] {
+        let (st, _, b) = ctx.call(
+            "PUT",
+            "vault",
+            &format!("/keys/{name}"),
+            Some(&json!({"key": python_rsa_jwk(bits), "hsm": true})),
+        );
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["key"]["kty"], "RSA-HSM", "{b}");
+    }
     let (st, _, _) = ctx.call(
         "POST",
         "vault",
-        "/keys/t/create",
-        Some(&json!({"kty": "EC-HSM"})),
+        "/keys/ec/create",
+        Some(&json!({"kty": "EC-HSM", "crv": "P-256"})),
     );
     assert_eq!(st, 200);
+    let throttle = || -> Value {
+        reqwest::blocking::Client::new()
+            .get(format!("{}/throttle", ctx.base("admin")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    // Creates and imports are not counted (only GET and release are HSM operations here).
+    assert_eq!(throttle()["vault"]["admitted_weight"], 0);
+
+    let sent_first = Instant::now();
+    let (st, _, b) = ctx.call("GET", "vault", "/keys/r4096", None);
+    let answered_first = Instant::now();
+    assert_eq!(st, 200, "{b}");
     for _ in 0..2 {
-        let (st, _, _) = ctx.call("GET", "vault", "/keys/t", None);
-        assert_eq!(st, 200);
+        let (st, _, b) = ctx.call("GET", "vault", "/keys/r3072", None);
+        assert_eq!(st, 200, "{b}");
     }
-    let (st, h, b) = ctx.call("GET", "vault", "/keys/t", None);
-    assert_eq!(st, 429, "{b}");
-    let retry: u64 = h
-        .get("retry-after")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=11).contains(&retry), "{retry}");
-    // Managed HSM counts separately.
-    let (st, _, _) = ctx.call("GET", "managed_hsm", "/keys/t", None);
+    assert_eq!(
+        throttle()["vault"],
+        json!({"limit": 16, "in_window": 16, "admitted_weight": 16, "refused": 0})
+    );
+    // Full: one EC operation (weight 1) is refused, and so is another RSA-4096 one.
+    let mut waits = Vec::new();
+    for key in ["ec", "r4096"] {
+        let sent = Instant::now();
+        let (st, h, b) = ctx.call("GET", "vault", &format!("/keys/{key}"), None);
+        let answered = Instant::now();
+        assert_eq!(st, 429, "{key}: {b}");
+        assert_eq!(h["x-ms-error-code"], "Throttled");
+        assert_eq!(b["error"]["code"], "Throttled");
+        // The first operation was counted between sent_first and answered_first, this refusal
+        // between sent and answered: the window's remaining time lies between these bounds.
+        let window = Duration::from_secs(10);
+        let least = window.saturating_sub(answered - sent_first).as_millis();
+        let most = window.saturating_sub(sent - answered_first).as_millis();
+        let ra = retry_after(&h);
+        assert!(
+            (least.div_ceil(1000).max(1)..=most.div_ceil(1000).max(1)).contains(&u128::from(ra)),
+            "Retry-After {ra} s, remaining time between {least} and {most} ms"
+        );
+        waits.push((answered, ra));
+    }
+    assert_eq!(
+        throttle()["vault"],
+        json!({"limit": 16, "in_window": 16, "admitted_weight": 16, "refused": 2})
+    );
+    // Managed HSM has its own window.
+    assert_eq!(
+        throttle()["managed_hsm"],
+        json!({"limit": 16, "in_window": 0, "admitted_weight": 0, "refused": 0})
+    );
+    let (st, _, _) = ctx.call("GET", "managed_hsm", "/keys/ec", None);
     assert_eq!(st, 404);
+
+    // After the announced wait the RSA-4096 operation has left the window (16 - 8 = 8 used);
+    // had the refused RSA-4096 GET counted, an EC GET would still not fit (8 + 8 + 1 > 16).
+    let (answered, ra) = waits[1];
+    std::thread::sleep(Duration::from_secs(ra).saturating_sub(answered.elapsed()));
+    let (st, _, b) = ctx.call("GET", "vault", "/keys/ec", None);
+    assert_eq!(st, 200, "{b}");
+    let (st, _, b) = ctx.call("GET", "vault", "/keys/r3072", None);
+    assert_eq!(st, 200, "{b}");
+}
+
+/// The default limit is Azure's 2000 RSA-2048-equivalent operations per 10 s (§6.7), shown by
+/// `--help` and by the admin listener's `GET /throttle`, where one RSA-4096 GET counts 8.
+#[test]
+fn default_throttle_limit_is_2000_per_10_s() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let opt = help
+        .split("--vault-ops-limit")
+        .nth(1)
+        .and_then(|t| t.split("\n  -").next())
+        .unwrap();
+    assert!(opt.contains("[default: 2000]"), "{opt}");
+
+    let state = common::fresh_state_dir();
+    let ctx = Ctx::start(state.path(), &[]);
+    let (st, _, b) = ctx.call(
+        "PUT",
+        "vault",
+        "/keys/r4096",
+        Some(&json!({"key": python_rsa_jwk(4096), "hsm": true})),
+    );
+    assert_eq!(st, 200, "{b}");
+    let (st, _, _) = ctx.call("GET", "vault", "/keys/r4096", None);
+    assert_eq!(st, 200);
+    let t: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/throttle", ctx.base("admin")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(t["window_s"], 10);
+    assert_eq!(t["vault"]["limit"], 2000);
+    assert_eq!(t["managed_hsm"]["limit"], 2000);
+    assert_eq!(t["vault"]["admitted_weight"], 8);
 }
 
 /// Member paths (document order) of a release body's JWS header and payload and of the decoded

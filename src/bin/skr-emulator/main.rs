@@ -62,8 +62,9 @@ enum Command {
         /// PEM file clients should trust with --tls-cert (printed as ca_pem; default: --tls-cert).
         #[arg(long, requires = "tls_cert")]
         tls_ca: Option<PathBuf>,
-        /// Key Vault / Managed HSM throttling: RSA-2048-equivalent HSM operations allowed per
-        /// 10 s before 429 (Azure: 2000).
+        /// Key Vault / Managed HSM throttling: RSA-2048-equivalent operations (key GET and
+        /// release; RSA-3072 weighs 4, RSA-4096 8, others 1) allowed per 10 s before 429 (Azure:
+        /// 2000).
         #[arg(long, default_value_t = skrd::emulator::server::vault::DEFAULT_OPS_LIMIT)]
         vault_ops_limit: u32,
         /// Attestation policy (Azure's policy language 1.0, authorization rules) that every

@@ -18,6 +18,7 @@ pub mod imds;
 pub mod maa;
 pub mod sevsnpvm;
 pub mod state;
+pub mod throttle;
 pub mod tls;
 pub mod vault;
 
@@ -361,17 +362,20 @@ async fn serve(opts: ServeOptions, on_ready: impl FnOnce(&Endpoints)) -> Result<
         ops_limit: opts.vault_ops_limit,
         ca: &ca,
     };
-    let vault: Arc<dyn Service> = Arc::new(vault::Vault::new(
-        st.clone(),
-        vault_setup("vault", &endpoints.vault),
-    )?);
-    let mhsm: Arc<dyn Service> = Arc::new(vault::Vault::new(
+    let vault = vault::Vault::new(st.clone(), vault_setup("vault", &endpoints.vault))?;
+    let mhsm = vault::Vault::new(
         st.clone(),
         vault_setup("managed-hsm", &endpoints.managed_hsm),
-    )?);
+    )?;
     let admin: Arc<dyn Service> = Arc::new(admin::Admin {
         faults: faults.clone(),
+        throttles: vec![
+            ("vault", vault.throttle()),
+            ("managed_hsm", mhsm.throttle()),
+        ],
     });
+    let vault: Arc<dyn Service> = Arc::new(vault);
+    let mhsm: Arc<dyn Service> = Arc::new(mhsm);
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| ServeError::Runtime { source })?;

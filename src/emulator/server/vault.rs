@@ -20,10 +20,9 @@
 //! unverifiable target token (403 `Forbidden`) follow PROTOCOLS.md §6.7; their exact real message
 //! texts are unknown (§10).
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
@@ -39,6 +38,7 @@ use sha2::{Digest, Sha256};
 use super::http::{Malformed, Request, Response, Service};
 use super::maa::azure_error;
 use super::state::{load_or_create_rsa, RsaSigner, State};
+use super::throttle::{self, Throttle};
 use super::tls::Ca;
 use super::ServeError;
 use crate::format::akv::policy::{load_document, parse_policy, ReleasePolicy};
@@ -51,10 +51,8 @@ use crate::format::jose::release::WrapAlgorithm;
 pub const VAULT_SIGNING_KEY: &str = "vault-signing-key.pem";
 /// Accepted `api-version` values.
 pub const API_VERSIONS: &[&str] = &["7.3", "7.4", "7.5", "7.6", "2025-07-01"];
-/// Default throttling limit: RSA-2048-equivalent HSM operations per [`THROTTLE_WINDOW`] (§6.7).
-pub const DEFAULT_OPS_LIMIT: u32 = 2000;
-/// The throttling window.
-pub const THROTTLE_WINDOW: Duration = Duration::from_secs(10);
+/// Throttling defaults (kept here for `serve --vault-ops-limit`).
+pub use super::throttle::{DEFAULT_OPS_LIMIT, THROTTLE_WINDOW};
 /// Largest request body read as JSON.
 const MAX_BODY: usize = 1 << 20;
 /// Largest oct key accepted at import (§6.7 "maximum size is 64").
@@ -91,8 +89,7 @@ pub struct Vault {
     signer: RsaSigner,
     /// x5c: [leaf, CA] DER.
     x5c: Vec<Vec<u8>>,
-    ops_limit: u32,
-    ops: Mutex<VecDeque<(Instant, u32)>>,
+    throttle: Arc<Throttle>,
     write_lock: Mutex<()>,
 }
 
@@ -227,11 +224,7 @@ impl StoredKey {
 
     /// RSA-2048-equivalent cost of one operation on this key (§6.7 limits 2000/500/250).
     fn weight(&self) -> u32 {
-        match (self.base_kty(), self.key_size) {
-            ("RSA", Some(3072)) => 4,
-            ("RSA", Some(4096)) => 8,
-            _ => 1,
-        }
+        throttle::weight(self.base_kty(), self.key_size)
     }
 }
 
@@ -753,8 +746,7 @@ impl Vault {
             maa_keys,
             signer,
             x5c: vec![leaf, ca_der],
-            ops_limit: setup.ops_limit,
-            ops: Mutex::new(VecDeque::new()),
+            throttle: Arc::new(Throttle::new(setup.ops_limit)),
             write_lock: Mutex::new(()),
         })
     }
@@ -824,38 +816,26 @@ impl Vault {
         Ok(())
     }
 
+    /// The listener's throttle (shown by the admin listener).
+    pub fn throttle(&self) -> Arc<Throttle> {
+        self.throttle.clone()
+    }
+
     /// Counts `weight` operations; 429 with `Retry-After` when over the limit (§6.7).
     fn admit(&self, weight: u32) -> Result<(), Response> {
-        let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        while ops
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) >= THROTTLE_WINDOW)
-        {
-            ops.pop_front();
-        }
-        let used: u64 = ops.iter().map(|(_, w)| u64::from(*w)).sum();
-        if used + u64::from(weight) > u64::from(self.ops_limit) {
-            let wait = ops
-                .front()
-                .map_or(THROTTLE_WINDOW, |(t, _)| {
-                    THROTTLE_WINDOW.saturating_sub(now.duration_since(*t))
-                })
-                .as_secs()
-                .saturating_add(1);
-            return Err(azure_error(
+        self.throttle.admit(weight).map_err(|wait| {
+            let secs = throttle::retry_after_secs(wait);
+            azure_error(
                 429,
                 "Throttled",
                 &format!(
                     "Request was not processed because too many requests were received. \
-                     Limit {} RSA-2048-equivalent operations per 10 s; retry after {wait} s",
-                    self.ops_limit
+                     Limit {} RSA-2048-equivalent operations per 10 s; retry after {secs} s",
+                    self.throttle.limit()
                 ),
             )
-            .with_header("Retry-After", &wait.to_string()));
-        }
-        ops.push_back((now, weight));
-        Ok(())
+            .with_header("Retry-After", &secs.to_string())
+        })
     }
 
     fn key_dir(&self, name: &str) -> PathBuf {
@@ -1018,8 +998,9 @@ impl Vault {
     }
 
     fn create(&self, name: &str, body: &[u8]) -> Result<Response, Response> {
+        // CREATE has its own Azure limit (10 per 10 s), not emulated: creates and imports do
+        // not use the weighted window of the other operations.
         let req = parse_create(body).map_err(|m| bad(&m))?;
-        self.admit(1)?;
         let m = generate(&req, self.flavour).map_err(|m| bad(&m))?;
         let key = self.new_key(name, &req.kty, false, m, req.common)?;
         Ok(Response::json(200, &self.bundle(&key)))
@@ -1027,7 +1008,6 @@ impl Vault {
 
     fn import(&self, name: &str, body: &[u8]) -> Result<Response, Response> {
         let req = parse_import(body).map_err(|m| bad(&m))?;
-        self.admit(1)?;
         let m = material_from_jwk(&req.jwk, req.hsm).map_err(|m| bad(&m))?;
         if m.kty_base == "oct" && self.flavour == "vault" {
             return Err(bad(
