@@ -961,3 +961,79 @@ fn random_delay_is_drawn_per_request_within_bounds() {
         .unwrap();
     assert_eq!(log.last().unwrap()["delay_ms"], 0, "{log:?}");
 }
+
+/// `skr-emulator --help`, `--version`, `help SUB` and every subcommand's `--help`: exit 0, the
+/// usage line with the required options, on stdout; no command or an unknown option: exit 2
+/// with the error on stderr only (skr-emulator(1) EXIT STATUS).
+#[test]
+fn help_of_every_command() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, top, err) = run(&["--help"]);
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    assert!(
+        top.starts_with("Local Azure stand-in and test SEV-SNP platform for skrd\n"),
+        "{top}"
+    );
+    assert!(top.contains("Usage: skr-emulator <COMMAND>"), "{top}");
+    for (sub, about, usage) in [
+        (
+            "serve",
+            "Run the local IMDS, attestation, Key Vault and Managed HSM services on loopback",
+            "Usage: skr-emulator serve [OPTIONS] --state-dir <STATE_DIR>",
+        ),
+        (
+            "provision-tpm",
+            "Provision a running swtpm like an Azure CVM vTPM",
+            "Usage: skr-emulator provision-tpm [OPTIONS] --tcti <TCTI> --state-dir <STATE_DIR>",
+        ),
+        (
+            "tpm-proxy",
+            "Front a swtpm like the Azure paravisor",
+            "Usage: skr-emulator tpm-proxy [OPTIONS] --swtpm <SWTPM> --state-dir <STATE_DIR>",
+        ),
+        (
+            "sign-report",
+            "Sign a raw 1184-byte SNP report with the test VCEK",
+            "Usage: skr-emulator sign-report [OPTIONS] --state-dir <STATE_DIR> --report-data <REPORT_DATA> --out <OUT>",
+        ),
+    ] {
+        let listed = top
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{sub} ")))
+            .unwrap_or_else(|| panic!("--help does not list {sub}: {top}"));
+        assert!(listed.contains(about), "{listed}");
+        let (code, help, err) = run(&[sub, "--help"]);
+        assert_eq!((code, err.as_str()), (Some(0), ""), "{sub}");
+        assert!(help.starts_with(about), "{sub}: {help}");
+        assert!(help.contains(usage), "{sub}: {help}");
+        // `help SUB` is the same text.
+        assert_eq!(run(&["help", sub]).1, help, "{sub}");
+    }
+    let (code, version, _) = run(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        version.trim(),
+        format!("skr-emulator {}", env!("CARGO_PKG_VERSION"))
+    );
+    // Usage errors: exit 2, nothing on stdout, the reason on stderr.
+    for args in [
+        &[][..],
+        &["serve"][..],
+        &["serve", "--state-dir", "x", "--nope"][..],
+    ] {
+        let (code, out, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}");
+        assert_eq!(out, "", "{args:?}");
+        assert!(err.contains("Usage: skr-emulator"), "{args:?}: {err}");
+    }
+}
