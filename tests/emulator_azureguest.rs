@@ -211,6 +211,22 @@ const REAL_TOKEN: &str = include_str!(concat!(
     "/tests/fixtures/real/maa-tokens/ms-cvm-guest-attestation-clientlib/ClientLibTests-L138-sharedweu-iat1680173374.jwt"
 ));
 
+/// The newest real AzureGuest token (sharedeus2, 2025-01): its HCL var data has the current
+/// shape (PROTOCOLS.md §4.3: HCLAkPub `sign` + HCLEkPub, `user-data`, no `current-time`).
+const REAL_TOKEN_2025: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/real/maa-tokens/jesserc-sevsnp-tee/token-iat1736697400.jwt"
+));
+
+/// The `kid`s of a JWKS-like `keys` array, in order.
+fn kids(keys: &Value) -> Vec<&str> {
+    keys.as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect()
+}
+
 fn payload(jwt: &str) -> Value {
     let seg = jwt.trim().split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(seg).unwrap()).unwrap()
@@ -247,6 +263,46 @@ fn azureguest_token_is_encrypted_to_the_tpm_key_and_releases_a_key() {
         &real["x-ms-runtime"]["keys"][0],
         "x-ms-runtime.keys[0]",
     );
+
+    // Against the newest real token too, and down into the nested
+    // x-ms-isolation-tee.x-ms-runtime (the HCL var data, §5.4): the same members, nesting and
+    // types, HCLAkPub with key_ops ["sign"] and 128 hex digits of user-data. The one difference
+    // on purpose: no HCLEkPub. swtpm's NV maximum (2048 bytes) cannot hold a var data with a
+    // second RSA-2048 key next to the SNP report; real CVMs have a 2600-byte index.
+    let new = payload(REAL_TOKEN_2025);
+    assert_same_shape(c, &new, "");
+    assert_same_shape(&c["x-ms-isolation-tee"], &new["x-ms-isolation-tee"], "tee");
+    let (ours_rt, real_rt) = (
+        &c["x-ms-isolation-tee"]["x-ms-runtime"],
+        &new["x-ms-isolation-tee"]["x-ms-runtime"],
+    );
+    assert_same_shape(ours_rt, real_rt, "tee.x-ms-runtime");
+    assert_same_shape(
+        &ours_rt["vm-configuration"],
+        &real_rt["vm-configuration"],
+        "tee.x-ms-runtime.vm-configuration",
+    );
+    assert_eq!(kids(&real_rt["keys"]), ["HCLAkPub", "HCLEkPub"]);
+    assert_eq!(kids(&ours_rt["keys"]), ["HCLAkPub"]);
+    assert_same_shape(
+        &ours_rt["keys"][0],
+        &real_rt["keys"][0],
+        "tee.x-ms-runtime.keys[HCLAkPub]",
+    );
+    assert_eq!(ours_rt["keys"][0]["key_ops"], real_rt["keys"][0]["key_ops"]);
+    assert_eq!(ours_rt["keys"][0]["kty"], real_rt["keys"][0]["kty"]);
+    for rt in [ours_rt, real_rt] {
+        let ud = rt["user-data"].as_str().unwrap();
+        assert!(
+            ud.len() == 128 && ud.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{ud}"
+        );
+        let id = rt["vm-configuration"]["vmUniqueId"].as_str().unwrap();
+        assert!(
+            uuid::Uuid::parse_str(id).is_ok() && id == id.to_ascii_uppercase(),
+            "{id}"
+        );
+    }
 
     // Values from the evidence and the request.
     let key = s.evidence.ephemeral_key.as_ref().unwrap();
