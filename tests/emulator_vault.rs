@@ -1039,6 +1039,58 @@ fn release_shape_matches_the_real_response_and_python_unwraps_it() {
         );
         assert_eq!(plain.trim(), stored, "{enc}");
     }
+
+    // The release policy comes back as Key Vault re-serialises it (§6.8): the real sample's
+    // policy, uploaded pretty-printed, is echoed compact in the real member order (version,
+    // anyOf; authority, allOf; claim, equals) -- byte for byte the real response's `data`, with
+    // this emulator's authority in place of the real one.
+    let real_body: Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/real/thomvanl-skr-sample/sample-responses/3-keyvault-release-key-decoded/keyvault-release-key-decoded-body.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let real_data = String::from_utf8(unb64url(
+        real_body["response"]["key"]["release_policy"]["data"]
+            .as_str()
+            .unwrap(),
+    ))
+    .unwrap();
+    let expected = real_data.replace("https://sharedweu.weu.attest.azure.net", &authority);
+    assert_ne!(expected, real_data);
+    let uploaded: Value = serde_json::from_str(&expected).unwrap();
+    let pretty = serde_json::to_string_pretty(&uploaded).unwrap();
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/real-policy/create",
+        Some(
+            &json!({"kty": "RSA-HSM", "attributes": {"exportable": true},
+                     "release_policy": {"contentType": "application/json; charset=utf-8",
+                                        "data": b64url(pretty.as_bytes())}}),
+        ),
+    );
+    assert_eq!(st, 200, "{b}");
+    let mut claims = runtime_keys(&tk);
+    claims["x-ms-isolation-tee"]["x-ms-attestation-type"] = json!("sevsnpvm");
+    claims["x-ms-isolation-tee"]["x-ms-compliance-status"] = json!("azure-compliant-cvm");
+    let (st, _, resp) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/real-policy/release",
+        Some(&json!({"target": ctx.maa_token(claims, 3600)})),
+    );
+    assert_eq!(st, 200, "{resp}");
+    let payload = unverified_claims(resp["value"].as_str().unwrap());
+    let echoed = &payload["response"]["key"]["release_policy"];
+    assert_eq!(
+        String::from_utf8(unb64url(echoed["data"].as_str().unwrap())).unwrap(),
+        expected
+    );
+    assert_eq!(echoed.as_object().unwrap().len(), 2, "{echoed}");
+    assert_eq!(echoed["immutable"], false);
 }
 
 #[test]

@@ -175,6 +175,29 @@ fn target_refusal(e: &JoseError) -> String {
     format!("Target environment attestation statement cannot be verified: {why}")
 }
 
+/// A release policy as Key Vault re-serialises it (PROTOCOLS.md §6.8, verified on a real
+/// response): compact, `version` before `anyOf`, `authority` before its group, `claim` before
+/// its operator (other members in name order).
+fn policy_json(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let first = |k: &str| !matches!(k, "version" | "authority" | "claim");
+            let mut names: Vec<&String> = m.keys().collect();
+            names.sort_by_key(|k| (first(k), k.as_str()));
+            let members: Vec<String> = names
+                .iter()
+                .map(|k| format!("{}:{}", js(k), policy_json(&m[k.as_str()])))
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        Value::Array(a) => {
+            let items: Vec<String> = a.iter().map(policy_json).collect();
+            format!("[{}]", items.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
 fn internal(what: &str) -> Response {
     azure_error(500, "InternalError", what)
 }
@@ -969,7 +992,7 @@ impl Vault {
         OsRng.fill_bytes(&mut version);
         let now = now_s();
         let (release_policy, policy_content_type, policy_immutable) = match common.policy {
-            Some((p, ct, imm)) => (Some(p.encode_data()), ct, imm),
+            Some((p, ct, imm)) => (Some(b64url(policy_json(&p.to_json()).as_bytes())), ct, imm),
             None => (None, None, false),
         };
         let key = StoredKey {
