@@ -17,8 +17,31 @@ case $t in
     fuzz_release_policy) find $real/policies -type f -exec cp -t "$dir" {} + ;;
     fuzz_jws)        find $real/maa-tokens -name "*.jwt" -exec cp -t "$dir" {} + ;
                      cp $real/maa-tokens/jwks/*.json "$dir"/ ;;
-    fuzz_attest_request) printf %s "{\"report\":\"e30\",\"runtimeData\":{\"data\":\"e30\",\"dataType\":\"JSON\"},\"nonce\":1}" > "$dir"/minimal.json ;;
-    fuzz_vault_request) printf %s "{\"target\":\"a.b.c\",\"enc\":\"RSA_AES_KEY_WRAP_256\"}" > "$dir"/minimal.json ;;
+    fuzz_attest_request) printf %s "{\"report\":\"e30\",\"runtimeData\":{\"data\":\"e30\",\"dataType\":\"JSON\"},\"nonce\":1}" > "$dir"/minimal.json
+                         # The REST shape around a real Milan report, VCEK and AMD chain (virtee-sev).
+                         python3 - "$dir"/real-milan.json $real/virtee-sev <<'PY' ;;
+import base64, json, sys
+u = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+d = sys.argv[2]
+vcek = base64.encodebytes(open(d + "/vcek_milan.der", "rb").read()).decode()
+chain = "-----BEGIN CERTIFICATE-----\n" + vcek + "-----END CERTIFICATE-----\n" + open(d + "/cert_chain_milan").read()
+inner = json.dumps({"SnpReport": u(open(d + "/report_milan.bin", "rb").read()), "VcekCertChain": u(chain.encode())}, indent=2)
+runtime = json.dumps({"keys": [{"e": "AQAB", "key_ops": ["encrypt"], "kid": "transfer", "kty": "RSA", "n": u(bytes(256))}]})
+open(sys.argv[1], "w").write(json.dumps({"report": u(inner.encode()), "runtimeData": {"data": u(runtime.encode()), "dataType": "JSON"}, "nonce": "123"}))
+PY
+    fuzz_vault_request) printf %s "{\"target\":\"a.b.c\",\"enc\":\"RSA_AES_KEY_WRAP_256\"}" > "$dir"/minimal.json
+                        # A release of a real MAA token (§6.1), a create and an import (§6.8).
+                        printf '{"target":"%s","enc":"CKM_RSA_AES_KEY_WRAP","nonce":"n1"}' \
+                            "$(tr -d '\n' < $real/maa-tokens/jesserc-sevsnp-tee/token-iat1736697400.jwt)" > "$dir"/release-real-token.json
+                        printf %s '{"kty":"RSA-HSM","key_size":3072,"key_ops":["encrypt","decrypt"],"attributes":{"exportable":true,"enabled":true,"exp":1900000000},"tags":{"purpose":"disk"},"release_policy":{"contentType":"application/json; charset=utf-8","data":"eyJ2ZXJzaW9uIjoiMS4wLjAiLCJhbnlPZiI6W3siYXV0aG9yaXR5IjoiaHR0cHM6Ly9zaGFyZWRldXMyLmV1czIuYXR0ZXN0LmF6dXJlLm5ldCIsImFsbE9mIjpbeyJjbGFpbSI6IngtbXMtaXNvbGF0aW9uLXRlZS54LW1zLWF0dGVzdGF0aW9uLXR5cGUiLCJlcXVhbHMiOiJzZXZzbnB2bSJ9XX1dfQ","immutable":false}}' > "$dir"/create.json
+                        printf %s '{"key":{"kty":"oct-HSM","k":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8","key_ops":["wrapKey","unwrapKey"]},"hsm":true,"attributes":{"exportable":true},"release_policy":{"data":"e30"}}' > "$dir"/import-oct.json ;;
+    fuzz_http_head) # Request heads as curl, the C++ guest library and skrd send them.
+                    printf 'GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%%3A%%2F%%2Fvault.azure.net HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\nMetadata: true\r\n\r\n' > "$dir"/imds-token.txt
+                    printf 'POST /attest/AzureGuest?api-version=2020-10-01 HTTP/1.1\r\nHost: sharedeus2.eus2.attest.azure.net\r\nAccept: */*\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}' > "$dir"/attest.txt
+                    printf 'POST /keys/disk/0123456789abcdef0123456789abcdef/release?api-version=7.4 HTTP/1.0\r\nhost: v.vault.azure.net\r\nauthorization: Bearer a.b.c\r\ncontent-type: application/json\r\ncontent-length: 16\r\nconnection: keep-alive\r\n\r\n{"target":"a"}' > "$dir"/release.txt ;;
+    fuzz_imds_request) printf 'GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%%3A%%2F%%2Fmanagedhsm.azure.net&msi_res_id=%%2Fsubscriptions%%2F0%%2FresourceGroups%%2Frg%%2Fproviders%%2FMicrosoft.ManagedIdentity%%2FuserAssignedIdentities%%2Fid HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\n\r\n' > "$dir"/token-msi-res-id.txt
+                       printf 'GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net&client_id=0a1b2c3d-0000-4000-8000-000000000001 HTTP/1.1\r\nMetadata: true\r\n\r\n' > "$dir"/token-client-id.txt
+                       printf 'GET /metadata/THIM/amd/certification HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\n\r\n' > "$dir"/thim.txt ;;
     fuzz_azureguest_request) python3 - "$dir"/shape.json <<'PY' ;;
 import base64, json, sys
 u = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()

@@ -154,3 +154,94 @@ fn every_skrctl_subcommand_has_a_man_page_section() {
         );
     }
 }
+
+/// `skr-emulator --help` (or `skr-emulator SUB --help`): the names listed under `Commands:` and
+/// the long options listed under `Options:`.
+fn emulator_help(args: &[&str]) -> (Vec<String>, Vec<String>) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skr-emulator {args:?} --help failed");
+    let help = String::from_utf8(out.stdout).unwrap();
+    let section = |title: &str| -> Vec<String> {
+        help.lines()
+            .skip_while(|l| !l.starts_with(title))
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with(' '))
+            .map(str::to_string)
+            .collect()
+    };
+    // Entries start at column 2 (commands) or with a dash (options); long help puts the
+    // descriptions on indented lines of their own.
+    let commands = section("Commands:")
+        .iter()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    let options = section("Options:")
+        .iter()
+        .filter(|l| l.trim_start().starts_with('-'))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("--"))
+                .map(|w| w.trim_end_matches(',').to_string())
+        })
+        .filter(|o| o != "--help" && o != "--version")
+        .collect();
+    (commands, options)
+}
+
+#[test]
+fn every_skr_emulator_command_and_option_is_in_its_man_page() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // troff escapes dashes; compare on the text as printed.
+    let man = std::fs::read_to_string(root.join("docs/man/skr-emulator.1"))
+        .unwrap()
+        .replace("\\-", "-");
+    let (commands, _) = emulator_help(&[]);
+    assert!(
+        commands.len() >= 4 && commands.iter().any(|c| c == "serve"),
+        "skr-emulator --help lists {commands:?}"
+    );
+    for sub in &commands {
+        assert!(
+            man.contains(&format!(".B skr-emulator {sub}\n")),
+            "the SYNOPSIS of docs/man/skr-emulator.1 lacks `skr-emulator {sub}`"
+        );
+        assert!(
+            man.contains(&format!(".TP\n.B {sub}\n")),
+            "COMMANDS in docs/man/skr-emulator.1 lacks `{sub}`"
+        );
+        let (_, options) = emulator_help(&[sub]);
+        assert!(
+            !options.is_empty(),
+            "skr-emulator {sub} --help lists no options"
+        );
+        for opt in options {
+            assert!(
+                man.contains(&opt),
+                "docs/man/skr-emulator.1 does not document `skr-emulator {sub} {opt}`"
+            );
+        }
+    }
+    // Every serve option is in the SYNOPSIS too.
+    let synopsis = man
+        .split(".SH SYNOPSIS")
+        .nth(1)
+        .and_then(|t| t.split(".B skr-emulator provision-tpm").next())
+        .unwrap();
+    let serve_options = emulator_help(&["serve"]).1;
+    assert!(
+        serve_options.len() >= 12,
+        "serve --help lists {serve_options:?}"
+    );
+    for opt in serve_options {
+        assert!(
+            synopsis.contains(&opt),
+            "the serve SYNOPSIS of docs/man/skr-emulator.1 lacks `{opt}`"
+        );
+    }
+}

@@ -211,6 +211,22 @@ const REAL_TOKEN: &str = include_str!(concat!(
     "/tests/fixtures/real/maa-tokens/ms-cvm-guest-attestation-clientlib/ClientLibTests-L138-sharedweu-iat1680173374.jwt"
 ));
 
+/// The newest real AzureGuest token (sharedeus2, 2025-01): its HCL var data has the current
+/// shape (PROTOCOLS.md §4.3: HCLAkPub `sign` + HCLEkPub, `user-data`, no `current-time`).
+const REAL_TOKEN_2025: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/real/maa-tokens/jesserc-sevsnp-tee/token-iat1736697400.jwt"
+));
+
+/// The `kid`s of a JWKS-like `keys` array, in order.
+fn kids(keys: &Value) -> Vec<&str> {
+    keys.as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect()
+}
+
 fn payload(jwt: &str) -> Value {
     let seg = jwt.trim().split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(seg).unwrap()).unwrap()
@@ -247,6 +263,46 @@ fn azureguest_token_is_encrypted_to_the_tpm_key_and_releases_a_key() {
         &real["x-ms-runtime"]["keys"][0],
         "x-ms-runtime.keys[0]",
     );
+
+    // Against the newest real token too, and down into the nested
+    // x-ms-isolation-tee.x-ms-runtime (the HCL var data, §5.4): the same members, nesting and
+    // types, HCLAkPub with key_ops ["sign"] and 128 hex digits of user-data. The one difference
+    // on purpose: no HCLEkPub. swtpm's NV maximum (2048 bytes) cannot hold a var data with a
+    // second RSA-2048 key next to the SNP report; real CVMs have a 2600-byte index.
+    let new = payload(REAL_TOKEN_2025);
+    assert_same_shape(c, &new, "");
+    assert_same_shape(&c["x-ms-isolation-tee"], &new["x-ms-isolation-tee"], "tee");
+    let (ours_rt, real_rt) = (
+        &c["x-ms-isolation-tee"]["x-ms-runtime"],
+        &new["x-ms-isolation-tee"]["x-ms-runtime"],
+    );
+    assert_same_shape(ours_rt, real_rt, "tee.x-ms-runtime");
+    assert_same_shape(
+        &ours_rt["vm-configuration"],
+        &real_rt["vm-configuration"],
+        "tee.x-ms-runtime.vm-configuration",
+    );
+    assert_eq!(kids(&real_rt["keys"]), ["HCLAkPub", "HCLEkPub"]);
+    assert_eq!(kids(&ours_rt["keys"]), ["HCLAkPub"]);
+    assert_same_shape(
+        &ours_rt["keys"][0],
+        &real_rt["keys"][0],
+        "tee.x-ms-runtime.keys[HCLAkPub]",
+    );
+    assert_eq!(ours_rt["keys"][0]["key_ops"], real_rt["keys"][0]["key_ops"]);
+    assert_eq!(ours_rt["keys"][0]["kty"], real_rt["keys"][0]["kty"]);
+    for rt in [ours_rt, real_rt] {
+        let ud = rt["user-data"].as_str().unwrap();
+        assert!(
+            ud.len() == 128 && ud.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{ud}"
+        );
+        let id = rt["vm-configuration"]["vmUniqueId"].as_str().unwrap();
+        assert!(
+            uuid::Uuid::parse_str(id).is_ok() && id == id.to_ascii_uppercase(),
+            "{id}"
+        );
+    }
 
     // Values from the evidence and the request.
     let key = s.evidence.ephemeral_key.as_ref().unwrap();
@@ -430,19 +486,36 @@ fn azureguest_refusals_name_the_failed_check() {
         assert_refused(post(&s, &body(&info)), code);
     };
 
-    // Wrong chain: another test AMD chain (same names, other keys) for the VCEK.
-    let other = tempfile::tempdir().unwrap();
-    let other_chain = TestAmdChain::load_or_create(other.path()).unwrap();
+    // Another emulator instance's test chain (a second state directory: same names, other
+    // keys). Its ARK is neither a pinned AMD root nor this instance's test ARK: refused with
+    // `ark-not-trusted` naming that ARK's SHA-256 (docs/errors-snp.md), whether only the chain
+    // is foreign or the SNP report was signed by that chain's VCEK too.
+    let other = common::emulator::fresh_state_dir_with_other_chain();
+    let other_chain = TestAmdChain::load(other.path()).unwrap();
+    let other_ark_sha256 = hex::encode(Sha256::digest(&other_chain.ark_der));
     let mut other_pem = std::fs::read(other_chain.path("vcek.pem")).unwrap();
     other_pem.extend(std::fs::read(other_chain.path("cert-chain.pem")).unwrap());
-    let wrong_chain = attestation_info(&s.evidence, &other_pem);
-    let (st, _, b) = post(&s, &body(&wrong_chain));
-    assert_eq!(st, 400, "{b}");
-    let msg = b["error"]["message"].as_str().unwrap().to_string();
-    assert!(!msg.starts_with("maa-"), "an SNP chain code: {msg}");
+    let hcl = HclReport::parse(&s.evidence.hcl_report).unwrap();
+    let report_data: [u8; 64] = hcl.snp_report_bytes()[0x50..0x90].try_into().unwrap();
+    let foreign_report =
+        skrd::emulator::firmware::TestFirmware::new(TestAmdChain::load(other.path()).unwrap())
+            .sign_report(&report_data, 0)
+            .unwrap();
+    let foreign_proof = json!(STANDARD.encode(
+        json!({"SnpReport": URL_SAFE_NO_PAD.encode(foreign_report),
+               "VcekCertChain": STANDARD.encode(&other_pem)})
+        .to_string()
+    ));
+    let mut foreign_signed = good.clone();
+    foreign_signed["IsolationInfo"]["Evidence"]["Proof"] = foreign_proof;
+    for info in [attestation_info(&s.evidence, &other_pem), foreign_signed] {
+        let got = post(&s, &body(&info));
+        let msg = got.2["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(&other_ark_sha256), "{msg}");
+        assert_refused(got, "ark-not-trusted");
+    }
 
     // Bad report signature: one MEASUREMENT bit flipped (offset 0x90, PROTOCOLS.md §3.2).
-    let hcl = HclReport::parse(&s.evidence.hcl_report).unwrap();
     let mut report = hcl.snp_report_bytes().to_vec();
     report[0x90] ^= 1;
     let proof = |r: &[u8]| {

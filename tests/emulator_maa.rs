@@ -627,3 +627,50 @@ fn configured_attestation_policy_decides_and_persists() {
         "{err}"
     );
 }
+
+/// "Trusts only this test chain and the real AMD roots": a report made by another emulator
+/// instance's test firmware (a second state directory, its own ARK/ASK/VCEK) is refused with
+/// `ark-not-trusted`, naming that ARK's SHA-256; the instance that owns the chain accepts the
+/// same request, so the refusal is about trust alone.
+#[test]
+fn sevsnpvm_refuses_a_report_from_another_emulators_chain() {
+    let dir = common::fresh_state_dir();
+    let emu = Emu::start(dir.path(), &[]);
+    let other_dir = common::emulator::fresh_state_dir_with_other_chain();
+    let other = TestAmdChain::load(other_dir.path()).unwrap();
+    let own = TestAmdChain::load(dir.path()).unwrap();
+    assert_ne!(
+        other.ark_der, own.ark_der,
+        "the two instances share a chain"
+    );
+    let pem = chain_pem(&other);
+    let other_ark_sha256 = hex::encode(Sha256::digest(&other.ark_der));
+    let rt = RUNTIME.as_bytes();
+    let report = TestFirmware::new(TestAmdChain::load(other_dir.path()).unwrap())
+        .sign_report(&report_data_for(rt), 0)
+        .unwrap()
+        .to_vec();
+    let request = body(B64::Url, &report, &pem, rt, json!({}));
+
+    for api in ["2020-10-01", "2022-08-01"] {
+        let c = emu.client(Duration::from_secs(30));
+        let url = format!(
+            "{}/attest/SevSnpVm?api-version={api}",
+            emu.url("attestation")
+        );
+        let got = post(&c, &url, &request);
+        let msg = got.2["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(&other_ark_sha256), "{msg}");
+        assert_refused(got, "InvalidParameter", "ark-not-trusted");
+    }
+
+    // The owner of that chain accepts the very same request.
+    let emu_b = Emu::start(other_dir.path(), &[]);
+    let c = emu_b.client(Duration::from_secs(30));
+    let url = format!(
+        "{}/attest/SevSnpVm?api-version=2022-08-01",
+        emu_b.url("attestation")
+    );
+    let (status, _, resp) = post(&c, &url, &request);
+    assert_eq!(status, 200, "{resp}");
+}

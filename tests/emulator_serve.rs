@@ -796,3 +796,244 @@ fn loopback_latency_figures() {
     assert!(pct(&reused, 0.5) < Duration::from_millis(5));
     assert!(pct(&fresh, 0.5) < Duration::from_millis(20));
 }
+
+/// The start-up contract of PROTOCOLS.md §8 / skr-emulator(1), checked on the raw process (not
+/// the harness): exactly one line on stdout for the whole run (read to EOF after SIGTERM), a
+/// JSON object with exactly the six keys, every listener accepting when the line is printed,
+/// logs on stderr only, and SIGTERM giving exit status 0.
+#[test]
+fn startup_contract_one_json_line_logs_on_stderr_sigterm_exit_0() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let dir = common::fresh_state_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+        .arg("serve")
+        .arg("--state-dir")
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        text
+    });
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(
+        line.ends_with('\n'),
+        "start-up line not terminated: {line:?}"
+    );
+
+    // Every endpoint accepts a connection at once, before anything else happens.
+    let ep: Value = serde_json::from_str(&line).unwrap();
+    let obj = ep.as_object().unwrap();
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "admin",
+            "attestation",
+            "ca_pem",
+            "imds",
+            "managed_hsm",
+            "vault"
+        ]
+    );
+    let mut conns = Vec::new();
+    for (svc, scheme) in [
+        ("imds", "http"),
+        ("attestation", "https"),
+        ("vault", "https"),
+        ("managed_hsm", "https"),
+        ("admin", "http"),
+    ] {
+        let url = ep[svc].as_str().unwrap();
+        let addr = url
+            .strip_prefix(&format!("{scheme}://"))
+            .unwrap_or_else(|| panic!("{svc} URL {url} is not {scheme}://"));
+        assert!(addr.starts_with("127.0.0.1:"), "{svc}: {url}");
+        conns.push(
+            TcpStream::connect(addr)
+                .unwrap_or_else(|e| panic!("{svc} at {addr} refuses connections: {e}")),
+        );
+    }
+    drop(conns);
+    let ca_pem = Path::new(obj["ca_pem"].as_str().unwrap());
+    assert!(ca_pem.is_absolute(), "{ca_pem:?}");
+    let (ok, text) = common::openssl(&["x509", "-in", ca_pem.to_str().unwrap(), "-noout"]);
+    assert!(ok, "ca_pem is not a PEM certificate: {text}");
+    // A request that the service logs (IMDS without Metadata: 400 bad_request_102).
+    let c = client(ca_pem);
+    let (status, body) = get(&c, &token_url(ep["imds"].as_str().unwrap(), ""), false);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("bad_request_102"))
+    );
+
+    // SIGTERM: exit status 0 (not killed by the signal).
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+
+    // Nothing else ever reached stdout; the logs went to stderr.
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "more than one line on stdout");
+    let logs = stderr_reader.join().unwrap();
+    for needle in [
+        "skr-emulator serving",
+        "endpoint=\"imds-token\"",
+        "status=400",
+        "SIGTERM",
+    ] {
+        assert!(logs.contains(needle), "stderr lacks {needle:?}:\n{logs}");
+    }
+    assert!(!line.contains("INFO"), "{line}");
+}
+
+/// The random delay fault (skr-emulator(1) FAULTS: `delay_ms`..`delay_max_ms`): each request
+/// draws its own delay within the bounds, the admin request log records the value drawn, and
+/// the client waited at least that long for each answer.
+#[test]
+fn random_delay_is_drawn_per_request_within_bounds() {
+    let dir = common::fresh_state_dir();
+    let emu = Emu::start(dir.path(), &[]);
+    let c = client(Path::new(emu.ep["ca_pem"].as_str().unwrap()));
+    let admin = emu.url("admin");
+    let (lo, hi) = (50u64, 250u64);
+    let r = c
+        .post(format!("{admin}/faults"))
+        .json(&serde_json::json!({"thim": {"delay_ms": lo, "delay_max_ms": hi}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let thim = format!("{}/metadata/THIM/amd/certification", emu.url("imds"));
+    let waited: Vec<Duration> = (0..8)
+        .map(|_| {
+            let t0 = Instant::now();
+            assert_eq!(get(&c, &thim, true).0, 200);
+            t0.elapsed()
+        })
+        .collect();
+    let log: Vec<Value> = c
+        .get(format!("{admin}/requests"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let drawn: Vec<u64> = log
+        .iter()
+        .filter(|r| r["endpoint"] == "thim")
+        .map(|r| r["delay_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(drawn.len(), waited.len(), "{log:?}");
+    for (d, w) in drawn.iter().zip(&waited) {
+        assert!((lo..=hi).contains(d), "delay {d} ms outside [{lo}, {hi}]");
+        assert!(
+            *w >= Duration::from_millis(*d),
+            "waited {w:?} < drawn {d} ms"
+        );
+    }
+    assert!(
+        drawn.iter().any(|d| *d != drawn[0]),
+        "eight equal delays: {drawn:?}"
+    );
+    // Without a fault the log records no delay.
+    c.post(format!("{admin}/faults"))
+        .json(&serde_json::json!({}))
+        .send()
+        .unwrap();
+    get(&c, &thim, true);
+    let log: Vec<Value> = c
+        .get(format!("{admin}/requests"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(log.last().unwrap()["delay_ms"], 0, "{log:?}");
+}
+
+/// `skr-emulator --help`, `--version`, `help SUB` and every subcommand's `--help`: exit 0, the
+/// usage line with the required options, on stdout; no command or an unknown option: exit 2
+/// with the error on stderr only (skr-emulator(1) EXIT STATUS).
+#[test]
+fn help_of_every_command() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, top, err) = run(&["--help"]);
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    assert!(
+        top.starts_with("Local Azure stand-in and test SEV-SNP platform for skrd\n"),
+        "{top}"
+    );
+    assert!(top.contains("Usage: skr-emulator <COMMAND>"), "{top}");
+    for (sub, about, usage) in [
+        (
+            "serve",
+            "Run the local IMDS, attestation, Key Vault and Managed HSM services on loopback",
+            "Usage: skr-emulator serve [OPTIONS] --state-dir <STATE_DIR>",
+        ),
+        (
+            "provision-tpm",
+            "Provision a running swtpm like an Azure CVM vTPM",
+            "Usage: skr-emulator provision-tpm [OPTIONS] --tcti <TCTI> --state-dir <STATE_DIR>",
+        ),
+        (
+            "tpm-proxy",
+            "Front a swtpm like the Azure paravisor",
+            "Usage: skr-emulator tpm-proxy [OPTIONS] --swtpm <SWTPM> --state-dir <STATE_DIR>",
+        ),
+        (
+            "sign-report",
+            "Sign a raw 1184-byte SNP report with the test VCEK",
+            "Usage: skr-emulator sign-report [OPTIONS] --state-dir <STATE_DIR> --report-data <REPORT_DATA> --out <OUT>",
+        ),
+    ] {
+        let listed = top
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{sub} ")))
+            .unwrap_or_else(|| panic!("--help does not list {sub}: {top}"));
+        assert!(listed.contains(about), "{listed}");
+        let (code, help, err) = run(&[sub, "--help"]);
+        assert_eq!((code, err.as_str()), (Some(0), ""), "{sub}");
+        assert!(help.starts_with(about), "{sub}: {help}");
+        assert!(help.contains(usage), "{sub}: {help}");
+        // `help SUB` is the same text.
+        assert_eq!(run(&["help", sub]).1, help, "{sub}");
+    }
+    let (code, version, _) = run(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        version.trim(),
+        format!("skr-emulator {}", env!("CARGO_PKG_VERSION"))
+    );
+    // Usage errors: exit 2, nothing on stdout, the reason on stderr.
+    for args in [
+        &[][..],
+        &["serve"][..],
+        &["serve", "--state-dir", "x", "--nope"][..],
+    ] {
+        let (code, out, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}");
+        assert_eq!(out, "", "{args:?}");
+        assert!(err.contains("Usage: skr-emulator"), "{args:?}: {err}");
+    }
+}

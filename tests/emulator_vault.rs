@@ -15,13 +15,13 @@ mod common;
 use common::emulator::{client as ca_client, now, Emu};
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use serde_json::{json, Value};
 use skrd::crypto::transfer_key::TransferKey;
-use skrd::emulator::server::state::{load_or_create_rsa, maa_kid, MAA_KEY};
+use skrd::emulator::server::state::{entra_kid, load_or_create_rsa, maa_kid, ENTRA_KEY, MAA_KEY};
 use skrd::format::jose::release::{verify_release_response, ReleaseVerification, WrapAlgorithm};
 use skrd::format::jose::x5c::ChainCert;
 
@@ -139,6 +139,30 @@ impl Ctx {
         self.sign_maa(&signer, claims_extra, exp_offset)
     }
 
+    /// A Key Vault access token signed with the state directory's Entra key, the claims of an
+    /// IMDS token of the system identity with `edit` applied.
+    fn entra_token(&self, edit: Value) -> String {
+        let signer = load_or_create_rsa(&self.dir, ENTRA_KEY, entra_kid).unwrap();
+        let ids = identities(&self.dir);
+        let tenant = ids["tenant_id"].as_str().unwrap();
+        let t = now();
+        let mut claims = json!({
+            "aud": "https://vault.azure.net",
+            "iss": format!("https://sts.windows.net/{tenant}/"),
+            "iat": t - 10,
+            "nbf": t - 10,
+            "exp": t + 3600,
+            "oid": ids["identities"][0]["object_id"],
+            "tid": tenant,
+            "ver": "1.0",
+        });
+        for (k, v) in edit.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        let kid = signer.kid.clone();
+        signer.sign_jwt(&claims, &[("x5t", &kid)]).unwrap()
+    }
+
     fn sign_maa(
         &self,
         signer: &skrd::emulator::server::state::RsaSigner,
@@ -163,6 +187,16 @@ impl Ctx {
         let jku = format!("{iss}/certs");
         signer.sign_jwt(&claims, &[("jku", &jku)]).unwrap()
     }
+}
+
+/// The state directory's `identities.json` (tenant id, identities).
+fn identities(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("identities.json")).unwrap()).unwrap()
+}
+
+/// The claims of a compact JWT this test made (read back, not verified).
+fn unverified_claims(jwt: &str) -> Value {
+    serde_json::from_slice(&unb64url(jwt.split('.').nth(1).unwrap())).unwrap()
 }
 
 fn policy(authority: &str) -> Value {
@@ -481,47 +515,67 @@ fn release_refusals_and_errors() {
     let tk = TransferKey::generate(2048).unwrap();
     let good = ctx.maa_token(runtime_keys(&tk), 3600);
 
-    // No bearer / wrong audience: 401 + WWW-Authenticate (§6.7).
+    // Bearer refusals: 401, Key Vault's body, x-ms-error-code and the challenge of §6.7
+    // (`login.windows.net/<tenant>`, the vault's resource). Messages are the real ones:
+    // AKV10000 (§6.7), AKV10022 and AKV10032 as Key Vault words them, "[TokenExpired] ..." as
+    // reported against the real service (Azure/azure-sdk-for-python#27266).
+    let tenant = identities(&ctx.dir)["tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let challenge = format!(
+        "Bearer authorization=\"https://login.windows.net/{tenant}\", resource=\"https://vault.azure.net\""
+    );
     let body = json!({"target": good});
-    let (st, h, b) = ctx.call_with(
-        "POST",
-        "vault",
-        "/keys/good/release",
-        "7.4",
-        None,
-        Some(&body),
-    );
-    assert_eq!(st, 401);
-    assert_eq!(b["error"]["code"], "Unauthorized");
-    let www = h.get("www-authenticate").unwrap().to_str().unwrap();
-    assert!(
-        www.starts_with("Bearer authorization=\"https://login.microsoftonline.com/"),
-        "{www}"
-    );
-    assert!(
-        www.ends_with("resource=\"https://vault.azure.net\""),
-        "{www}"
-    );
+    let refused = |bearer: Option<&str>, message: &str| {
+        let (st, h, b) = ctx.call_with(
+            "POST",
+            "vault",
+            "/keys/good/release",
+            "7.4",
+            bearer,
+            Some(&body),
+        );
+        assert_eq!(st, 401, "{b}");
+        assert_eq!(h["x-ms-error-code"], "Unauthorized");
+        assert_eq!(h["www-authenticate"].to_str().unwrap(), challenge);
+        assert_eq!(
+            b,
+            json!({"error": {"code": "Unauthorized", "message": message}})
+        );
+    };
+    refused(None, "AKV10000: Request is missing a Bearer or PoP token.");
     let mgmt = ctx.emu.imds_token("https%3A%2F%2Fmanagement.azure.com");
-    let (st, _, b) = ctx.call_with(
-        "POST",
-        "vault",
-        "/keys/good/release",
-        "7.4",
+    refused(
         Some(&mgmt),
-        Some(&body),
+        "AKV10022: Invalid audience. Expected https://vault.azure.net, found: https://management.azure.com.",
     );
-    assert_eq!(st, 401, "{b}");
-    // The Managed HSM token is not valid for Key Vault.
-    let (st, _, _) = ctx.call_with(
-        "GET",
-        "vault",
-        "/keys/good",
-        "7.4",
+    // The Managed HSM token (requested for "https://managedhsm.azure.net/") is not for Key Vault.
+    refused(
         Some(&ctx.mhsm_token),
-        None,
+        "AKV10022: Invalid audience. Expected https://vault.azure.net, found: https://managedhsm.azure.net/.",
     );
-    assert_eq!(st, 401);
+    // Signed by the emulator's Entra key but issued by another tenant.
+    let other_tenant = "22222222-3333-4444-5555-666666666666";
+    let foreign =
+        ctx.entra_token(json!({"iss": format!("https://sts.windows.net/{other_tenant}/")}));
+    refused(
+        Some(&foreign),
+        &format!(
+            "AKV10032: Invalid issuer. Expected one of https://sts.windows.net/{tenant}/, found https://sts.windows.net/{other_tenant}/."
+        ),
+    );
+    // Expired an hour ago (beyond any clock skew).
+    let t = now();
+    let expired = ctx.entra_token(json!({"iat": t - 7200, "nbf": t - 7200, "exp": t - 3600}));
+    refused(
+        Some(&expired),
+        "[TokenExpired] Error validating token: 'S2S12086'.",
+    );
+    // The same claims, valid: accepted (the refusals above come from the one changed claim).
+    let fine = ctx.entra_token(json!({}));
+    let (st, _, b) = ctx.call_with("GET", "vault", "/keys/good", "7.4", Some(&fine), None);
+    assert_eq!(st, 200, "{b}");
 
     // Bad api-version: 400 BadParameter.
     for v in ["7.2", "2016-10-01"] {
@@ -550,25 +604,50 @@ fn release_refusals_and_errors() {
         assert_eq!(st, 200, "{v}");
     }
 
-    // Expired MAA token; token signed by another key: 403.
-    let expired = ctx.maa_token(runtime_keys(&tk), -3600);
-    let (st, _, b) = ctx.call(
-        "POST",
-        "vault",
-        "/keys/good/release",
-        Some(&json!({"target": expired})),
+    // Target (MAA) token refusals: 403 Forbidden with x-ms-error-code (§6.7; Azure's message
+    // text is not documented, §10, so the emulator's names the failed check).
+    let forbidden = |target: &str, message: &str| {
+        let (st, h, b) = ctx.call(
+            "POST",
+            "vault",
+            "/keys/good/release",
+            Some(&json!({"target": target})),
+        );
+        assert_eq!(st, 403, "{b}");
+        assert_eq!(h["x-ms-error-code"], "Forbidden");
+        assert_eq!(
+            b,
+            json!({"error": {"code": "Forbidden", "message": format!(
+                "Target environment attestation statement cannot be verified: {message}")}})
+        );
+    };
+    // Issued 2 h ago, expired 1 h ago (beyond the clock skew; iat/nbf before exp).
+    let mut claims = runtime_keys(&tk);
+    claims["iat"] = json!(now() - 7200);
+    claims["nbf"] = claims["iat"].clone();
+    let expired = ctx.maa_token(claims, -3600);
+    let exp = unverified_claims(&expired)["exp"].as_i64().unwrap();
+    forbidden(&expired, &format!("the token expired at {exp}"));
+    // Signed by the emulator's own MAA key, but naming another issuer.
+    let signer = load_or_create_rsa(&ctx.dir, MAA_KEY, maa_kid).unwrap();
+    let mut claims = runtime_keys(&tk);
+    claims["iss"] = json!("https://sharedeus2.eus2.attest.azure.net");
+    let wrong_iss = ctx.sign_maa(&signer, claims, 3600);
+    forbidden(
+        &wrong_iss,
+        &format!(
+            "the token's issuer https://sharedeus2.eus2.attest.azure.net is not the attestation authority {}",
+            ctx.base("attestation")
+        ),
     );
-    assert_eq!(st, 403, "{b}");
+    // Signed by another key (another emulator's MAA key).
     let other_dir = tempfile::tempdir().unwrap();
     let other = load_or_create_rsa(other_dir.path(), MAA_KEY, maa_kid).unwrap();
     let forged = ctx.sign_maa(&other, runtime_keys(&tk), 3600);
-    let (st, _, b) = ctx.call(
-        "POST",
-        "vault",
-        "/keys/good/release",
-        Some(&json!({"target": forged})),
+    forbidden(
+        &forged,
+        "the token is not signed by the attestation authority's key",
     );
-    assert_eq!(st, 403, "{b}");
 
     // Policy mismatch: 403 naming the unmet condition.
     let mut claims = runtime_keys(&tk);
@@ -685,34 +764,157 @@ fn release_refusals_and_errors() {
     assert_eq!(st, 200, "{b}");
 }
 
+/// An RSA private JWK of `bits` made by python3 `cryptography` (independent of skrd, and fast).
+fn python_rsa_jwk(bits: u32) -> Value {
+    let out = common::python(
+        r#"
+import sys, json, base64
+from cryptography.hazmat.primitives.asymmetric import rsa
+k = rsa.generate_private_key(65537, int(sys.argv[1]))
+n = k.private_numbers()
+b = lambda i: base64.urlsafe_b64encode(i.to_bytes((i.bit_length() + 7) // 8, 'big')).rstrip(b'=').decode()
+print(json.dumps({"kty": "RSA", "n": b(n.public_numbers.n), "e": b(n.public_numbers.e),
+                  "d": b(n.d), "p": b(n.p), "q": b(n.q)}))
+"#,
+        &[&bits.to_string()],
+    );
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+/// `Retry-After` of a 429 as an integer.
+fn retry_after(h: &reqwest::header::HeaderMap) -> u64 {
+    h["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
+/// Throttling (PROTOCOLS.md §6.7): per 10 s, Azure allows 2000 RSA-2048, 500 RSA-3072,
+/// 250 RSA-4096 and 2000 EC operations on HSM keys, so an operation weighs 1, 4, 8 and 1
+/// RSA-2048 equivalents. With a limit of 16: one RSA-4096 GET (8) and two RSA-3072 GETs (4 + 4)
+/// fill it exactly, and one EC GET more is refused. `Retry-After` is the time until the first
+/// operation leaves the window, rounded up; refused operations do not count.
 #[test]
-fn throttling_gives_429_with_retry_after() {
+fn throttle_weighs_rsa_sizes_and_retry_after_is_the_windows_remaining_time() {
     let state = common::fresh_state_dir();
-    let ctx = Ctx::start(state.path(), &["--vault-ops-limit", "3"]);
+    let ctx = Ctx::start(state.path(), &["--vault-ops-limit", "16"]);
+    for (name, bits) in [("r4096", 4096), ("r3072", 3072)] {
+        let (st, _, b) = ctx.call(
+            "PUT",
+            "vault",
+            &format!("/keys/{name}"),
+            Some(&json!({"key": python_rsa_jwk(bits), "hsm": true})),
+        );
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["key"]["kty"], "RSA-HSM", "{b}");
+    }
     let (st, _, _) = ctx.call(
         "POST",
         "vault",
-        "/keys/t/create",
-        Some(&json!({"kty": "EC-HSM"})),
+        "/keys/ec/create",
+        Some(&json!({"kty": "EC-HSM", "crv": "P-256"})),
     );
     assert_eq!(st, 200);
+    let throttle = || -> Value {
+        reqwest::blocking::Client::new()
+            .get(format!("{}/throttle", ctx.base("admin")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    // Creates and imports are not counted (only GET and release are HSM operations here).
+    assert_eq!(throttle()["vault"]["admitted_weight"], 0);
+
+    let sent_first = Instant::now();
+    let (st, _, b) = ctx.call("GET", "vault", "/keys/r4096", None);
+    let answered_first = Instant::now();
+    assert_eq!(st, 200, "{b}");
     for _ in 0..2 {
-        let (st, _, _) = ctx.call("GET", "vault", "/keys/t", None);
-        assert_eq!(st, 200);
+        let (st, _, b) = ctx.call("GET", "vault", "/keys/r3072", None);
+        assert_eq!(st, 200, "{b}");
     }
-    let (st, h, b) = ctx.call("GET", "vault", "/keys/t", None);
-    assert_eq!(st, 429, "{b}");
-    let retry: u64 = h
-        .get("retry-after")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=11).contains(&retry), "{retry}");
-    // Managed HSM counts separately.
-    let (st, _, _) = ctx.call("GET", "managed_hsm", "/keys/t", None);
+    assert_eq!(
+        throttle()["vault"],
+        json!({"limit": 16, "in_window": 16, "admitted_weight": 16, "refused": 0})
+    );
+    // Full: one EC operation (weight 1) is refused, and so is another RSA-4096 one.
+    let mut waits = Vec::new();
+    for key in ["ec", "r4096"] {
+        let sent = Instant::now();
+        let (st, h, b) = ctx.call("GET", "vault", &format!("/keys/{key}"), None);
+        let answered = Instant::now();
+        assert_eq!(st, 429, "{key}: {b}");
+        assert_eq!(h["x-ms-error-code"], "Throttled");
+        assert_eq!(b["error"]["code"], "Throttled");
+        // The first operation was counted between sent_first and answered_first, this refusal
+        // between sent and answered: the window's remaining time lies between these bounds.
+        let window = Duration::from_secs(10);
+        let least = window.saturating_sub(answered - sent_first).as_millis();
+        let most = window.saturating_sub(sent - answered_first).as_millis();
+        let ra = retry_after(&h);
+        assert!(
+            (least.div_ceil(1000).max(1)..=most.div_ceil(1000).max(1)).contains(&u128::from(ra)),
+            "Retry-After {ra} s, remaining time between {least} and {most} ms"
+        );
+        waits.push((answered, ra));
+    }
+    assert_eq!(
+        throttle()["vault"],
+        json!({"limit": 16, "in_window": 16, "admitted_weight": 16, "refused": 2})
+    );
+    // Managed HSM has its own window.
+    assert_eq!(
+        throttle()["managed_hsm"],
+        json!({"limit": 16, "in_window": 0, "admitted_weight": 0, "refused": 0})
+    );
+    let (st, _, _) = ctx.call("GET", "managed_hsm", "/keys/ec", None);
     assert_eq!(st, 404);
+
+    // After the announced wait the RSA-4096 operation has left the window (16 - 8 = 8 used);
+    // had the refused RSA-4096 GET counted, an EC GET would still not fit (8 + 8 + 1 > 16).
+    let (answered, ra) = waits[1];
+    std::thread::sleep(Duration::from_secs(ra).saturating_sub(answered.elapsed()));
+    let (st, _, b) = ctx.call("GET", "vault", "/keys/ec", None);
+    assert_eq!(st, 200, "{b}");
+    let (st, _, b) = ctx.call("GET", "vault", "/keys/r3072", None);
+    assert_eq!(st, 200, "{b}");
+}
+
+/// The default limit is Azure's 2000 RSA-2048-equivalent operations per 10 s (§6.7), shown by
+/// `--help` and by the admin listener's `GET /throttle`, where one RSA-4096 GET counts 8.
+#[test]
+fn default_throttle_limit_is_2000_per_10_s() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_skr-emulator"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let opt = help
+        .split("--vault-ops-limit")
+        .nth(1)
+        .and_then(|t| t.split("\n  -").next())
+        .unwrap();
+    assert!(opt.contains("[default: 2000]"), "{opt}");
+
+    let state = common::fresh_state_dir();
+    let ctx = Ctx::start(state.path(), &[]);
+    let (st, _, b) = ctx.call(
+        "PUT",
+        "vault",
+        "/keys/r4096",
+        Some(&json!({"key": python_rsa_jwk(4096), "hsm": true})),
+    );
+    assert_eq!(st, 200, "{b}");
+    let (st, _, _) = ctx.call("GET", "vault", "/keys/r4096", None);
+    assert_eq!(st, 200);
+    let t: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/throttle", ctx.base("admin")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(t["window_s"], 10);
+    assert_eq!(t["vault"]["limit"], 2000);
+    assert_eq!(t["managed_hsm"]["limit"], 2000);
+    assert_eq!(t["vault"]["admitted_weight"], 8);
 }
 
 /// Member paths (document order) of a release body's JWS header and payload and of the decoded
@@ -837,6 +1039,58 @@ fn release_shape_matches_the_real_response_and_python_unwraps_it() {
         );
         assert_eq!(plain.trim(), stored, "{enc}");
     }
+
+    // The release policy comes back as Key Vault re-serialises it (§6.8): the real sample's
+    // policy, uploaded pretty-printed, is echoed compact in the real member order (version,
+    // anyOf; authority, allOf; claim, equals) -- byte for byte the real response's `data`, with
+    // this emulator's authority in place of the real one.
+    let real_body: Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/real/thomvanl-skr-sample/sample-responses/3-keyvault-release-key-decoded/keyvault-release-key-decoded-body.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let real_data = String::from_utf8(unb64url(
+        real_body["response"]["key"]["release_policy"]["data"]
+            .as_str()
+            .unwrap(),
+    ))
+    .unwrap();
+    let expected = real_data.replace("https://sharedweu.weu.attest.azure.net", &authority);
+    assert_ne!(expected, real_data);
+    let uploaded: Value = serde_json::from_str(&expected).unwrap();
+    let pretty = serde_json::to_string_pretty(&uploaded).unwrap();
+    let (st, _, b) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/real-policy/create",
+        Some(
+            &json!({"kty": "RSA-HSM", "attributes": {"exportable": true},
+                     "release_policy": {"contentType": "application/json; charset=utf-8",
+                                        "data": b64url(pretty.as_bytes())}}),
+        ),
+    );
+    assert_eq!(st, 200, "{b}");
+    let mut claims = runtime_keys(&tk);
+    claims["x-ms-isolation-tee"]["x-ms-attestation-type"] = json!("sevsnpvm");
+    claims["x-ms-isolation-tee"]["x-ms-compliance-status"] = json!("azure-compliant-cvm");
+    let (st, _, resp) = ctx.call(
+        "POST",
+        "vault",
+        "/keys/real-policy/release",
+        Some(&json!({"target": ctx.maa_token(claims, 3600)})),
+    );
+    assert_eq!(st, 200, "{resp}");
+    let payload = unverified_claims(resp["value"].as_str().unwrap());
+    let echoed = &payload["response"]["key"]["release_policy"];
+    assert_eq!(
+        String::from_utf8(unb64url(echoed["data"].as_str().unwrap())).unwrap(),
+        expected
+    );
+    assert_eq!(echoed.as_object().unwrap().len(), 2, "{echoed}");
+    assert_eq!(echoed["immutable"], false);
 }
 
 #[test]

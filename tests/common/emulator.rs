@@ -35,9 +35,10 @@ impl Emu {
             let mut lines = BufReader::new(stdout).lines();
             let first = lines.next().map(|l| l.unwrap_or_default());
             let _ = tx.send(first);
-            // Exactly one line: anything more on stdout breaks the contract.
-            let more = lines.count();
-            assert_eq!(more, 0, "skr-emulator printed more than one line on stdout");
+            // Drained so the child never blocks on a full pipe. The one-line rule itself is
+            // checked where a failure reaches the test: emulator_serve's
+            // startup_contract_one_json_line_logs_on_stderr_sigterm_exit_0.
+            for _ in lines {}
         });
         let first = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(v) => v,
@@ -206,4 +207,34 @@ impl Emu {
         )
         .unwrap_or_else(|e| panic!("release response does not verify: {e}"))
     }
+}
+
+/// A second test AMD chain, independent of [`super::chain_cache_dir`]'s (same names, other
+/// keys): the chain of "another emulator instance". Generated once per target dir.
+pub fn other_chain_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("skr-emulator-test-chain-b-v1");
+        skrd::emulator::amd_chain::TestAmdChain::load_or_create(&dir)
+            .expect("second test AMD chain");
+        dir
+    })
+}
+
+/// A fresh state directory seeded with [`other_chain_dir`]'s chain (a second emulator
+/// instance).
+pub fn fresh_state_dir_with_other_chain() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("skr-emulator-state-b-")
+        .tempdir()
+        .expect("temp dir");
+    for entry in std::fs::read_dir(other_chain_dir()).expect("read chain cache") {
+        let entry = entry.expect("dir entry");
+        let name = entry.file_name();
+        if entry.path().is_file() && !name.to_string_lossy().starts_with('.') {
+            std::fs::copy(entry.path(), dir.path().join(&name)).expect("copy chain file");
+        }
+    }
+    dir
 }

@@ -28,54 +28,7 @@ enum Command {
     ///
     /// Prints one JSON line {"imds", "attestation", "vault", "managed_hsm", "ca_pem", "admin"}
     /// once every listener accepts; logs go to stderr; SIGTERM/SIGINT stop it with status 0.
-    Serve {
-        /// Directory of the emulator's state (CA, keys, identities, test AMD chain); created if absent.
-        #[arg(long)]
-        state_dir: PathBuf,
-        /// Address of the listeners; port 0 gives each service an ephemeral port, port P gives
-        /// IMDS, attestation, vault, managed_hsm, admin the ports P..P+4.
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
-        /// Host name of the attestation provider (signing certificate CN and server certificate SAN).
-        #[arg(long, default_value = "sharedemu.emu.attest.azure.net")]
-        attestation_host: String,
-        /// Host name of the Key Vault (server certificate SAN).
-        #[arg(long, default_value = "skr-emulator.vault.azure.net")]
-        vault_host: String,
-        /// Host name of the Managed HSM (server certificate SAN).
-        #[arg(long, default_value = "skr-emulator.managedhsm.azure.net")]
-        managed_hsm_host: String,
-        /// More host names for the server certificate (repeatable).
-        #[arg(long = "hostname")]
-        hostnames: Vec<String>,
-        /// Fault table (JSON, or TOML if the name ends in .toml); replace at run time with
-        /// POST {admin}/faults.
-        #[arg(long)]
-        faults: Option<PathBuf>,
-        /// Serve this PEM certificate chain (server certificate first) instead of issuing one
-        /// from the emulator's CA; needs --tls-key.
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// PEM private key of --tls-cert.
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// PEM file clients should trust with --tls-cert (printed as ca_pem; default: --tls-cert).
-        #[arg(long, requires = "tls_cert")]
-        tls_ca: Option<PathBuf>,
-        /// Key Vault / Managed HSM throttling: RSA-2048-equivalent HSM operations allowed per
-        /// 10 s before 429 (Azure: 2000).
-        #[arg(long, default_value_t = skrd::emulator::server::vault::DEFAULT_OPS_LIMIT)]
-        vault_ops_limit: u32,
-        /// Attestation policy (Azure's policy language 1.0, authorization rules) that every
-        /// attestation must satisfy; kept in the state directory. Default: the kept one, else
-        /// permit every guest whose evidence verifies (and that is not debuggable).
-        #[arg(long, value_name = "FILE")]
-        attestation_policy: Option<PathBuf>,
-        /// Lifetime of the attestation and managed-identity tokens issued, seconds (default:
-        /// Azure's, 8 h and 24 h); short lifetimes test the client's refresh.
-        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(1..))]
-        token_lifetime: Option<i64>,
-    },
+    Serve(Box<ServeArgs>),
     /// Provision a running swtpm like an Azure CVM vTPM (AK, AK certificate, HCL report).
     ProvisionTpm {
         /// TCTI of the TPM, e.g. "swtpm:host=127.0.0.1,port=2321".
@@ -122,6 +75,80 @@ enum Command {
         #[arg(long)]
         cert_table_out: Option<PathBuf>,
     },
+}
+
+/// Arguments of `skr-emulator serve`.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Directory of the emulator's state (CA, keys, identities, test AMD chain); created if absent.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Address of the listeners; port 0 gives each service an ephemeral port, port P gives
+    /// IMDS, attestation, vault, managed_hsm, admin the ports P..P+4.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Address of the IMDS listener instead of the one --listen gives, e.g.
+    /// 169.254.169.254:80.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen_imds: Option<std::net::SocketAddr>,
+    /// Address of the attestation listener instead of the one --listen gives.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen_attestation: Option<std::net::SocketAddr>,
+    /// Address of the Key Vault listener instead of the one --listen gives.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen_vault: Option<std::net::SocketAddr>,
+    /// Address of the Managed HSM listener instead of the one --listen gives.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen_managed_hsm: Option<std::net::SocketAddr>,
+    /// Address of the admin listener instead of the one --listen gives.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen_admin: Option<std::net::SocketAddr>,
+    /// Announce the attestation, vault and managed HSM services by their host names
+    /// (https://NAME, :PORT unless 443) instead of their addresses: start-up line, token
+    /// issuer, jku, OpenID metadata, key ids. Make the names resolve to the listeners.
+    #[arg(long)]
+    public_names: bool,
+    /// Host name of the attestation provider (signing certificate CN, server certificate SAN;
+    /// with --public-names its URL).
+    #[arg(long, default_value = "sharedemu.emu.attest.azure.net")]
+    attestation_host: String,
+    /// Host name of the Key Vault (server certificate SAN; with --public-names its URL).
+    #[arg(long, default_value = "skr-emulator.vault.azure.net")]
+    vault_host: String,
+    /// Host name of the Managed HSM (server certificate SAN; with --public-names its URL).
+    #[arg(long, default_value = "skr-emulator.managedhsm.azure.net")]
+    managed_hsm_host: String,
+    /// More host names for the server certificate (repeatable).
+    #[arg(long = "hostname")]
+    hostnames: Vec<String>,
+    /// Fault table (JSON, or TOML if the name ends in .toml); replace at run time with
+    /// POST {admin}/faults.
+    #[arg(long)]
+    faults: Option<PathBuf>,
+    /// Serve this PEM certificate chain (server certificate first) instead of issuing one
+    /// from the emulator's CA; needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM file clients should trust with --tls-cert (printed as ca_pem; default: --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
+    /// Key Vault / Managed HSM throttling: RSA-2048-equivalent operations (key GET and
+    /// release; RSA-3072 weighs 4, RSA-4096 8, others 1) allowed per 10 s before 429 (Azure:
+    /// 2000).
+    #[arg(long, default_value_t = skrd::emulator::server::vault::DEFAULT_OPS_LIMIT)]
+    vault_ops_limit: u32,
+    /// Attestation policy (Azure's policy language 1.0, authorization rules) that every
+    /// attestation must satisfy; kept in the state directory. Default: the kept one, else
+    /// permit every guest whose evidence verifies (and that is not debuggable).
+    #[arg(long, value_name = "FILE")]
+    attestation_policy: Option<PathBuf>,
+    /// Lifetime of the attestation and managed-identity tokens issued, seconds (default:
+    /// Azure's, 8 h and 24 h); short lifetimes test the client's refresh.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(1..))]
+    token_lifetime: Option<i64>,
 }
 
 fn parse_64_hex(s: &str) -> Result<[u8; 64], String> {
@@ -175,25 +202,40 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve {
-            state_dir,
-            listen,
-            attestation_host,
-            vault_host,
-            managed_hsm_host,
-            hostnames,
-            faults,
-            tls_cert,
-            tls_key,
-            tls_ca,
-            vault_ops_limit,
-            attestation_policy,
-            token_lifetime,
-        } => {
+        Command::Serve(args) => {
+            let ServeArgs {
+                state_dir,
+                listen,
+                listen_imds,
+                listen_attestation,
+                listen_vault,
+                listen_managed_hsm,
+                listen_admin,
+                public_names,
+                attestation_host,
+                vault_host,
+                managed_hsm_host,
+                hostnames,
+                faults,
+                tls_cert,
+                tls_key,
+                tls_ca,
+                vault_ops_limit,
+                attestation_policy,
+                token_lifetime,
+            } = *args;
             init_logging();
             let opts = skrd::emulator::server::ServeOptions {
                 state_dir,
                 listen,
+                listen_at: skrd::emulator::server::ServiceAddrs {
+                    imds: listen_imds,
+                    attestation: listen_attestation,
+                    vault: listen_vault,
+                    managed_hsm: listen_managed_hsm,
+                    admin: listen_admin,
+                },
+                public_names,
                 attestation_host,
                 vault_host,
                 managed_hsm_host,

@@ -4,8 +4,10 @@
 //! - `GET /faults` → the current table; `POST /faults` (JSON table) → replaces it;
 //! - `GET /counters` → `{"<endpoint>": count, ...}`; `POST /counters/reset` → zeroes them and
 //!   empties the request log;
-//! - `GET /requests` → the answers sent, oldest first: `[{"endpoint", "status", "request_id"}]`
-//!   (`request_id` = the `x-ms-request-id` the attestation and vault listeners sent).
+//! - `GET /requests` → the answers sent, oldest first: `[{"endpoint", "status", "request_id", "delay_ms"}]`
+//!   (`request_id` = the `x-ms-request-id` the attestation and vault listeners sent);
+//! - `GET /throttle` → `{"window_s": 10, "vault": {"limit", "in_window", "admitted_weight",
+//!   "refused"}, "managed_hsm": {...}}` (RSA-2048-equivalent operations, [`super::throttle`]).
 //!
 //! Admin requests are neither counted nor faulted.
 
@@ -13,12 +15,15 @@ use std::sync::Arc;
 
 use super::faults::{parse_table, Faults};
 use super::http::{Malformed, Request, Response, Service};
+use super::throttle::{Throttle, THROTTLE_WINDOW};
 
 /// The admin service.
 #[derive(Debug)]
 pub struct Admin {
     /// The shared faults and counters.
     pub faults: Arc<Faults>,
+    /// The Key Vault and Managed HSM throttles, by start-up line key.
+    pub throttles: Vec<(&'static str, Arc<Throttle>)>,
 }
 
 fn err(status: u16, code: &str, message: &str) -> Response {
@@ -37,6 +42,13 @@ impl Service for Admin {
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/counters") => Response::json(200, &serde_json::json!(self.faults.counters())),
             ("GET", "/requests") => Response::json(200, &serde_json::json!(self.faults.requests())),
+            ("GET", "/throttle") => {
+                let mut doc = serde_json::json!({"window_s": THROTTLE_WINDOW.as_secs()});
+                for (name, t) in &self.throttles {
+                    doc[*name] = serde_json::json!(t.status());
+                }
+                Response::json(200, &doc)
+            }
             ("POST", "/counters/reset") => {
                 self.faults.reset_counters();
                 Response::json(200, &serde_json::json!({}))
@@ -55,7 +67,7 @@ impl Service for Admin {
                     Err(reason) => err(400, "InvalidFaults", &reason),
                 }
             }
-            (_, "/counters" | "/counters/reset" | "/faults" | "/requests") => err(
+            (_, "/counters" | "/counters/reset" | "/faults" | "/requests" | "/throttle") => err(
                 405,
                 "MethodNotAllowed",
                 "see skr-emulator(1) for the admin API",
@@ -63,7 +75,7 @@ impl Service for Admin {
             _ => err(
                 404,
                 "NotFound",
-                "admin paths: /faults, /counters, /counters/reset, /requests",
+                "admin paths: /faults, /counters, /counters/reset, /requests, /throttle",
             ),
         }
     }

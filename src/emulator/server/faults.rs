@@ -79,6 +79,9 @@ pub struct RequestRecord {
     pub status: u16,
     /// The `x-ms-request-id` sent (Azure services only).
     pub request_id: Option<String>,
+    /// The delay a fault added before answering (ms; 0 without one); with `delay_max_ms`, the
+    /// random value drawn for this request.
+    pub delay_ms: u64,
 }
 
 /// How many answers the request log keeps (the oldest are forgotten first).
@@ -141,7 +144,7 @@ impl Faults {
     }
 
     /// Adds an answer to the request log (admin answers are not logged).
-    pub fn record(&self, endpoint: &str, status: u16, request_id: Option<String>) {
+    pub fn record(&self, endpoint: &str, status: u16, request_id: Option<String>, delay_ms: u64) {
         if endpoint == "admin" {
             return;
         }
@@ -153,6 +156,7 @@ impl Faults {
                 endpoint: endpoint.to_string(),
                 status,
                 request_id,
+                delay_ms,
             });
         }
     }
@@ -227,15 +231,20 @@ impl Faults {
         Some(taken)
     }
 
-    /// Counts the request and applies its endpoint's fault to the real response.
-    pub async fn apply(&self, endpoint: &str, resp: Response) -> Outcome {
+    /// Counts the request and applies its endpoint's fault to the real response; also returns
+    /// the delay added (ms).
+    pub async fn apply(&self, endpoint: &str, resp: Response) -> (Outcome, u64) {
         let Some(spec) = self.take(endpoint) else {
-            return Outcome::Send(resp);
+            return (Outcome::Send(resp), 0);
         };
         let delay = match (spec.delay_ms, spec.delay_max_ms) {
             (lo, Some(hi)) => {
+                // Uniform in [lo, hi] (the table check guarantees lo <= hi).
                 let lo = lo.unwrap_or(0);
-                lo + OsRng.next_u64() % (hi - lo + 1)
+                match (hi - lo).checked_add(1) {
+                    Some(span) => lo + OsRng.next_u64() % span,
+                    None => OsRng.next_u64(),
+                }
             }
             (Some(ms), None) => ms,
             (None, None) => 0,
@@ -243,6 +252,11 @@ impl Faults {
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
+        (Self::fault_response(&spec, resp), delay)
+    }
+
+    /// The response as `spec` changes it (after the delay).
+    fn fault_response(spec: &FaultSpec, resp: Response) -> Outcome {
         if spec.drop {
             return Outcome::Drop;
         }

@@ -168,7 +168,12 @@ pub fn new_request_id() -> String {
 
 /// Gives the answer (as faulted) its `x-ms-request-id` when the service sends one, logs it and
 /// keeps it in the admin request log.
-fn stamp(outcome: Outcome, endpoint: &'static str, ids: bool, faults: &Faults) -> Outcome {
+fn stamp(
+    (outcome, delay_ms): (Outcome, u64),
+    endpoint: &'static str,
+    ids: bool,
+    faults: &Faults,
+) -> Outcome {
     let add = |mut resp: Response| {
         let id = ids.then(new_request_id);
         if let Some(id) = &id {
@@ -179,9 +184,10 @@ fn stamp(outcome: Outcome, endpoint: &'static str, ids: bool, faults: &Faults) -
             endpoint,
             status = resp.status,
             request_id = id.as_deref().unwrap_or(""),
+            delay_ms,
             "request"
         );
-        faults.record(endpoint, resp.status, id);
+        faults.record(endpoint, resp.status, id, delay_ms);
         resp
     };
     match outcome {
@@ -287,6 +293,26 @@ pub fn parse_head(head: &[u8]) -> Result<(Request, usize), Malformed> {
         http10: version == b"HTTP/1.0",
     };
     Ok((req, content_length))
+}
+
+/// Fuzz entry (`fuzz/fuzz_targets/fuzz_http_head.rs`): any bytes up to the first CRLFCRLF
+/// through [`parse_head`]; never panics, and what it accepts keeps the parser's promises (an
+/// origin-form path, a bounded body length, lower-case header names, an upper-case method).
+pub fn fuzz_http_head(data: &[u8]) {
+    let head = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(data, |at| data.get(..at).unwrap_or_default());
+    if let Ok((req, len)) = parse_head(head) {
+        assert!(req.path.starts_with('/'));
+        assert!(len <= MAX_BODY);
+        assert!(!req.method.is_empty() && req.method.bytes().all(|b| b.is_ascii_uppercase()));
+        assert!(req
+            .headers
+            .iter()
+            .all(|(n, _)| !n.is_empty() && !n.bytes().any(|b| b.is_ascii_uppercase())));
+        let _ = req.keep_alive();
+    }
 }
 
 fn reason(status: u16) -> &'static str {
@@ -477,6 +503,22 @@ mod tests {
         assert!(req.keep_alive());
         let (req, _) = parse_head(b"GET / HTTP/1.0").unwrap();
         assert!(!req.keep_alive());
+    }
+
+    #[test]
+    fn fuzz_entry_survives_mutations_of_real_requests() {
+        for (seed, raw) in [
+            (
+                1u64,
+                &b"POST /attest/SevSnpVm?api-version=2022-08-01 HTTP/1.1\r\nHost: sharedeus2.eus2.attest.azure.net\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"[..],
+            ),
+            (
+                2,
+                &b"POST /keys/disk/release?api-version=7.4 HTTP/1.1\r\nHost: v.vault.azure.net\r\nAuthorization: Bearer a.b.c\r\nContent-Type: application/json\r\nContent-Length: 18\r\nConnection: close\r\n\r\n{\"target\":\"a.b.c\"}"[..],
+            ),
+        ] {
+            super::super::for_each_mutation(raw, seed, fuzz_http_head);
+        }
     }
 
     #[test]

@@ -89,6 +89,120 @@ fn valid_resource(r: &str) -> bool {
     }
 }
 
+/// Which identity a token request names (§2.1): none (the system identity, or the only one),
+/// or one of `client_id`, `object_id`, `msi_res_id`/`mi_res_id` with its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// No selector.
+    Default,
+    /// `(parameter, value)`.
+    By(&'static str, String),
+}
+
+/// A token request's validated query: the resource and the identity selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenQuery {
+    /// The `resource` parameter (percent-decoded; not yet checked as a URI).
+    pub resource: String,
+    /// The identity asked for.
+    pub selector: Selector,
+}
+
+/// IMDS answers only GET requests carrying `Metadata: true` (SSRF protection, §2.1).
+fn refuse_unless_get_with_metadata(req: &Request) -> Option<Response> {
+    if req.method != "GET" {
+        return Some(error(405, "invalid_request", "Only GET is supported"));
+    }
+    if req.header("metadata") != Some("true") {
+        return Some(error(
+            400,
+            "bad_request_102",
+            "Required metadata header not specified",
+        ));
+    }
+    None
+}
+
+/// The checks of a token request that need no state (§2.1): method, `Metadata` header,
+/// `api-version`, one non-empty `resource`, at most one identity selector; IMDS's error
+/// answer otherwise.
+pub fn token_query(req: &Request) -> Result<TokenQuery, Response> {
+    if let Some(refusal) = refuse_unless_get_with_metadata(req) {
+        return Err(refusal);
+    }
+    match req.query_all("api-version").as_slice() {
+        [] => {
+            return Err(error(
+                400,
+                "invalid_request",
+                "Required query variable 'api-version' is missing",
+            ))
+        }
+        [v] if valid_api_version(v) => {}
+        _ => return Err(error(400, "invalid_request", "Invalid api-version")),
+    }
+    let resource = match req.query_all("resource").as_slice() {
+        [] | [""] => {
+            return Err(error(
+                400,
+                "invalid_request",
+                "Required query variable 'resource' is missing",
+            ))
+        }
+        [r] => (*r).to_string(),
+        _ => {
+            return Err(error(
+                400,
+                "invalid_request",
+                "Query variable 'resource' is repeated",
+            ))
+        }
+    };
+    let mut selectors: Vec<(&'static str, &str)> = Vec::new();
+    for name in ["client_id", "object_id", "msi_res_id", "mi_res_id"] {
+        for v in req.query_all(name) {
+            selectors.push((name, v));
+        }
+    }
+    let selector = match selectors.as_slice() {
+        [] => Selector::Default,
+        [(name, value)] => Selector::By(name, (*value).to_string()),
+        _ => {
+            return Err(error(
+                400,
+                "invalid_request",
+                "Only one of client_id, object_id or msi_res_id may be specified",
+            ))
+        }
+    };
+    Ok(TokenQuery { resource, selector })
+}
+
+/// Fuzz entry (`fuzz/fuzz_targets/fuzz_imds_request.rs`): a raw request (head, CRLFCRLF,
+/// body) through the HTTP head parser, the IMDS routing and the stateless token-request checks;
+/// never panics, and an accepted query names a non-empty resource.
+pub fn fuzz_imds_request(data: &[u8]) {
+    let head = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(data, |at| data.get(..at).unwrap_or_default());
+    let Ok((req, _)) = super::http::parse_head(head) else {
+        return;
+    };
+    match req.path.as_str() {
+        TOKEN_PATH => {
+            if let Ok(q) = token_query(&req) {
+                assert!(!q.resource.is_empty());
+                let _ = valid_resource(&q.resource);
+            }
+        }
+        THIM_PATH => {
+            let _ = refuse_unless_get_with_metadata(&req);
+        }
+        _ => {}
+    }
+}
+
 impl Imds {
     /// The service for a state and the test AMD chain in the same directory.
     pub fn new(state: Arc<State>, chain: &TestAmdChain) -> Result<Self, ServeError> {
@@ -108,32 +222,11 @@ impl Imds {
         self
     }
 
-    /// IMDS answers only GET requests carrying `Metadata: true` (SSRF protection, §2.1).
-    fn refuse_unless_get_with_metadata(req: &Request) -> Option<Response> {
-        if req.method != "GET" {
-            return Some(error(405, "invalid_request", "Only GET is supported"));
-        }
-        if req.header("metadata") != Some("true") {
-            return Some(error(
-                400,
-                "bad_request_102",
-                "Required metadata header not specified",
-            ));
-        }
-        None
-    }
-
-    fn select(&self, req: &Request) -> Result<&Identity, Response> {
+    fn select(&self, selector: &Selector) -> Result<&Identity, Response> {
         let ids = &self.state.identities.identities;
-        let mut selectors: Vec<(&str, &str)> = Vec::new();
-        for name in ["client_id", "object_id", "msi_res_id", "mi_res_id"] {
-            for v in req.query_all(name) {
-                selectors.push((name, v));
-            }
-        }
         let bad = |d: &str| Err(error(400, "invalid_request", d));
-        match selectors.as_slice() {
-            [] => match self.state.identities.system() {
+        match selector {
+            Selector::Default => match self.state.identities.system() {
                 Some(id) => Ok(id),
                 None => match ids.as_slice() {
                     [only] => Ok(only),
@@ -145,7 +238,7 @@ impl Imds {
                     _ => bad("Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request"),
                 },
             },
-            [(name, value)] => {
+            Selector::By(name, value) => {
                 let found = ids.iter().find(|i| match *name {
                     "client_id" => i.client_id.eq_ignore_ascii_case(value),
                     "object_id" => i.object_id.eq_ignore_ascii_case(value),
@@ -153,42 +246,15 @@ impl Imds {
                 });
                 found.map_or_else(|| bad("Identity not found"), Ok)
             }
-            _ => bad("Only one of client_id, object_id or msi_res_id may be specified"),
         }
     }
 
     fn token(&self, req: &Request) -> Response {
-        if let Some(refusal) = Self::refuse_unless_get_with_metadata(req) {
-            return refusal;
-        }
-        match req.query_all("api-version").as_slice() {
-            [] => {
-                return error(
-                    400,
-                    "invalid_request",
-                    "Required query variable 'api-version' is missing",
-                )
-            }
-            [v] if valid_api_version(v) => {}
-            _ => return error(400, "invalid_request", "Invalid api-version"),
-        }
-        let resource = match req.query_all("resource").as_slice() {
-            [] | [""] => {
-                return error(
-                    400,
-                    "invalid_request",
-                    "Required query variable 'resource' is missing",
-                )
-            }
-            [r] => (*r).to_string(),
-            _ => {
-                return error(
-                    400,
-                    "invalid_request",
-                    "Query variable 'resource' is repeated",
-                )
-            }
+        let query = match token_query(req) {
+            Ok(q) => q,
+            Err(refusal) => return refusal,
         };
+        let resource = query.resource;
         let tenant = &self.state.identities.tenant_id;
         if !valid_resource(&resource) {
             let d = format!(
@@ -196,7 +262,7 @@ impl Imds {
             );
             return error(400, "invalid_resource", &d);
         }
-        let id = match self.select(req) {
+        let id = match self.select(&query.selector) {
             Ok(id) => id,
             Err(resp) => return resp,
         };
@@ -243,7 +309,7 @@ impl Imds {
     }
 
     fn thim(&self, req: &Request) -> Response {
-        if let Some(refusal) = Self::refuse_unless_get_with_metadata(req) {
+        if let Some(refusal) = refuse_unless_get_with_metadata(req) {
             return refusal;
         }
         Response {
@@ -283,6 +349,61 @@ impl Service for Imds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The request of PROTOCOLS.md §2.1 as curl sends it.
+    const TOKEN_REQUEST: &[u8] = b"GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net&client_id=0a1b2c3d-0000-4000-8000-000000000001 HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\nMetadata: true\r\n\r\n";
+
+    fn parsed(raw: &[u8]) -> Request {
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        super::super::http::parse_head(&raw[..end]).unwrap().0
+    }
+
+    fn refusal(req: &Request) -> (u16, String) {
+        let r = token_query(req).unwrap_err();
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        (r.status, v["error"].as_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn token_query_checks_of_section_2_1() {
+        let q = token_query(&parsed(TOKEN_REQUEST)).unwrap();
+        assert_eq!(q.resource, "https://vault.azure.net");
+        assert_eq!(
+            q.selector,
+            Selector::By("client_id", "0a1b2c3d-0000-4000-8000-000000000001".into())
+        );
+        let text = String::from_utf8(TOKEN_REQUEST.to_vec()).unwrap();
+        let variant = |from: &str, to: &str| parsed(text.replace(from, to).as_bytes());
+        // §2.1 / §8: 400 bad_request_102 without `Metadata: true`, 405 for other methods.
+        assert_eq!(
+            refusal(&variant("Metadata: true", "Metadata: false")),
+            (400, "bad_request_102".into())
+        );
+        assert_eq!(refusal(&variant("GET ", "POST ")).0, 405);
+        assert_eq!(
+            refusal(&variant("api-version=2018-02-01", "api-version=2017-09-01")),
+            (400, "invalid_request".into())
+        );
+        assert_eq!(
+            refusal(&variant("&resource=https%3A%2F%2Fvault.azure.net", "")),
+            (400, "invalid_request".into())
+        );
+        assert_eq!(
+            refusal(&variant("&client_id=", "&object_id=x&client_id=")),
+            (400, "invalid_request".into())
+        );
+        let q = token_query(&variant(
+            "&client_id=0a1b2c3d-0000-4000-8000-000000000001",
+            "",
+        ))
+        .unwrap();
+        assert_eq!(q.selector, Selector::Default);
+    }
+
+    #[test]
+    fn fuzz_entry_survives_mutations() {
+        super::super::for_each_mutation(TOKEN_REQUEST, 0x1d5, fuzz_imds_request);
+    }
 
     #[test]
     fn api_versions_and_resources() {

@@ -18,6 +18,7 @@ pub mod imds;
 pub mod maa;
 pub mod sevsnpvm;
 pub mod state;
+pub mod throttle;
 pub mod tls;
 pub mod vault;
 
@@ -153,6 +154,14 @@ pub struct ServeOptions {
     /// Address of the first listener; port 0 = an ephemeral port for each service, otherwise
     /// IMDS, attestation, vault, managed_hsm, admin take PORT..PORT+4.
     pub listen: SocketAddr,
+    /// Per-service addresses that replace the one `listen` gives (e.g. IMDS on
+    /// 169.254.169.254:80, the attestation service on 127.0.0.2:443).
+    pub listen_at: ServiceAddrs,
+    /// Announce the attestation, vault and managed HSM services by their host names,
+    /// `https://NAME` (`:PORT` unless 443), instead of their addresses: in the start-up line, the
+    /// token issuer, `jku`, the OpenID metadata and the key ids. The names must resolve to the
+    /// listeners (e.g. /etc/hosts).
+    pub public_names: bool,
     /// Host name of the attestation provider (signing certificate CN, server certificate SAN).
     pub attestation_host: String,
     /// Host name of the Key Vault (server certificate SAN).
@@ -173,6 +182,53 @@ pub struct ServeOptions {
     /// Lifetime (`exp - iat`, seconds) of the attestation and managed-identity tokens issued
     /// (default: Azure's, 8 hours and 24 hours); short ones test the client's refresh.
     pub token_lifetime: Option<i64>,
+}
+
+/// Per-service listener addresses (`serve --listen-imds` ...); `None` = from `listen`.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceAddrs {
+    /// IMDS.
+    pub imds: Option<SocketAddr>,
+    /// Attestation.
+    pub attestation: Option<SocketAddr>,
+    /// Key Vault.
+    pub vault: Option<SocketAddr>,
+    /// Managed HSM.
+    pub managed_hsm: Option<SocketAddr>,
+    /// Admin.
+    pub admin: Option<SocketAddr>,
+}
+
+impl ServiceAddrs {
+    /// The address given for service `i` (IMDS, attestation, vault, managed_hsm, admin).
+    fn get(&self, i: usize) -> Option<SocketAddr> {
+        [
+            self.imds,
+            self.attestation,
+            self.vault,
+            self.managed_hsm,
+            self.admin,
+        ]
+        .get(i)
+        .copied()
+        .flatten()
+    }
+}
+
+/// `scheme://host[:port]`, the port left out when it is the scheme's default (an IPv6 host in
+/// brackets).
+pub fn origin(scheme: &str, host: &str, port: u16) -> String {
+    let default = matches!((scheme, port), ("http", 80) | ("https", 443));
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if default {
+        format!("{scheme}://{host}")
+    } else {
+        format!("{scheme}://{host}:{port}")
+    }
 }
 
 /// TLS material given on the command line instead of the emulator's own CA.
@@ -292,9 +348,15 @@ async fn serve(opts: ServeOptions, on_ready: impl FnOnce(&Endpoints)) -> Result<
         opts.managed_hsm_host.clone(),
     ];
     names.extend(opts.extra_hostnames.iter().cloned());
+    let listen_ips: Vec<std::net::IpAddr> = (0..5)
+        .filter_map(|i| opts.listen_at.get(i))
+        .chain([opts.listen])
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
     let (acceptor, ca_pem) = match &opts.tls {
         None => {
-            let (cert, key) = ca.issue_server(&names)?;
+            let (cert, key) = ca.issue_server(&names, &listen_ips)?;
             (tls::acceptor(cert, key)?, ca.pem_path.clone())
         }
         Some(given) => {
@@ -308,33 +370,40 @@ async fn serve(opts: ServeOptions, on_ready: impl FnOnce(&Endpoints)) -> Result<
     };
 
     let base = opts.listen;
-    let addr_at = |i: u16| {
-        let mut a = base;
-        if base.port() != 0 {
-            a.set_port(base.port().saturating_add(i));
-        }
-        a
+    let addr_at = |i: usize| {
+        opts.listen_at.get(i).unwrap_or_else(|| {
+            let mut a = base;
+            if base.port() != 0 {
+                a.set_port(base.port().saturating_add(u16::try_from(i).unwrap_or(0)));
+            }
+            a
+        })
     };
     let mut listeners = Vec::new();
-    for i in 0..5u16 {
+    for i in 0..5 {
         listeners.push(bind(addr_at(i)).await?);
     }
     let addrs: Vec<SocketAddr> = listeners
         .iter()
         .enumerate()
-        .map(|(i, l)| local(l, addr_at(u16::try_from(i).unwrap_or(0))))
+        .map(|(i, l)| local(l, addr_at(i)))
         .collect();
-    let url = |scheme: &str, i: usize| {
+    let url = |scheme: &str, i: usize, name: Option<&str>| {
         let a = addrs.get(i).copied().unwrap_or(base);
-        format!("{scheme}://{a}")
+        match name {
+            Some(host) if opts.public_names => origin(scheme, host, a.port()),
+            // Without public names only the scheme's default port is left out, so the URL of a
+            // listener on an ephemeral or offset port is unchanged.
+            _ => origin(scheme, &a.ip().to_string(), a.port()),
+        }
     };
     let endpoints = Endpoints {
-        imds: url("http", 0),
-        attestation: url("https", 1),
-        vault: url("https", 2),
-        managed_hsm: url("https", 3),
+        imds: url("http", 0, None),
+        attestation: url("https", 1, Some(&opts.attestation_host)),
+        vault: url("https", 2, Some(&opts.vault_host)),
+        managed_hsm: url("https", 3, Some(&opts.managed_hsm_host)),
         ca_pem,
-        admin: url("http", 4),
+        admin: url("http", 4, None),
     };
 
     let imds: Arc<dyn Service> =
@@ -361,17 +430,20 @@ async fn serve(opts: ServeOptions, on_ready: impl FnOnce(&Endpoints)) -> Result<
         ops_limit: opts.vault_ops_limit,
         ca: &ca,
     };
-    let vault: Arc<dyn Service> = Arc::new(vault::Vault::new(
-        st.clone(),
-        vault_setup("vault", &endpoints.vault),
-    )?);
-    let mhsm: Arc<dyn Service> = Arc::new(vault::Vault::new(
+    let vault = vault::Vault::new(st.clone(), vault_setup("vault", &endpoints.vault))?;
+    let mhsm = vault::Vault::new(
         st.clone(),
         vault_setup("managed-hsm", &endpoints.managed_hsm),
-    )?);
+    )?;
     let admin: Arc<dyn Service> = Arc::new(admin::Admin {
         faults: faults.clone(),
+        throttles: vec![
+            ("vault", vault.throttle()),
+            ("managed_hsm", mhsm.throttle()),
+        ],
     });
+    let vault: Arc<dyn Service> = Arc::new(vault);
+    let mhsm: Arc<dyn Service> = Arc::new(mhsm);
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| ServeError::Runtime { source })?;
@@ -417,4 +489,27 @@ async fn serve(opts: ServeOptions, on_ready: impl FnOnce(&Endpoints)) -> Result<
         tracing::warn!("in-flight requests still running after the grace period; exiting");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin;
+
+    #[test]
+    fn origins_leave_out_default_ports() {
+        assert_eq!(
+            origin("https", "a.vault.azure.net", 443),
+            "https://a.vault.azure.net"
+        );
+        assert_eq!(
+            origin("https", "a.vault.azure.net", 8443),
+            "https://a.vault.azure.net:8443"
+        );
+        assert_eq!(
+            origin("http", "169.254.169.254", 80),
+            "http://169.254.169.254"
+        );
+        assert_eq!(origin("http", "127.0.0.1", 443), "http://127.0.0.1:443");
+        assert_eq!(origin("https", "::1", 4430), "https://[::1]:4430");
+    }
 }

@@ -3,7 +3,7 @@
 //! for the configured host names plus `localhost` and IP 127.0.0.1, the rustls acceptor (ring
 //! provider, HTTP/1.1; or given PEM files instead), and the self-signed MAA signing certificate of PROTOCOLS.md §5.1.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -91,13 +91,20 @@ impl Ca {
         })
     }
 
-    /// Issues a server certificate (new P-256 key) for `names`, `localhost` and 127.0.0.1.
-    /// Returns (certificate DER, PKCS#8 key DER).
-    pub fn issue_server(&self, names: &[String]) -> Result<(Vec<u8>, Vec<u8>), ServeError> {
+    /// Issues a server certificate (new P-256 key) for `names`, `localhost`, 127.0.0.1, ::1 and
+    /// the listeners' addresses `ips`. Returns (certificate DER, PKCS#8 key DER).
+    pub fn issue_server(
+        &self,
+        names: &[String],
+        ips: &[IpAddr],
+    ) -> Result<(Vec<u8>, Vec<u8>), ServeError> {
         let mut params = leaf_params(names, None)?;
-        params
-            .subject_alt_names
-            .insert(0, SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        for ip in ips {
+            let san = SanType::IpAddress(*ip);
+            if !params.subject_alt_names.contains(&san) {
+                params.subject_alt_names.push(san);
+            }
+        }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().map_err(rcgen_err("server key"))?;
         let cert = params

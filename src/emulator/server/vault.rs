@@ -20,10 +20,9 @@
 //! unverifiable target token (403 `Forbidden`) follow PROTOCOLS.md §6.7; their exact real message
 //! texts are unknown (§10).
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
@@ -39,9 +38,11 @@ use sha2::{Digest, Sha256};
 use super::http::{Malformed, Request, Response, Service};
 use super::maa::azure_error;
 use super::state::{load_or_create_rsa, RsaSigner, State};
+use super::throttle::{self, Throttle};
 use super::tls::Ca;
 use super::ServeError;
 use crate::format::akv::policy::{load_document, parse_policy, ReleasePolicy};
+use crate::format::jose::error::JoseError;
 use crate::format::jose::jwk::{KeySet, PublicKey};
 use crate::format::jose::jwt::{verify_jwt, Validation};
 use crate::format::jose::release::WrapAlgorithm;
@@ -50,10 +51,8 @@ use crate::format::jose::release::WrapAlgorithm;
 pub const VAULT_SIGNING_KEY: &str = "vault-signing-key.pem";
 /// Accepted `api-version` values.
 pub const API_VERSIONS: &[&str] = &["7.3", "7.4", "7.5", "7.6", "2025-07-01"];
-/// Default throttling limit: RSA-2048-equivalent HSM operations per [`THROTTLE_WINDOW`] (§6.7).
-pub const DEFAULT_OPS_LIMIT: u32 = 2000;
-/// The throttling window.
-pub const THROTTLE_WINDOW: Duration = Duration::from_secs(10);
+/// Throttling defaults (kept here for `serve --vault-ops-limit`).
+pub use super::throttle::{DEFAULT_OPS_LIMIT, THROTTLE_WINDOW};
 /// Largest request body read as JSON.
 const MAX_BODY: usize = 1 << 20;
 /// Largest oct key accepted at import (§6.7 "maximum size is 64").
@@ -90,8 +89,7 @@ pub struct Vault {
     signer: RsaSigner,
     /// x5c: [leaf, CA] DER.
     x5c: Vec<Vec<u8>>,
-    ops_limit: u32,
-    ops: Mutex<VecDeque<(Instant, u32)>>,
+    throttle: Arc<Throttle>,
     write_lock: Mutex<()>,
 }
 
@@ -135,6 +133,69 @@ fn ordered(members: &[(&str, String)]) -> String {
 
 fn bad(message: &str) -> Response {
     azure_error(400, "BadParameter", message)
+}
+
+/// Key Vault's 401 message for a bearer token that does not validate. Real texts where one is
+/// known: AKV10032 (issuer), "[TokenExpired] ... 'S2S12086'" (expired, Azure SDK issue reports),
+/// "Token not yet valid" and AKV10046 (unknown signing key); otherwise skrd's reason.
+fn bearer_refusal(e: &JoseError, token: &str, issuer: &str) -> String {
+    match e {
+        JoseError::IssuerMismatch { found, .. } => {
+            format!("AKV10032: Invalid issuer. Expected one of {issuer}, found {found}.")
+        }
+        JoseError::Expired { .. } => {
+            "[TokenExpired] Error validating token: 'S2S12086'.".to_string()
+        }
+        JoseError::NotYetValid { .. } | JoseError::IssuedInFuture { .. } => {
+            "Token not yet valid".to_string()
+        }
+        JoseError::UnknownKid { .. } | JoseError::KidMissing { .. } => format!(
+            "AKV10046: Unable to resolve the key used for signature validation. \
+             EncodedJwtHeader: '{}'.",
+            token.split('.').next().unwrap_or_default()
+        ),
+        other => format!("Error validating token: {other}"),
+    }
+}
+
+/// The 403 message for a target (MAA) token that does not verify. Azure's exact text is not
+/// documented (PROTOCOLS.md §10); the emulator names the failed check.
+fn target_refusal(e: &JoseError) -> String {
+    let why = match e {
+        JoseError::Expired { exp, .. } => format!("the token expired at {exp}"),
+        JoseError::NotYetValid { nbf, .. } => format!("the token is not valid before {nbf}"),
+        JoseError::IssuerMismatch { expected, found } => {
+            format!("the token's issuer {found} is not the attestation authority {expected}")
+        }
+        JoseError::UnknownKid { .. } | JoseError::SignatureInvalid { .. } => {
+            "the token is not signed by the attestation authority's key".to_string()
+        }
+        other => other.to_string(),
+    };
+    format!("Target environment attestation statement cannot be verified: {why}")
+}
+
+/// A release policy as Key Vault re-serialises it (PROTOCOLS.md §6.8, verified on a real
+/// response): compact, `version` before `anyOf`, `authority` before its group, `claim` before
+/// its operator (other members in name order).
+fn policy_json(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let first = |k: &str| !matches!(k, "version" | "authority" | "claim");
+            let mut names: Vec<&String> = m.keys().collect();
+            names.sort_by_key(|k| (first(k), k.as_str()));
+            let members: Vec<String> = names
+                .iter()
+                .map(|k| format!("{}:{}", js(k), policy_json(&m[k.as_str()])))
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        Value::Array(a) => {
+            let items: Vec<String> = a.iter().map(policy_json).collect();
+            format!("[{}]", items.join(","))
+        }
+        other => other.to_string(),
+    }
 }
 
 fn internal(what: &str) -> Response {
@@ -186,11 +247,7 @@ impl StoredKey {
 
     /// RSA-2048-equivalent cost of one operation on this key (§6.7 limits 2000/500/250).
     fn weight(&self) -> u32 {
-        match (self.base_kty(), self.key_size) {
-            ("RSA", Some(3072)) => 4,
-            ("RSA", Some(4096)) => 8,
-            _ => 1,
-        }
+        throttle::weight(self.base_kty(), self.key_size)
     }
 }
 
@@ -712,8 +769,7 @@ impl Vault {
             maa_keys,
             signer,
             x5c: vec![leaf, ca_der],
-            ops_limit: setup.ops_limit,
-            ops: Mutex::new(VecDeque::new()),
+            throttle: Arc::new(Throttle::new(setup.ops_limit)),
             write_lock: Mutex::new(()),
         })
     }
@@ -730,14 +786,15 @@ impl Vault {
         azure_error(401, "Unauthorized", message).with_header(
             "WWW-Authenticate",
             &format!(
-                "Bearer authorization=\"https://login.microsoftonline.com/{}\", resource=\"{}\"",
+                "Bearer authorization=\"https://login.windows.net/{}\", resource=\"{}\"",
                 self.tenant,
                 self.resource()
             ),
         )
     }
 
-    /// The bearer check (§6.7): signature by the Entra key, `iss`, `exp`, `aud`.
+    /// The bearer check (§6.7): signature by the Entra key, `iss`, lifetime, `aud`; each
+    /// refusal with the message Key Vault gives for it where a real one is known.
     fn check_bearer(&self, req: &Request) -> Result<(), Response> {
         let token = req
             .header("authorization")
@@ -749,15 +806,16 @@ impl Vault {
             .ok_or_else(|| {
                 self.unauthorized("AKV10000: Request is missing a Bearer or PoP token.")
             })?;
+        let issuer = format!("https://sts.windows.net/{}/", self.tenant);
         let validation = Validation {
-            issuer: format!("https://sts.windows.net/{}/", self.tenant),
+            issuer: issuer.clone(),
             now: now_s(),
             skew_s: 300,
             ms_ver: None,
             check_jku: false,
         };
         let verified = verify_jwt(token.as_bytes(), &self.entra_keys, &validation)
-            .map_err(|e| self.unauthorized(&format!("AKV10022: Invalid bearer token: {e}")))?;
+            .map_err(|e| self.unauthorized(&bearer_refusal(&e, token, &issuer)))?;
         let want = self.resource();
         let matches = |v: &Value| {
             v.as_str()
@@ -769,10 +827,11 @@ impl Vault {
             None => false,
         };
         if !ok {
-            let found = verified
-                .claims
-                .get("aud")
-                .map_or_else(|| "(none)".to_string(), Value::to_string);
+            let found = match verified.claims.get("aud") {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => "(none)".to_string(),
+            };
             return Err(self.unauthorized(&format!(
                 "AKV10022: Invalid audience. Expected {want}, found: {found}."
             )));
@@ -780,38 +839,26 @@ impl Vault {
         Ok(())
     }
 
+    /// The listener's throttle (shown by the admin listener).
+    pub fn throttle(&self) -> Arc<Throttle> {
+        self.throttle.clone()
+    }
+
     /// Counts `weight` operations; 429 with `Retry-After` when over the limit (§6.7).
     fn admit(&self, weight: u32) -> Result<(), Response> {
-        let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        while ops
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) >= THROTTLE_WINDOW)
-        {
-            ops.pop_front();
-        }
-        let used: u64 = ops.iter().map(|(_, w)| u64::from(*w)).sum();
-        if used + u64::from(weight) > u64::from(self.ops_limit) {
-            let wait = ops
-                .front()
-                .map_or(THROTTLE_WINDOW, |(t, _)| {
-                    THROTTLE_WINDOW.saturating_sub(now.duration_since(*t))
-                })
-                .as_secs()
-                .saturating_add(1);
-            return Err(azure_error(
+        self.throttle.admit(weight).map_err(|wait| {
+            let secs = throttle::retry_after_secs(wait);
+            azure_error(
                 429,
                 "Throttled",
                 &format!(
                     "Request was not processed because too many requests were received. \
-                     Limit {} RSA-2048-equivalent operations per 10 s; retry after {wait} s",
-                    self.ops_limit
+                     Limit {} RSA-2048-equivalent operations per 10 s; retry after {secs} s",
+                    self.throttle.limit()
                 ),
             )
-            .with_header("Retry-After", &wait.to_string()));
-        }
-        ops.push_back((now, weight));
-        Ok(())
+            .with_header("Retry-After", &secs.to_string())
+        })
     }
 
     fn key_dir(&self, name: &str) -> PathBuf {
@@ -945,7 +992,7 @@ impl Vault {
         OsRng.fill_bytes(&mut version);
         let now = now_s();
         let (release_policy, policy_content_type, policy_immutable) = match common.policy {
-            Some((p, ct, imm)) => (Some(p.encode_data()), ct, imm),
+            Some((p, ct, imm)) => (Some(b64url(policy_json(&p.to_json()).as_bytes())), ct, imm),
             None => (None, None, false),
         };
         let key = StoredKey {
@@ -974,8 +1021,9 @@ impl Vault {
     }
 
     fn create(&self, name: &str, body: &[u8]) -> Result<Response, Response> {
+        // CREATE has its own Azure limit (10 per 10 s), not emulated: creates and imports do
+        // not use the weighted window of the other operations.
         let req = parse_create(body).map_err(|m| bad(&m))?;
-        self.admit(1)?;
         let m = generate(&req, self.flavour).map_err(|m| bad(&m))?;
         let key = self.new_key(name, &req.kty, false, m, req.common)?;
         Ok(Response::json(200, &self.bundle(&key)))
@@ -983,7 +1031,6 @@ impl Vault {
 
     fn import(&self, name: &str, body: &[u8]) -> Result<Response, Response> {
         let req = parse_import(body).map_err(|m| bad(&m))?;
-        self.admit(1)?;
         let m = material_from_jwk(&req.jwk, req.hsm).map_err(|m| bad(&m))?;
         if m.kty_base == "oct" && self.flavour == "vault" {
             return Err(bad(
@@ -1050,11 +1097,7 @@ impl Vault {
             &self.maa_keys,
             &Validation::maa(&self.attestation, now),
         )
-        .map_err(|e| {
-            forbidden(format!(
-                "Target environment attestation statement cannot be verified: {e}"
-            ))
-        })?;
+        .map_err(|e| forbidden(target_refusal(&e)))?;
         let eval = policy.evaluate(&token.claims);
         if !eval.allowed {
             let unmet: Vec<String> = eval.unmet.iter().map(ToString::to_string).collect();
