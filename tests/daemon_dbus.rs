@@ -76,8 +76,17 @@ fn daemon_serves_keys_by_acl_over_dbus() {
     let rt = rt();
     rt.block_on(async {
         let conn = connect(&bus.address).await;
-        // The authorized caller (root, in allow_uids) gets the imported key's bytes.
-        assert_eq!(release(&conn, "disk").await.unwrap(), disk);
+        // The authorized caller (root, in allow_uids) gets the imported key's bytes, in a
+        // memfd sealed against every change (F_SEAL_WRITE, _GROW, _SHRINK, and _SEAL so no
+        // seal can be removed).
+        let fd = release_fd(&conn, "disk").await.unwrap();
+        let (seals, link) = seals_and_link(&fd);
+        assert!(link.starts_with("/memfd:skrd-key-disk"), "{link}");
+        let all = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+        assert_eq!(seals & all, all, "seals {seals:#x} of {link}");
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes).unwrap();
+        assert_eq!(bytes, disk);
         // Not in any ACL (default deny), even for root.
         let (name, msg) = release(&conn, "other").await.unwrap_err();
         assert_eq!(name, "org.skrd.KeyRelease1.Error.AccessDenied", "{msg}");
@@ -223,8 +232,13 @@ fn daemon_serves_keys_by_acl_over_dbus() {
 
     // Secrets: not in the log, the environment, the command line, the state file, or on the bus.
     let pid = skrd.child.id();
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    // The harness's own variables: the read above saw the real environment, not nothing.
+    assert!(
+        String::from_utf8_lossy(&environ).contains("NOTIFY_SOCKET="),
+        "environ read"
+    );
     let state = std::fs::read(&skrd.state_file).unwrap();
     let log = skrd.log();
     let mode = std::fs::metadata(&skrd.state_file)
@@ -234,6 +248,22 @@ fn daemon_serves_keys_by_acl_over_dbus() {
         & 0o777;
     assert_eq!(mode, 0o644);
     let state_path = skrd.state_file.clone();
+    // A canary as long as a key, not all printable, sent through the bus as a byte array: the
+    // search below must find it in the capture, or it would prove nothing about the keys.
+    let canary: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0x80).collect();
+    rt.block_on(async {
+        let conn = connect(&bus.address).await;
+        let r = conn
+            .call_method(
+                Some("org.freedesktop.DBus"),
+                "/org/freedesktop/DBus",
+                Some("org.freedesktop.DBus"),
+                "SkrdTestCanary",
+                &(canary.clone(),),
+            )
+            .await;
+        assert!(r.is_err(), "the bus has no such method");
+    });
     assert_eq!(skrd.stop(), 0);
     std::thread::sleep(Duration::from_millis(300));
     let _ = monitor.kill();
@@ -244,6 +274,10 @@ fn daemon_serves_keys_by_acl_over_dbus() {
         "the monitor saw no call: {}{}",
         String::from_utf8_lossy(&capture),
         std::fs::read_to_string(work.path().join("monitor.err")).unwrap()
+    );
+    assert!(
+        find_secret(&capture, &canary).is_some(),
+        "the canary byte array was not found in the dbus-monitor capture: the search is blind"
     );
     // StateChanged went out (dbus-monitor prints "signal ... member=StateChanged").
     assert!(
@@ -383,4 +417,93 @@ fn clients_wait_through_activation_and_restart() {
     assert!(text.contains("took over the state file"), "{text}");
     // SAFETY: as above.
     unsafe { libc::kill(second as i32, libc::SIGTERM) };
+}
+
+/// The owner of `/proc/PID/<file>`.
+fn proc_owner(pid: u32, file: &str) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/{file}"))
+        .unwrap()
+        .uid()
+}
+
+/// skrd makes itself non-dumpable (PR_SET_DUMPABLE 0: no core file, no ptrace or
+/// /proc/PID/mem, environ, fd access by processes of its own uid). The kernel shows it: the
+/// /proc/PID files of a non-dumpable process belong to root (proc(5), "/proc/pid"), whatever
+/// its uid. So skrd runs here as uid 65534 (the test bus lets that uid own the name; nothing
+/// to attest, an empty configuration) and its files must show uid 0, while a dumpable process
+/// of the same uid owns its own files.
+#[test]
+fn daemon_process_is_not_dumpable() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = work.path().join("skrd.toml");
+    std::fs::write(&config, "").unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let bus = Bus::start_with_policy(
+        r#"<policy user="nobody"><allow own="org.skrd.KeyRelease1"/></policy>"#,
+    );
+    let notify_path = work.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let stderr = work.path().join("skrd.log");
+    let child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_skrd"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--bus-address", &bus.address])
+        .arg("--state-file")
+        .arg(work.path().join("run/state.json"))
+        .arg("--key-socket")
+        .arg(work.path().join("luks.sock"))
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let skrd = Skrd {
+        child,
+        stderr,
+        notify,
+        state_file: work.path().join("run/state.json"),
+    };
+    skrd.wait_notify("READY=1");
+    // setpriv execs skrd: the child's pid is skrd's.
+    let pid = skrd.child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status.lines().any(|l| l.starts_with("Uid:\t65534\t65534")),
+        "{status}"
+    );
+    for file in ["environ", "status", "mem", "cmdline"] {
+        assert_eq!(proc_owner(pid, file), 0, "/proc/{pid}/{file} of skrd");
+    }
+    // The control: the same uid, dumpable, owns its /proc files (once `sleep` runs: setpriv
+    // itself is non-dumpable between its setresuid and the exec).
+    let mut sleeper = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sleep",
+            "60",
+        ])
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while std::fs::read_to_string(format!("/proc/{}/comm", sleeper.id())).unwrap() != "sleep\n" {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "setpriv did not exec"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let control = proc_owner(sleeper.id(), "environ");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_eq!(control, 65534, "a dumpable process of uid 65534");
+    assert_eq!(skrd.stop(), 0);
 }

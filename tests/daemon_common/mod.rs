@@ -25,9 +25,18 @@ impl Bus {
         Self::start_with_activation(None)
     }
 
+    /// Like [`Bus::start`], with `extra` (`<policy>` elements) after the shipped policy.
+    pub fn start_with_policy(extra: &str) -> Self {
+        Self::start_full(None, extra)
+    }
+
     /// With `exec`, org.skrd.KeyRelease1 is D-Bus activatable: the bus runs `exec` (a
     /// service file `Exec=` line) when a call arrives while nobody owns the name.
     pub fn start_with_activation(exec: Option<&str>) -> Self {
+        Self::start_full(exec, "")
+    }
+
+    fn start_full(exec: Option<&str>, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let servicedir = match exec {
             Some(exec) => {
@@ -70,6 +79,7 @@ impl Bus {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
   </policy>
   <include>{REPO}/dbus/org.skrd.KeyRelease1.conf</include>
+  {extra}
   {servicedir}
 </busconfig>
 "#,
@@ -235,7 +245,7 @@ pub fn parse_export(mut b: &[u8]) -> Vec<std::collections::BTreeMap<String, Vec<
     entries
 }
 
-/// The encodings a key could leak in.
+/// The encodings a key could leak in: hex (both cases), base64 (padded, unpadded, url-safe).
 pub fn secret_forms(key: &[u8]) -> Vec<String> {
     use base64::Engine;
     vec![
@@ -247,15 +257,26 @@ pub fn secret_forms(key: &[u8]) -> Vec<String> {
     ]
 }
 
-/// Fails when `haystack` holds `key` raw or in any of [`secret_forms`].
-pub fn assert_no_secret(what: &str, haystack: &[u8], key: &[u8]) {
-    assert!(
-        !haystack.windows(key.len()).any(|w| w == key),
-        "raw key bytes found in {what}"
-    );
+/// Where `key` occurs in `haystack`, if anywhere: raw, or in one of [`secret_forms`] either as
+/// written or once every whitespace character is removed from the haystack. The second search
+/// finds the way `dbus-monitor` prints a byte array that is not all printable: lower-case hex
+/// pairs separated by spaces, 24 to a line (`array of bytes [\n      01 02 ... 18\n ...]`),
+/// and hex or base64 wrapped over lines anywhere else.
+pub fn find_secret(haystack: &[u8], key: &[u8]) -> Option<String> {
+    if haystack.windows(key.len()).any(|w| w == key) {
+        return Some("raw bytes".into());
+    }
     let text = String::from_utf8_lossy(haystack);
-    for form in secret_forms(key) {
-        assert!(!text.contains(&form), "key ({form}) found in {what}");
+    let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    secret_forms(key)
+        .into_iter()
+        .find(|form| text.contains(form.as_str()) || squeezed.contains(form.as_str()))
+}
+
+/// Fails when `haystack` holds `key` (see [`find_secret`]).
+pub fn assert_no_secret(what: &str, haystack: &[u8], key: &[u8]) {
+    if let Some(form) = find_secret(haystack, key) {
+        panic!("key found in {what} ({form})");
     }
 }
 
@@ -404,22 +425,40 @@ where
     .await
 }
 
-/// ReleaseKey(name) → the bytes read from the returned descriptor, or the D-Bus error
-/// (name, message).
-pub async fn release(conn: &zbus::Connection, name: &str) -> Result<Vec<u8>, (String, String)> {
+/// ReleaseKey(name) → the descriptor returned, or the D-Bus error (name, message).
+pub async fn release_fd(
+    conn: &zbus::Connection,
+    name: &str,
+) -> Result<std::os::fd::OwnedFd, (String, String)> {
     match call(conn, "ReleaseKey", &(name,)).await {
         Ok(reply) => {
             let fd: zbus::zvariant::OwnedFd = reply.body().deserialize().unwrap();
-            let fd: std::os::fd::OwnedFd = fd.into();
-            let mut bytes = Vec::new();
-            std::fs::File::from(fd).read_to_end(&mut bytes).unwrap();
-            Ok(bytes)
+            Ok(fd.into())
         }
         Err(zbus::Error::MethodError(name, msg, _)) => {
             Err((name.to_string(), msg.unwrap_or_default()))
         }
         Err(e) => panic!("unexpected error {e}"),
     }
+}
+
+/// ReleaseKey(name) → the bytes read from the returned descriptor, or the D-Bus error
+/// (name, message).
+pub async fn release(conn: &zbus::Connection, name: &str) -> Result<Vec<u8>, (String, String)> {
+    let fd = release_fd(conn, name).await?;
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd).read_to_end(&mut bytes).unwrap();
+    Ok(bytes)
+}
+
+/// The seals of `fd` (`fcntl(F_GET_SEALS)`; -1 when it cannot be sealed) and what
+/// `/proc/self/fd/N` links to (`/memfd:NAME (deleted)` for a memfd).
+pub fn seals_and_link(fd: &std::os::fd::OwnedFd) -> (i32, String) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor we own.
+    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+    (seals, link.display().to_string())
 }
 
 /// An emulator + provisioned swtpm with one AES-256 key per name imported under a release
