@@ -398,8 +398,9 @@ impl Manager {
         }
         self.update(|st| st.finished_at = Some(now_unix()));
         self.ready.send_replace(true);
-        self.notifier.notify("READY=1\nSTATUS=ready");
-        tracing::info!(stage = "ready", "initial work done");
+        let status = ready_status(&self.state());
+        self.notifier.notify(&format!("READY=1\nSTATUS={status}"));
+        tracing::info!(stage = "ready", "initial work done: {status}");
     }
 
     /// The passphrase of daemon volume `volume` for systemd-cryptsetup (key socket): waits for
@@ -583,6 +584,34 @@ impl Manager {
     }
 }
 
+/// The `STATUS=` text sent with `READY=1`: what the initial work achieved or, when something
+/// failed, what failed (with its code) and that the daemon retries, so a failure is never
+/// reported as a plain "ready".
+pub fn ready_status(st: &State) -> String {
+    let cached = st.keys.iter().filter(|k| k.cached).count();
+    let mut failures: Vec<String> = Vec::new();
+    if let Some(e) = st.attestation.as_ref().and_then(|a| a.last_error.as_ref()) {
+        failures.push(format!("attestation failed ({})", e.code));
+    }
+    for k in &st.keys {
+        if let Some(e) = &k.last_error {
+            failures.push(format!("key {} not released ({})", k.name, e.code));
+        }
+    }
+    if failures.is_empty() {
+        format!(
+            "ready: {cached} of {} key(s) cached, {} volume(s) configured",
+            st.keys.len(),
+            st.volumes.len()
+        )
+    } else {
+        format!(
+            "ready with failures: {}; retrying with back-off (skrctl status)",
+            failures.join(", ")
+        )
+    }
+}
+
 /// See [`Manager::next_refresh`]: 80 % of what is left of the token's lifetime at `now`,
 /// within 5 s .. 1 h (1 h without a token).
 pub fn refresh_after(expiry: Option<u64>, now: u64) -> Duration {
@@ -603,5 +632,50 @@ fn sync_state(st: &mut State, s: &Settings, now: u64) {
         entry.url = url;
         // Material is never carried over from the initramfs.
         entry.cached = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::state::LastError;
+
+    fn doc() -> State {
+        let mut st = State::new(Writer::Daemon, 1);
+        st.key_mut("disk", "https://v.example/keys/disk").cached = true;
+        st.key_mut("logs", "https://v.example/keys/logs");
+        st.volume_mut("data", "0b5d1c2e-8d1f-4b7a-9d0e-5c1f2a3b4c5d", 1);
+        st
+    }
+
+    #[test]
+    fn ready_status_names_every_failure() {
+        let mut st = doc();
+        assert_eq!(
+            ready_status(&st),
+            "ready: 1 of 2 key(s) cached, 1 volume(s) configured"
+        );
+        st.key_mut("logs", "").last_error = Some(LastError {
+            code: "release-forbidden".into(),
+            message: "policy not met".into(),
+        });
+        let text = ready_status(&st);
+        assert!(text.starts_with("ready with failures: "), "{text}");
+        assert!(
+            text.contains("key logs not released (release-forbidden)"),
+            "{text}"
+        );
+        st.attestation = Some(AttestationState {
+            provider: "https://maa.example".into(),
+            source: "vtpm".into(),
+            last_success: None,
+            token_expiry: None,
+            maa_request_id: None,
+            last_error: Some(LastError {
+                code: "maa-rejected".into(),
+                message: "no".into(),
+            }),
+        });
+        assert!(ready_status(&st).contains("attestation failed (maa-rejected)"));
     }
 }
