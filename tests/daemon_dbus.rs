@@ -265,6 +265,11 @@ fn daemon_serves_keys_by_acl_over_dbus() {
         assert!(r.is_err(), "the bus has no such method");
     });
     assert_eq!(skrd.stop(), 0);
+    // The keys went with the process: the state file no longer says they are cached, and it
+    // says when the daemon stopped.
+    let after = skrd::format::state::parse(&std::fs::read(&state_path).unwrap()).unwrap();
+    assert!(after.stopped_at.is_some(), "{after:?}");
+    assert!(after.keys.iter().all(|k| !k.cached), "{after:?}");
     std::thread::sleep(Duration::from_millis(300));
     let _ = monitor.kill();
     let _ = monitor.wait();
@@ -313,6 +318,22 @@ fn daemon_serves_keys_by_acl_over_dbus() {
     assert_eq!(v["source"], "state-file");
     assert_eq!(v["healthy"], true);
     assert_eq!(v["state"]["keys"][0]["name"], "disk");
+    assert_eq!(v["state"]["keys"][0]["cached"], false);
+    let (code, out, err, _) = skrctl(
+        &env,
+        &[
+            "status",
+            "--bus-address",
+            &bus.address,
+            "--state-file",
+            state_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("the daemon stopped at") && out.contains("no key is cached"),
+        "{out}"
+    );
     // Neither daemon nor state file: unusable (2).
     let (code, out, _, _) = skrctl(
         &env,

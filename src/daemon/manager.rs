@@ -116,6 +116,8 @@ impl Manager {
         state.writer = Writer::Daemon;
         // The daemon's own initial work starts now (the initramfs had finished its part).
         state.finished_at = None;
+        // A document a stopped daemon left: this one runs.
+        state.stopped_at = None;
         sync_state(&mut state, &settings, now);
         let json = String::from_utf8(crate::format::state::encode(&state).unwrap_or_default())
             .unwrap_or_default();
@@ -401,6 +403,28 @@ impl Manager {
         let status = ready_status(&self.state());
         self.notifier.notify(&format!("READY=1\nSTATUS={status}"));
         tracing::info!(stage = "ready", "initial work done: {status}");
+    }
+
+    /// Clean exit (SIGTERM/SIGINT): every cached key is dropped (zeroized) and the state file
+    /// says so (`cached: false` everywhere, `stopped_at`), so nobody reads a stale promise.
+    pub fn shutdown(&self) {
+        let dropped = {
+            let mut cache = lock(&self.cache);
+            let n = cache.len();
+            cache.clear();
+            n
+        };
+        let now = now_unix();
+        self.update(|st| {
+            for k in &mut st.keys {
+                k.cached = false;
+            }
+            st.stopped_at = Some(now);
+        });
+        tracing::info!(
+            stage = "stopped",
+            "stopping: {dropped} cached key(s) dropped from memory"
+        );
     }
 
     /// The passphrase of daemon volume `volume` for systemd-cryptsetup (key socket): waits for

@@ -157,7 +157,7 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
     }
     let _ = stop_tx.send(true);
     manager.notifier().notify("STOPPING=1");
-    tracing::info!("stopping");
+    manager.shutdown();
     let _ = Arc::strong_count(&manager);
     0
 }

@@ -37,6 +37,10 @@
 //! work, then when it finished it: the initramfs when every volume was answered, refused or out
 //! of time; the daemon when its initial work was done. `attestation` is `null` until one was
 //! attempted.
+//!
+//! Optional members (added later; absent means `null`, and they are left out when `null`, so
+//! documents without them stay byte-identical): `stopped_at` at the top level, when the daemon
+//! exited (its keys are gone from memory).
 
 use std::collections::BTreeMap;
 
@@ -227,6 +231,11 @@ pub struct State {
     pub attestation: Option<AttestationState>,
     /// Configured keys (names unique).
     pub keys: Vec<KeyState>,
+    /// When the daemon stopped (SIGTERM/SIGINT), Unix seconds: from then on it holds no key
+    /// (every `cached` is false) and renews nothing. Optional: absent while the daemon runs, in
+    /// documents of the initramfs, and in documents written before this member existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<u64>,
 }
 
 impl State {
@@ -240,6 +249,7 @@ impl State {
             volumes: Vec::new(),
             attestation: None,
             keys: Vec::new(),
+            stopped_at: None,
         }
     }
 
@@ -589,6 +599,23 @@ mod tests {
         // A volume still waiting (even with a last error) is not a failure yet.
         assert!(!s.has_failure());
         assert!(!s.volumes[0].stage.is_final());
+    }
+
+    #[test]
+    fn stopped_at_is_optional_and_left_out_when_null() {
+        let s = parse(SAMPLE.as_bytes()).unwrap();
+        assert_eq!(s.stopped_at, None);
+        let text = String::from_utf8(encode(&s).unwrap()).unwrap();
+        assert!(!text.contains("stopped_at"), "{text}");
+        let stopped = parse(&with(|v| v["stopped_at"] = 1732399999.into())).unwrap();
+        assert_eq!(stopped.stopped_at, Some(1_732_399_999));
+        assert_eq!(parse(&encode(&stopped).unwrap()).unwrap(), stopped);
+        assert_eq!(
+            parse(&with(|v| v["stopped_at"] = "soon".into()))
+                .unwrap_err()
+                .code(),
+            "state-schema"
+        );
     }
 
     #[test]

@@ -89,9 +89,10 @@ fn human(st: &State, source: &str, settings: Option<&skrd::config::Settings>) ->
         Writer::Initrd => "the initramfs",
         Writer::Daemon => "the daemon",
     };
-    let progress = match st.finished_at {
-        Some(_) => "its work finished",
-        None => "still at work",
+    let progress = match (st.stopped_at, st.finished_at) {
+        (Some(t), _) => format!("the daemon stopped at {}; no key is cached", when(Some(t))),
+        (None, Some(_)) => "its work finished".into(),
+        (None, None) => "still at work".into(),
     };
     let mut out = format!(
         "skrd status (from {source}; written by {writer} at {}, {progress})\n",
