@@ -31,6 +31,14 @@ fn busctl_as_nobody(address: &str, args: &[&str]) -> (i32, String) {
     )
 }
 
+/// The first line of `log` holding `what`.
+fn log_line(log: &str, what: &str) -> String {
+    log.lines()
+        .find(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no {what:?} in the log:\n{log}"))
+        .to_string()
+}
+
 /// The `<interface name="org.skrd.KeyRelease1.Manager">` element with the whitespace between
 /// tags and comments removed.
 fn manager_interface(xml: &str) -> String {
@@ -185,6 +193,75 @@ fn daemon_serves_keys_by_acl_over_dbus() {
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("schema_version"), "{out}");
+
+    // Reattest is root only: uid 65534 is refused, and the decision is logged with the caller.
+    let (code, out) = busctl_as_nobody(
+        &bus.address,
+        &[
+            "call",
+            "org.skrd.KeyRelease1",
+            "/org/skrd/KeyRelease1",
+            "org.skrd.KeyRelease1.Manager",
+            "Reattest",
+        ],
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("only root may call Reattest"), "{out}");
+    let line = log_line(&skrd.log(), "Reattest denied");
+    assert!(
+        line.contains("caller_uid=65534") && line.contains("decision=\"deny\""),
+        "{line}"
+    );
+    // An unknown key's name comes from the caller: logged clipped to 64 characters and escaped.
+    let hostile = format!("a\u{1b}[31m{}", "x".repeat(500));
+    rt.block_on(async {
+        let conn = connect(&bus.address).await;
+        let (name, _) = release(&conn, &hostile).await.unwrap_err();
+        assert_eq!(name, "org.skrd.KeyRelease1.Error.UnknownKey");
+    });
+    let log = skrd.log();
+    assert!(!log.contains('\u{1b}'), "raw escape in the log");
+    assert!(
+        !log.contains(&"x".repeat(65)),
+        "unbounded caller text in the log"
+    );
+    let line = log_line(&log, "ReleaseKey of an unknown key key=a");
+    assert!(
+        line.contains(&format!("key=a\\u{{1b}}[31m{}...", "x".repeat(58)))
+            && line.contains("caller_uid=0"),
+        "{line}"
+    );
+    // A caller gone before skrd could ask the bus for its credentials (busctl sends without
+    // waiting for the reply and exits): the refusal is logged with its bus name.
+    let t = std::time::Instant::now();
+    while !skrd.log().contains("cannot obtain the credentials") {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no credentials failure logged: {}",
+            skrd.log()
+        );
+        let st = Command::new("busctl")
+            .arg(format!("--address={}", bus.address))
+            .args([
+                "--expect-reply=no",
+                "call",
+                "org.skrd.KeyRelease1",
+                "/org/skrd/KeyRelease1",
+                "org.skrd.KeyRelease1.Manager",
+                "ReleaseKey",
+                "s",
+                "disk",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let line = log_line(&skrd.log(), "cannot obtain the credentials");
+    assert!(
+        line.contains("caller_bus_name=:1.") && line.contains("method=\"ReleaseKey\""),
+        "{line}"
+    );
 
     // skrctl status asks the daemon.
     let (code, out, err, _) = skrctl(

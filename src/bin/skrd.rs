@@ -72,6 +72,8 @@ fn init_logging(level: &str) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                // Colours only for a terminal: a file or a pipe gets plain `field=value` text.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_target(false),
         )
         .init();

@@ -121,7 +121,20 @@ async fn caller(
         return Ok(c);
     }
     let sender = sender.to_string();
-    let c = query_caller(conn, bus, &sender).await?;
+    let c = match query_caller(conn, bus, &sender).await {
+        Ok(c) => c,
+        Err(e) => {
+            // The decision (refusal) is logged with the only caller identity there is.
+            tracing::warn!(
+                caller_bus_name = %sender,
+                method = header.member().map_or("(none)", |m| m.as_str()),
+                decision = "deny",
+                error_code = e.code(),
+                "{e}"
+            );
+            return Err(e);
+        }
+    };
     cache.insert(sender, c.clone());
     Ok(c)
 }
@@ -216,14 +229,7 @@ impl ManagerObject {
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), KeyReleaseError> {
         let who = caller(conn, &self.bus, &self.callers, &header).await?;
-        if who.uid != Some(0) {
-            return Err(DaemonError::RootOnly {
-                method: "Reattest",
-                uid: who.uid.map_or_else(|| "unknown".into(), |u| u.to_string()),
-            }
-            .into());
-        }
-        Ok(self.manager.reattest().await?)
+        Ok(self.manager.reattest_by(&who).await?)
     }
 
     /// Sent with the new state document whenever it changes.

@@ -509,6 +509,36 @@ impl Manager {
         self.run_keys(&[]).await
     }
 
+    /// `Reattest()` over D-Bus: root only; the decision is logged with the caller.
+    pub async fn reattest_by(&self, caller: &Caller) -> Result<(), DaemonError> {
+        let who = CallerLog::of(caller);
+        if caller.uid != Some(0) {
+            tracing::warn!(
+                method = "Reattest",
+                caller_uid = %who.uid,
+                caller_pid = %who.pid,
+                caller_unit = %who.unit,
+                caller_bus_name = %caller.bus_name,
+                decision = "deny",
+                "Reattest denied: root only"
+            );
+            return Err(DaemonError::RootOnly {
+                method: "Reattest",
+                uid: who.uid,
+            });
+        }
+        tracing::info!(
+            method = "Reattest",
+            caller_uid = %who.uid,
+            caller_pid = %who.pid,
+            caller_unit = %who.unit,
+            caller_bus_name = %caller.bus_name,
+            decision = "allow",
+            "Reattest allowed"
+        );
+        self.reattest().await
+    }
+
     /// When the current attestation should be renewed: at 80 % of its remaining lifetime
     /// (at least 5 s from now, at most an hour). The managed-identity tokens are fetched anew
     /// by every run, so they never outlive the attestation they serve.
@@ -524,15 +554,13 @@ impl Manager {
     /// now if it is not cached yet.
     pub async fn release(&self, name: &str, caller: &Caller) -> Result<OwnedFd, DaemonError> {
         let s = self.settings();
-        let uid = caller
-            .uid
-            .map_or_else(|| "unknown".into(), |u| u.to_string());
-        let pid = caller
-            .pid
-            .map_or_else(|| "unknown".into(), |p| p.to_string());
-        let unit = caller.unit.clone().unwrap_or_else(|| "none".into());
+        let who = CallerLog::of(caller);
+        let (uid, pid, unit) = (&who.uid, &who.pid, &who.unit);
         let Some(k) = s.keys.get(name) else {
-            tracing::warn!(key = name, caller_uid = %uid, caller_pid = %pid, caller_unit = %unit, decision = "unknown-key", "ReleaseKey of an unknown key");
+            // The name is the caller's: logged clipped and escaped (no control characters,
+            // no unbounded text in the journal).
+            let shown = clip_escaped(name, 64);
+            tracing::warn!(key = %shown, caller_uid = %uid, caller_pid = %pid, caller_unit = %unit, caller_bus_name = %caller.bus_name, decision = "unknown-key", "ReleaseKey of an unknown key");
             return Err(DaemonError::UnknownKey {
                 key: name.chars().take(64).collect(),
                 configured: s.keys.keys().cloned().collect::<Vec<_>>().join(", "),
@@ -540,15 +568,15 @@ impl Manager {
         };
         match acl::decide(&k.acl, caller, &acl::resolve_user, &acl::resolve_group) {
             Decision::Allow(why) => {
-                tracing::info!(key = name, caller_uid = %uid, caller_pid = %pid, caller_unit = %unit, decision = "allow", rule = %why, "ReleaseKey allowed");
+                tracing::info!(key = name, caller_uid = %uid, caller_pid = %pid, caller_unit = %unit, caller_bus_name = %caller.bus_name, decision = "allow", rule = %why, "ReleaseKey allowed");
             }
             Decision::Deny => {
-                tracing::warn!(key = name, caller_uid = %uid, caller_pid = %pid, caller_unit = %unit, decision = "deny", "ReleaseKey denied");
+                tracing::warn!(key = name, caller_uid = %uid, caller_pid = %pid, caller_unit = %unit, caller_bus_name = %caller.bus_name, decision = "deny", "ReleaseKey denied");
                 return Err(DaemonError::AccessDenied {
                     key: name.to_string(),
-                    uid,
-                    pid,
-                    unit,
+                    uid: who.uid,
+                    pid: who.pid,
+                    unit: who.unit,
                 });
             }
         }
@@ -606,6 +634,37 @@ impl Manager {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
         Ok(())
     }
+}
+
+/// A caller as its log fields show it (`unknown`/`none` for what the bus did not say).
+struct CallerLog {
+    uid: String,
+    pid: String,
+    unit: String,
+}
+
+impl CallerLog {
+    fn of(c: &Caller) -> Self {
+        Self {
+            uid: c.uid.map_or_else(|| "unknown".into(), |u| u.to_string()),
+            pid: c.pid.map_or_else(|| "unknown".into(), |p| p.to_string()),
+            unit: c.unit.clone().unwrap_or_else(|| "none".into()),
+        }
+    }
+}
+
+/// At most `max` characters of `text`, control characters and quotes escaped (Rust's
+/// `escape_debug`), with `...` when clipped: for logging caller-supplied names.
+pub fn clip_escaped(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().nth(max).is_some() {
+        out.push_str("...");
+    }
+    out
 }
 
 /// The `STATUS=` text sent with `READY=1`: what the initial work achieved or, when something
@@ -670,6 +729,15 @@ mod tests {
         st.key_mut("logs", "https://v.example/keys/logs");
         st.volume_mut("data", "0b5d1c2e-8d1f-4b7a-9d0e-5c1f2a3b4c5d", 1);
         st
+    }
+
+    #[test]
+    fn caller_supplied_names_are_clipped_and_escaped() {
+        assert_eq!(clip_escaped("disk", 64), "disk");
+        assert_eq!(clip_escaped("a\u{1b}[31mb\n", 64), "a\\u{1b}[31mb\\n");
+        let long = "x".repeat(500);
+        assert_eq!(clip_escaped(&long, 64), format!("{}...", "x".repeat(64)));
+        assert!(!clip_escaped("\u{7}\r", 64).chars().any(char::is_control));
     }
 
     #[test]
