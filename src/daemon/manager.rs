@@ -6,18 +6,20 @@
 //! device-mapper privilege),
 //! the ACL decisions, and the configuration reload.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::attest::collect::Source;
+use crate::attest::report::RunReport;
 use crate::config::Settings;
 use crate::error::{ErrorCode, Problem};
 use crate::format::state::{AttestationState, LastError, Stage, State, Writer};
 use crate::net::Deadline;
-use crate::release::{roots::load_roots, KeyRequest, ReleasedKey};
+use crate::release::{attest_for, release_key, roots::load_roots, KeyRequest, ReleasedKey};
 use crate::secret::Secret;
 use crate::volume::VolumeSpec;
 
@@ -63,11 +65,15 @@ pub fn open_source(s: &Settings) -> Result<Source, Problem> {
     crate::attest::open::open_source(s, s.evidence.source).map_err(|e| e.problem())
 }
 
-/// Error codes that belong to a key's release rather than to the attestation.
-fn is_key_error(code: &str) -> bool {
-    ["release-", "unwrap-", "kwp-", "key-"]
-        .iter()
-        .any(|p| code.starts_with(p))
+/// The last run that tried a key.
+#[derive(Debug, Clone)]
+struct Try {
+    /// Its number (1, 2, ...).
+    run: u64,
+    /// Why it failed (None: released).
+    error: Option<DaemonError>,
+    /// Whether a service refused (policy, evidence) rather than an outage or a local failure.
+    refused: bool,
 }
 
 /// The daemon's state and operations.
@@ -80,6 +86,12 @@ pub struct Manager {
     ready: tokio::sync::watch::Sender<bool>,
     changed: tokio::sync::watch::Sender<String>,
     runs: tokio::sync::Mutex<()>,
+    /// Runs started so far (numbers them).
+    runs_started: AtomicU64,
+    /// Runs finished so far (see [`Manager::ensure_keys`]).
+    runs_finished: AtomicU64,
+    /// Per key: the last run that tried it.
+    last_try: Mutex<HashMap<String, Try>>,
     notifier: Notifier,
 }
 
@@ -132,6 +144,9 @@ impl Manager {
             ready,
             changed,
             runs: tokio::sync::Mutex::new(()),
+            runs_started: AtomicU64::new(0),
+            runs_finished: AtomicU64::new(0),
+            last_try: Mutex::new(HashMap::new()),
             notifier,
         });
         m.update(|_| ());
@@ -219,9 +234,70 @@ impl Manager {
         });
     }
 
-    /// One run: attest, then release `names` (none: attestation only) into the cache.
+    /// One run (attest, then release `names`; none: attestation only), after the runs before
+    /// it (one at a time: the TPM has one owner).
     pub async fn run_keys(&self, names: &[String]) -> Result<(), DaemonError> {
         let _one = self.runs.lock().await;
+        self.run_locked(names).await
+    }
+
+    /// Makes sure every key of `names` is cached: returns at once when they are; otherwise
+    /// waits for the run lock, looks again (a run that finished meanwhile may have released
+    /// them), and runs only for what is still missing. Callers that arrive together therefore
+    /// share one attestation and one release per key; when a run that finished after they
+    /// arrived tried their key and failed, they get its error instead of starting a run each
+    /// (the next caller, or the retry timer, tries again).
+    pub async fn ensure_keys(&self, names: &[String]) -> Result<(), DaemonError> {
+        if self.missing(names).is_empty() {
+            return Ok(());
+        }
+        let ticket = self.runs_finished.load(Ordering::SeqCst);
+        let _one = self.runs.lock().await;
+        let missing = self.missing(names);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        {
+            let tries = lock(&self.last_try);
+            for n in &missing {
+                if let Some(Try {
+                    run,
+                    error: Some(e),
+                    ..
+                }) = tries.get(n)
+                {
+                    if *run > ticket {
+                        return Err(e.clone());
+                    }
+                }
+            }
+        }
+        self.run_locked(&missing).await
+    }
+
+    /// The names of `names` that are not cached.
+    fn missing(&self, names: &[String]) -> Vec<String> {
+        let cache = lock(&self.cache);
+        names
+            .iter()
+            .filter(|n| !cache.contains_key(*n))
+            .cloned()
+            .collect()
+    }
+
+    /// A run; the caller holds the run lock. The attestation first; then every key of
+    /// `names` is released side by side, each with its own outcome: a key that fails leaves
+    /// the others cached, and its error is recorded on the key (the attestation's on the
+    /// attestation). Returns the attestation's error, else the first key's error in order.
+    async fn run_locked(&self, names: &[String]) -> Result<(), DaemonError> {
+        let run = self.runs_started.fetch_add(1, Ordering::SeqCst) + 1;
+        let result = self.run_numbered(run, names).await;
+        // Runs are serial (the caller holds the lock): they finish in the order they start.
+        self.runs_finished.store(run, Ordering::SeqCst);
+        result
+    }
+
+    async fn run_numbered(&self, run: u64, names: &[String]) -> Result<(), DaemonError> {
         let s = self.settings();
         let requests: Vec<KeyRequest> = names
             .iter()
@@ -234,8 +310,9 @@ impl Manager {
         self.notifier.status("attesting");
         tracing::info!(stage = "attesting", keys = ?names, "attesting");
         let t = Instant::now();
-        let outcome = async {
-            let source = open_source(&s)?;
+        let attested = async {
+            let local = |p: Problem| (false, p);
+            let source = open_source(&s).map_err(local)?;
             let source_name = source.name();
             self.update(|st| {
                 let a = st.attestation.get_or_insert_with(|| AttestationState {
@@ -249,88 +326,29 @@ impl Manager {
                 a.provider = provider.clone();
                 a.source = source_name.to_string();
             });
-            let services =
-                crate::attest::services::Services::from_settings(&s).map_err(|e| e.problem())?;
+            let services = crate::attest::services::Services::from_settings(&s)
+                .map_err(|e| local(e.problem()))?;
             let roots = if requests.is_empty() {
                 Vec::new()
             } else {
-                load_roots(&services.ca_files).map_err(|e| e.problem())?
+                load_roots(&services.ca_files).map_err(|e| local(e.problem()))?
             };
             let deadline = Deadline::after(s.boot.deadline.max(Duration::from_secs(1)));
-            crate::release::run(&services, source, &requests, &roots, &deadline)
+            let mut report = RunReport::start(source_name);
+            let att = attest_for(&services, source, &requests, &deadline, &mut report)
                 .await
-                .map_err(|e| e.problem())
+                .map_err(|e| (e.is_refusal(), e.problem()))?;
+            Ok::<_, (bool, Problem)>((services, roots, deadline, att, source_name))
         }
         .await;
         let now = now_unix();
-        match outcome {
-            Ok(out) => {
-                let expiry = u64::try_from(out.attestation.expires_at).ok();
-                let maa_request_id = out.attestation.request_id.clone();
-                let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
-                tracing::info!(
-                    stage = "attested",
-                    maa_request_id = maa_request_id.as_deref().unwrap_or(""),
-                    token_expiry = expiry.unwrap_or(0),
-                    "attested"
-                );
-                let mut cache = lock(&self.cache);
-                // (name, version, akv request id)
-                let released: Vec<(String, String, Option<String>)> = out
-                    .keys
-                    .into_iter()
-                    .map(|k| {
-                        let version = k.version().unwrap_or_default().to_string();
-                        let name = k.name.clone();
-                        let id = k.request_id.clone();
-                        cache.insert(name.clone(), Arc::new(k));
-                        (name, version, id)
-                    })
-                    .collect();
-                drop(cache);
-                for (name, _, id) in &released {
-                    tracing::info!(
-                        key = %name,
-                        stage = "released",
-                        elapsed_ms = ms,
-                        maa_request_id = maa_request_id.as_deref().unwrap_or(""),
-                        akv_request_id = id.as_deref().unwrap_or(""),
-                        "key released and cached"
-                    );
-                }
-                self.update(|st| {
-                    if let Some(a) = &mut st.attestation {
-                        a.last_success = Some(now);
-                        a.token_expiry = expiry;
-                        a.maa_request_id = maa_request_id.clone();
-                        a.last_error = None;
-                    }
-                    for (name, version, id) in &released {
-                        if let Some(url) = s.keys.get(name).map(|k| k.url.to_string()) {
-                            let k = st.key_mut(name, &url);
-                            k.cached = true;
-                            k.version = (!version.is_empty()).then(|| version.clone());
-                            k.released_at = Some(now);
-                            k.akv_request_id = id.clone();
-                            k.last_error = None;
-                        }
-                    }
-                });
-                self.notifier.status("attested; keys cached");
-                Ok(())
-            }
-            Err(p) => {
-                let key_error = is_key_error(&p.code);
+        let (services, roots, deadline, att, source_name) = match attested {
+            Ok(v) => v,
+            Err((refused, p)) => {
                 tracing::warn!(stage = "attesting", error_code = %p.code, keys = ?names, "{}", p.message);
                 self.update(|st| {
                     let last = LastError::from(p.clone());
-                    if key_error {
-                        for n in names {
-                            if let Some(url) = s.keys.get(n).map(|k| k.url.to_string()) {
-                                st.key_mut(n, &url).last_error = Some(last.clone());
-                            }
-                        }
-                    } else if let Some(a) = &mut st.attestation {
+                    if let Some(a) = &mut st.attestation {
                         a.last_error = Some(last);
                     } else {
                         st.attestation = Some(AttestationState {
@@ -348,18 +366,126 @@ impl Manager {
                     }
                 });
                 self.notifier.status(&format!("failed: {}", p.code));
-                Err(if key_error {
-                    DaemonError::ReleaseFailed {
-                        key: names.join(","),
-                        code: p.code,
-                        message: p.message,
+                let e = DaemonError::AttestFailed {
+                    code: p.code,
+                    message: p.message,
+                };
+                let mut tries = lock(&self.last_try);
+                for n in names {
+                    let t = Try {
+                        run,
+                        error: Some(e.clone()),
+                        refused,
+                    };
+                    tries.insert(n.clone(), t);
+                }
+                return Err(e);
+            }
+        };
+        let expiry = u64::try_from(att.expires_at).ok();
+        let maa_request_id = att.request_id.clone();
+        tracing::info!(
+            stage = "attested",
+            maa_request_id = maa_request_id.as_deref().unwrap_or(""),
+            token_expiry = expiry.unwrap_or(0),
+            "attested"
+        );
+        self.update(|st| {
+            if let Some(a) = &mut st.attestation {
+                a.last_success = Some(now);
+                a.token_expiry = expiry;
+                a.maa_request_id = maa_request_id.clone();
+                a.last_error = None;
+            }
+        });
+        let outcomes = futures_util::future::join_all(requests.iter().map(|k| {
+            let (services, att, roots, deadline) = (&services, &att, &roots, &deadline);
+            async move {
+                let mut branch = RunReport::start(source_name);
+                release_key(services, att, k, roots, deadline, &mut branch)
+                    .await
+                    .map_err(|e| (e.is_refusal(), e.problem()))
+            }
+        }))
+        .await;
+        let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now = now_unix();
+        let mut first_error = None;
+        let mut released = Vec::new();
+        let mut failed = Vec::new();
+        {
+            let mut cache = lock(&self.cache);
+            let mut tries = lock(&self.last_try);
+            for (req, outcome) in requests.iter().zip(outcomes) {
+                match outcome {
+                    Ok(k) => {
+                        let version = k.version().unwrap_or_default().to_string();
+                        let id = k.request_id.clone();
+                        cache.insert(req.name.clone(), Arc::new(k));
+                        let t = Try {
+                            run,
+                            error: None,
+                            refused: false,
+                        };
+                        tries.insert(req.name.clone(), t);
+                        released.push((req.name.clone(), version, id));
                     }
-                } else {
-                    DaemonError::AttestFailed {
-                        code: p.code,
-                        message: p.message,
+                    Err((refused, p)) => {
+                        let e = DaemonError::ReleaseFailed {
+                            key: req.name.clone(),
+                            code: p.code.clone(),
+                            message: p.message.clone(),
+                        };
+                        let t = Try {
+                            run,
+                            error: Some(e.clone()),
+                            refused,
+                        };
+                        tries.insert(req.name.clone(), t);
+                        first_error.get_or_insert(e);
+                        failed.push((req.name.clone(), refused, p));
                     }
-                })
+                }
+            }
+        }
+        for (name, _, id) in &released {
+            tracing::info!(
+                key = %name,
+                stage = "released",
+                elapsed_ms = ms,
+                maa_request_id = maa_request_id.as_deref().unwrap_or(""),
+                akv_request_id = id.as_deref().unwrap_or(""),
+                "key released and cached"
+            );
+        }
+        for (name, _, p) in &failed {
+            tracing::warn!(key = %name, stage = "releasing", error_code = %p.code, "{}", p.message);
+        }
+        self.update(|st| {
+            for (name, version, id) in &released {
+                if let Some(url) = s.keys.get(name).map(|k| k.url.to_string()) {
+                    let k = st.key_mut(name, &url);
+                    k.cached = true;
+                    k.version = (!version.is_empty()).then(|| version.clone());
+                    k.released_at = Some(now);
+                    k.akv_request_id = id.clone();
+                    k.last_error = None;
+                }
+            }
+            for (name, _, p) in &failed {
+                if let Some(url) = s.keys.get(name).map(|k| k.url.to_string()) {
+                    st.key_mut(name, &url).last_error = Some(LastError::from(p.clone()));
+                }
+            }
+        });
+        match first_error {
+            None => {
+                self.notifier.status("attested; keys cached");
+                Ok(())
+            }
+            Some(e) => {
+                self.notifier.status(&format!("failed: {}", e.code()));
+                Err(e)
             }
         }
     }
@@ -376,33 +502,59 @@ impl Manager {
             .collect();
         if s.attestation.is_some() {
             self.set_stage(&daemon_volumes, Stage::Attesting);
-            let result = self.run_keys(&names).await;
-            if let Err(e) = &result {
-                let stage = if e.code() == "daemon-release-failed" {
-                    Stage::Refused
-                } else {
-                    Stage::Failed
-                };
-                let last = LastError::from(e.problem());
-                self.update(|st| {
-                    for v in &mut st.volumes {
-                        if daemon_volumes.contains(&v.name) {
-                            v.stage = stage;
-                            v.attempts = v.attempts.saturating_add(1);
-                            v.last_error = Some(last.clone());
-                        }
-                    }
-                });
-            } else {
-                // systemd-cryptsetup asks for them on the key socket.
-                self.set_stage(&daemon_volumes, Stage::Pending);
-            }
+            // Every outcome is recorded per key; the volumes follow their key's.
+            let _ = self.run_keys(&names).await;
+            self.settle_volumes(&daemon_volumes, true);
         }
         self.update(|st| st.finished_at = Some(now_unix()));
         self.ready.send_replace(true);
         let status = ready_status(&self.state());
         self.notifier.notify(&format!("READY=1\nSTATUS={status}"));
         tracing::info!(stage = "ready", "initial work done: {status}");
+    }
+
+    /// Puts each daemon volume of `volumes` where its key's last outcome leaves it: `pending`
+    /// (systemd-cryptsetup asks on the key socket) when the key is cached, else `refused` or
+    /// `failed` with the key's error (`count`: as one more attempt).
+    fn settle_volumes(&self, volumes: &[String], count: bool) {
+        let s = self.settings();
+        let cache: Vec<String> = lock(&self.cache).keys().cloned().collect();
+        let tries = lock(&self.last_try).clone();
+        let now = now_unix();
+        self.update(|st| {
+            for v in &mut st.volumes {
+                let Some(key) = volumes
+                    .contains(&v.name)
+                    .then(|| s.volumes.get(&v.name).map(|c| &c.key))
+                    .flatten()
+                else {
+                    continue;
+                };
+                if cache.contains(key) {
+                    if !matches!(v.stage, Stage::Unlocking | Stage::Unlocked) {
+                        v.stage = Stage::Pending;
+                        v.last_error = None;
+                        v.updated_at = now;
+                    }
+                } else if let Some(Try {
+                    error: Some(e),
+                    refused,
+                    ..
+                }) = tries.get(key)
+                {
+                    v.stage = if *refused {
+                        Stage::Refused
+                    } else {
+                        Stage::Failed
+                    };
+                    if count {
+                        v.attempts = v.attempts.saturating_add(1);
+                    }
+                    v.last_error = Some(LastError::from(e.problem()));
+                    v.updated_at = now;
+                }
+            }
+        });
     }
 
     /// Clean exit (SIGTERM/SIGINT): every cached key is dropped (zeroized) and the state file
@@ -589,7 +741,7 @@ impl Manager {
         let key = match cached {
             Some(k) => k,
             None => {
-                self.run_keys(&[name.to_string()]).await?;
+                self.ensure_keys(&[name.to_string()]).await?;
                 lock(&self.cache)
                     .get(name)
                     .cloned()
