@@ -544,9 +544,6 @@ fn daemon_process_is_not_dumpable() {
     let notify_path = work.path().join("notify");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
     std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o777)).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
     let stderr = work.path().join("skrd.log");
     let child = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -565,7 +562,7 @@ fn daemon_process_is_not_dumpable() {
     let skrd = Skrd {
         child,
         stderr,
-        notify,
+        notes: Notes::read(notify),
         state_file: work.path().join("run/state.json"),
     };
     skrd.wait_notify("READY=1");

@@ -117,8 +117,54 @@ impl Drop for Bus {
 pub struct Skrd {
     pub child: Child,
     pub stderr: PathBuf,
-    pub notify: UnixDatagram,
+    pub notes: Notes,
     pub state_file: PathBuf,
+}
+
+/// The datagrams skrd sends to its NOTIFY_SOCKET, read as they come by a thread (like systemd
+/// does: a reader that stops reading fills the kernel's queue of 10 datagrams, and then the
+/// sender blocks or drops), kept until [`Skrd::wait_notify`] takes them.
+pub struct Notes {
+    queue: std::sync::Arc<(
+        std::sync::Mutex<std::collections::VecDeque<String>>,
+        std::sync::Condvar,
+    )>,
+}
+
+impl Notes {
+    pub fn read(sock: UnixDatagram) -> Self {
+        let queue = std::sync::Arc::new((
+            std::sync::Mutex::new(std::collections::VecDeque::new()),
+            std::sync::Condvar::new(),
+        ));
+        let q = queue.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // Ends with the test process (the socket stays bound until then).
+            while let Ok(n) = sock.recv(&mut buf) {
+                let (m, cv) = &*q;
+                m.lock()
+                    .unwrap()
+                    .push_back(String::from_utf8_lossy(&buf[..n]).into_owned());
+                cv.notify_all();
+            }
+        });
+        Self { queue }
+    }
+
+    /// The next datagram, waiting at most `limit`.
+    fn next(&self, limit: Duration) -> Option<String> {
+        let (m, cv) = &*self.queue;
+        let mut q = m.lock().unwrap();
+        let t = Instant::now();
+        loop {
+            if let Some(msg) = q.pop_front() {
+                return Some(msg);
+            }
+            let left = limit.checked_sub(t.elapsed())?;
+            q = cv.wait_timeout(q, left).unwrap().0;
+        }
+    }
 }
 
 /// Runs `"$@"` in a private mount namespace next to a real `systemd-journald`: a tmpfs over
@@ -290,9 +336,6 @@ impl Skrd {
     pub fn start_with(env: &Env, bus: &Bus, dir: &Path, journal: Option<&Journal>) -> Self {
         let notify_path = dir.join(format!("notify-{}", rand_suffix()));
         let notify = UnixDatagram::bind(&notify_path).unwrap();
-        notify
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .unwrap();
         let stderr = dir.join(format!("skrd-{}.log", rand_suffix()));
         let state_file = dir.join("run/state.json");
         // SKRD_BIN: another skrd build (the bench runs the release binary with a dev client).
@@ -335,21 +378,20 @@ impl Skrd {
         Self {
             child,
             stderr,
-            notify,
+            notes: Notes::read(notify),
             state_file,
         }
     }
 
-    /// Waits for a datagram containing `want`; returns every datagram seen.
+    /// Waits for a datagram containing the line `want`; returns every datagram seen (taken:
+    /// the next call sees only later ones).
     pub fn wait_notify(&self, want: &str) -> Vec<String> {
         let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
         loop {
-            let n = self
-                .notify
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("no {want} ({e}); got {seen:?}; log: {}", self.log()));
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let msg = self
+                .notes
+                .next(Duration::from_secs(120))
+                .unwrap_or_else(|| panic!("no {want} in 120 s; got {seen:?}; log: {}", self.log()));
             let done = msg.lines().any(|l| l == want);
             seen.push(msg);
             if done {
