@@ -16,55 +16,7 @@ mod flow_common;
 mod volume_common;
 
 use daemon_common::*;
-use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::Path;
 use volume_common::{enroll, luks2_image, opens, python_passphrase};
-
-/// Asks like systemd-cryptsetup: a stream socket bound to the abstract name `peer` (none:
-/// unbound), connected to `path`, write side shut down, everything read until EOF.
-fn ask(path: &Path, peer: Option<&str>) -> Vec<u8> {
-    // SAFETY: plain socket calls on a descriptor owned right away; sockaddr_un filled within
-    // its bounds.
-    unsafe {
-        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0);
-        let owned = OwnedFd::from_raw_fd(fd);
-        let addr = |bytes: &[u8]| {
-            let mut sa: libc::sockaddr_un = std::mem::zeroed();
-            sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
-            assert!(bytes.len() < sa.sun_path.len());
-            for (i, b) in bytes.iter().enumerate() {
-                sa.sun_path[i] = *b as libc::c_char;
-            }
-            let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len();
-            (sa, len as libc::socklen_t)
-        };
-        if let Some(name) = peer {
-            let mut b = vec![0u8];
-            b.extend_from_slice(name.as_bytes());
-            let (sa, len) = addr(&b);
-            assert_eq!(libc::bind(fd, std::ptr::addr_of!(sa).cast(), len), 0);
-        }
-        let p = path.as_os_str().as_encoded_bytes();
-        let mut b = p.to_vec();
-        b.push(0);
-        let (sa, len) = addr(&b);
-        assert_eq!(
-            libc::connect(fd, std::ptr::addr_of!(sa).cast(), len),
-            0,
-            "connect {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-        assert_eq!(libc::shutdown(fd, libc::SHUT_WR), 0);
-        let mut f = std::fs::File::from(owned);
-        let mut out = Vec::new();
-        // A refusal may end in a reset rather than EOF: no data either way.
-        let _ = f.read_to_end(&mut out);
-        out
-    }
-}
 
 #[test]
 fn daemon_answers_its_volumes_on_the_key_socket() {

@@ -90,6 +90,8 @@ pub struct Manager {
     runs_started: AtomicU64,
     /// Runs finished so far (see [`Manager::ensure_keys`]).
     runs_finished: AtomicU64,
+    /// Wakes the maintenance loop.
+    kick: tokio::sync::Notify,
     /// Per key: the last run that tried it.
     last_try: Mutex<HashMap<String, Try>>,
     notifier: Notifier,
@@ -146,6 +148,7 @@ impl Manager {
             runs: tokio::sync::Mutex::new(()),
             runs_started: AtomicU64::new(0),
             runs_finished: AtomicU64::new(0),
+            kick: tokio::sync::Notify::new(),
             last_try: Mutex::new(HashMap::new()),
             notifier,
         });
@@ -580,26 +583,50 @@ impl Manager {
     }
 
     /// The passphrase of daemon volume `volume` for systemd-cryptsetup (key socket): waits for
-    /// the initial work, then derives it from the cached key; `None` refuses (logged).
+    /// the initial work; when the volume's key is not cached (its release failed, or the
+    /// volume came with a reload), releases it now through [`Manager::ensure_keys`] (one run
+    /// for every asker); then derives the passphrase. `None` refuses (logged, recorded as a
+    /// failed attempt with the reason).
     pub async fn volume_passphrase(&self, volume: &str) -> Option<Secret> {
         let s = self.settings();
         let vs = s.volumes.get(volume).filter(|v| !v.options.initrd);
         let Some(vs) = vs else {
             tracing::warn!(
-                volume,
+                volume = %clip_escaped(volume, 64),
                 stage = "refused",
                 "key socket request for a volume the daemon does not unlock"
             );
             return None;
         };
         self.wait_ready(Duration::from_secs(300)).await;
-        let key = lock(&self.cache).get(&vs.key).cloned();
+        let now = now_unix();
+        let mut refused = false;
+        let mut key = lock(&self.cache).get(&vs.key).cloned();
+        if key.is_none() {
+            tracing::info!(volume, key = %vs.key, stage = "releasing", "key not cached: releasing it for the key socket request");
+            self.update(|st| {
+                if let Some(v) = st.volumes.iter_mut().find(|v| v.name == volume) {
+                    v.stage = Stage::Releasing;
+                    v.updated_at = now;
+                }
+            });
+            if let Err(e) = self.ensure_keys(std::slice::from_ref(&vs.key)).await {
+                refused = lock(&self.last_try).get(&vs.key).is_some_and(|t| t.refused);
+                tracing::debug!(volume, key = %vs.key, error_code = e.code(), "release for the key socket failed");
+            }
+            key = lock(&self.cache).get(&vs.key).cloned();
+        }
         let result = match (key, VolumeSpec::from_settings(&s, volume)) {
             (Some(k), Ok(spec)) => spec.passphrase(k.material.ikm()).map_err(|e| e.problem()),
-            (None, _) => Err(Problem::new(
-                "daemon-release-failed",
-                format!("key {:?} is not released; see the key's last error", vs.key),
-            )),
+            (None, _) => Err(lock(&self.last_try)
+                .get(&vs.key)
+                .and_then(|t| t.error.as_ref().map(ErrorCode::problem))
+                .unwrap_or_else(|| {
+                    Problem::new(
+                        "daemon-release-failed",
+                        format!("key {:?} is not released; see the key's last error", vs.key),
+                    )
+                })),
             (_, Err(e)) => Err(e.problem()),
         };
         let now = now_unix();
@@ -617,16 +644,92 @@ impl Manager {
                 Some(p)
             }
             Err(p) => {
-                tracing::warn!(volume, key = %vs.key, stage = "failed", error_code = %p.code, "{}", p.message);
+                let stage = if refused {
+                    Stage::Refused
+                } else {
+                    Stage::Failed
+                };
+                tracing::warn!(volume, key = %vs.key, stage = stage.as_str(), error_code = %p.code, "{}", p.message);
                 self.update(|st| {
                     if let Some(v) = st.volumes.iter_mut().find(|v| v.name == volume) {
-                        v.stage = Stage::Failed;
+                        v.stage = stage;
                         v.attempts = v.attempts.saturating_add(1);
                         v.last_error = Some(p.into());
                         v.updated_at = now;
                     }
                 });
                 None
+            }
+        }
+    }
+
+    /// The keys this configuration needs ([`keys_needed`]) that are not cached.
+    pub fn missing_needed(&self) -> Vec<String> {
+        self.missing(&keys_needed(&self.settings()))
+    }
+
+    /// Asks the maintenance loop ([`Manager::maintain`]) to run now (after a reload that
+    /// added keys to release).
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// The maintenance loop, after the initial work, until `stop`: renews the attestation
+    /// before its token expires ([`refresh_after`]) and releases the needed keys that are not
+    /// cached (a failed first release, keys added by a reload), each run with the missing ones;
+    /// after a failed run it tries again with back-off ([`retry_after`]: 5 s doubling to
+    /// 5 min, +-10 % jitter). The daemon's volumes follow their key's outcome.
+    pub async fn maintain(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        // Keys the initial work could not release: their first retry comes after back-off.
+        let mut failures = u32::from(!self.missing_needed().is_empty());
+        loop {
+            let s = self.settings();
+            let delay = if s.attestation.is_none() {
+                Duration::from_secs(3600)
+            } else if failures > 0 {
+                retry_after(failures, jitter())
+            } else if !self.missing_needed().is_empty() {
+                Duration::ZERO
+            } else {
+                self.next_refresh()
+            };
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = self.kick.notified() => {}
+                () = tokio::time::sleep(delay) => {}
+            }
+            if self.settings().attestation.is_none() {
+                continue;
+            }
+            let missing = self.missing_needed();
+            let result = if missing.is_empty() {
+                self.reattest().await
+            } else {
+                self.ensure_keys(&missing).await
+            };
+            let daemon_volumes: Vec<String> = self
+                .settings()
+                .volumes
+                .iter()
+                .filter(|(_, v)| !v.options.initrd)
+                .map(|(n, _)| n.clone())
+                .collect();
+            self.settle_volumes(&daemon_volumes, false);
+            match result {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(
+                        error_code = e.code(),
+                        retry_in_s = retry_after(failures, 1.0).as_secs(),
+                        "{}: {e}",
+                        if missing.is_empty() {
+                            "attestation refresh failed"
+                        } else {
+                            "releasing the keys still needed failed"
+                        }
+                    );
+                }
             }
         }
     }
@@ -788,6 +891,20 @@ impl Manager {
     }
 }
 
+/// How long to wait before the next try after `failures` failed runs in a row: 5 s, doubling,
+/// at most 5 min, times `jitter` (0.9 ..= 1.1, so VMs that failed together do not retry
+/// together).
+pub fn retry_after(failures: u32, jitter: f64) -> Duration {
+    let base = 5u64.saturating_mul(1u64 << failures.saturating_sub(1).min(16));
+    Duration::from_secs(base.min(300)).mul_f64(jitter.clamp(0.9, 1.1))
+}
+
+/// A factor in 0.9 ..= 1.1 from the OS's random source.
+fn jitter() -> f64 {
+    use rand_core::RngCore;
+    0.9 + f64::from(rand_core::OsRng.next_u32() % 2001) / 10_000.0
+}
+
 /// A caller as its log fields show it (`unknown`/`none` for what the bus did not say).
 struct CallerLog {
     uid: String,
@@ -881,6 +998,19 @@ mod tests {
         st.key_mut("logs", "https://v.example/keys/logs");
         st.volume_mut("data", "0b5d1c2e-8d1f-4b7a-9d0e-5c1f2a3b4c5d", 1);
         st
+    }
+
+    #[test]
+    fn retries_back_off_from_5_s_to_5_min() {
+        let secs = |n| retry_after(n, 1.0).as_secs();
+        assert_eq!([secs(1), secs(2), secs(3), secs(4)], [5, 10, 20, 40]);
+        assert_eq!(secs(7), 300);
+        assert_eq!(secs(u32::MAX), 300);
+        assert_eq!(retry_after(1, 0.9), Duration::from_millis(4500));
+        assert_eq!(retry_after(1, 7.0), Duration::from_millis(5500));
+        for _ in 0..100 {
+            assert!((0.9..=1.1).contains(&jitter()));
+        }
     }
 
     #[test]

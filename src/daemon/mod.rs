@@ -86,14 +86,22 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
         dbus::BUS_NAME
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let daemon_volumes = manager
-        .settings()
-        .volumes
-        .values()
-        .any(|v| !v.options.initrd);
-    if daemon_volumes {
+    // The key socket, once some volume is left to the daemon (at start or after a reload).
+    let mut key_socket_bound = false;
+    let mut bind_key_socket = |manager: &Arc<Manager>| {
+        if key_socket_bound
+            || !manager
+                .settings()
+                .volumes
+                .values()
+                .any(|v| !v.options.initrd)
+        {
+            return;
+        }
         match crate::keysocket::KeySocket::bind(&opts.key_socket) {
             Ok(sock) => {
+                key_socket_bound = true;
+                tracing::info!(path = %opts.key_socket.display(), "serving the key socket for the daemon's volumes");
                 let m = manager.clone();
                 let mut rx = stop_rx.clone();
                 tokio::spawn(sock.serve(
@@ -113,14 +121,13 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
                 "{e}; volumes left to the daemon cannot be unlocked"
             ),
         }
-    }
+    };
+    bind_key_socket(&manager);
     let m = manager.clone();
     let mut initial = tokio::spawn(async move { m.initial_work().await });
     let mut initial_done = false;
     let watchdog = notify::watchdog_interval();
     let mut wd = tokio::time::interval(watchdog.unwrap_or(std::time::Duration::from_secs(3600)));
-    let refresh = tokio::time::sleep(std::time::Duration::from_secs(3600));
-    tokio::pin!(refresh);
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -128,7 +135,13 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
             _ = hup.recv() => {
                 manager.notifier().notify("RELOADING=1");
                 match manager.reload() {
-                    Ok(()) => tracing::info!("configuration reloaded"),
+                    Ok(()) => {
+                        tracing::info!("configuration reloaded");
+                        bind_key_socket(&manager);
+                        if initial_done && !manager.missing_needed().is_empty() {
+                            manager.kick();
+                        }
+                    }
                     Err(p) => tracing::warn!(error_code = %p.code, "configuration reload refused, keeping the old configuration: {}", p.message),
                 }
                 manager.notifier().notify("READY=1");
@@ -142,16 +155,10 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
                 if r.is_err() {
                     tracing::error!("the initial work task failed");
                 }
-                refresh.as_mut().reset(tokio::time::Instant::now() + manager.next_refresh());
-            }
-            _ = &mut refresh, if initial_done => {
+                // Renewals and retries from now on.
                 let m = manager.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = m.reattest().await {
-                        tracing::warn!(error_code = e.code(), "attestation refresh failed: {e}");
-                    }
-                });
-                refresh.as_mut().reset(tokio::time::Instant::now() + manager.next_refresh());
+                let rx = stop_rx.clone();
+                tokio::spawn(async move { m.maintain(rx).await });
             }
         }
     }

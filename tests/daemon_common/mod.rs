@@ -526,3 +526,48 @@ pub fn env_with_keys_args(
         .collect();
     (env, tpm, keys)
 }
+
+/// Asks like systemd-cryptsetup: a stream socket bound to the abstract name `peer` (none:
+/// unbound), connected to `path`, write side shut down, everything read until EOF.
+pub fn ask(path: &Path, peer: Option<&str>) -> Vec<u8> {
+    // SAFETY: plain socket calls on a descriptor owned right away; sockaddr_un filled within
+    // its bounds.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let owned = <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        let addr = |bytes: &[u8]| {
+            let mut sa: libc::sockaddr_un = std::mem::zeroed();
+            sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            assert!(bytes.len() < sa.sun_path.len());
+            for (i, b) in bytes.iter().enumerate() {
+                sa.sun_path[i] = *b as libc::c_char;
+            }
+            let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len();
+            (sa, len as libc::socklen_t)
+        };
+        if let Some(name) = peer {
+            let mut b = vec![0u8];
+            b.extend_from_slice(name.as_bytes());
+            let (sa, len) = addr(&b);
+            assert_eq!(libc::bind(fd, std::ptr::addr_of!(sa).cast(), len), 0);
+        }
+        let p = path.as_os_str().as_encoded_bytes();
+        let mut b = p.to_vec();
+        b.push(0);
+        let (sa, len) = addr(&b);
+        assert_eq!(
+            libc::connect(fd, std::ptr::addr_of!(sa).cast(), len),
+            0,
+            "connect {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(libc::shutdown(fd, libc::SHUT_WR), 0);
+        let mut f = std::fs::File::from(owned);
+        let mut out = Vec::new();
+        // A refusal may end in a reset rather than EOF: no data either way.
+        let _ = f.read_to_end(&mut out);
+        out
+    }
+}
