@@ -5,7 +5,9 @@
 //! the HKDF computed independently (python3 `cryptography`) from the imported key, and
 //! `cryptsetup open --test-passphrase` accepts it on that LUKS2 image (and refuses it on the
 //! other volume's image). An initramfs volume, an unknown volume and a peer that is not
-//! systemd-cryptsetup get no data. skrd logs to a real journald here: the entries carry VOLUME,
+//! systemd-cryptsetup get no data. Once the answered volume's mapping appears in sysfs (a
+//! directory of the test's given to `--sysfs-root`, shaped like libcryptsetup's dm uuid) it is
+//! `unlocked`; a mapping with the right LUKS UUID under another name does not count. skrd logs to a real journald here: the entries carry VOLUME,
 //! KEY and STAGE, and neither the keys nor the passphrases appear anywhere in the journal.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -79,6 +81,32 @@ fn daemon_answers_its_volumes_on_the_key_socket() {
     let stage = |n: &str| st.volumes.iter().find(|v| v.name == n).unwrap().stage;
     assert_eq!(stage("data"), skrd::format::state::Stage::Unlocking);
     assert_eq!(stage("logs"), skrd::format::state::Stage::Unlocking);
+
+    // systemd-cryptsetup opens "data" (its mapping appears in sysfs: skrd.service cannot see
+    // /dev/mapper); "logs"'s LUKS UUID appears only under another mapping name. skrd looks
+    // for the mapping right after answering: "data" becomes unlocked, with its unlock time.
+    Skrd::open_mapping(work.path(), "dm-0", &logs_uuid, "not-logs");
+    Skrd::open_mapping(work.path(), "dm-1", &data_uuid, "data");
+    let t = std::time::Instant::now();
+    let st = loop {
+        let st = skrd::format::state::parse(&std::fs::read(&skrd.state_file).unwrap()).unwrap();
+        if st.volume("data").unwrap().stage == skrd::format::state::Stage::Unlocked {
+            break st;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(120),
+            "data never unlocked: {st:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        st.volume("data").unwrap().timings_ms.contains_key("unlock"),
+        "{st:?}"
+    );
+    assert_eq!(
+        st.volume("logs").unwrap().stage,
+        skrd::format::state::Stage::Unlocking
+    );
     assert_eq!(skrd.stop(), 0);
     let export = journal.stop_and_export();
     let entries = parse_export(&export);

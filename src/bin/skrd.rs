@@ -26,6 +26,10 @@ struct Cli {
     /// service, the socket for volumes with options.initrd = false.
     #[arg(long, alias = "socket", value_name = "PATH", default_value = skrd::keysocket::DEFAULT_SOCKET_PATH)]
     key_socket: PathBuf,
+    /// Where sysfs is mounted: the service sees open volumes in
+    /// SYSFS/class/block/dm-*/dm/uuid (/dev/mapper is hidden by PrivateDevices=yes).
+    #[arg(long, value_name = "DIR", default_value = "/sys")]
+    sysfs_root: PathBuf,
     /// Boot unlock in the initramfs (skrd-initrd.service): serve the crypttab key socket, then exit.
     #[arg(long)]
     initrd: bool,
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
         state_file: cli.state_file,
         bus_address: cli.bus_address,
         key_socket: cli.key_socket,
+        sysfs_root: cli.sysfs_root,
     };
     ExitCode::from(rt.block_on(skrd::daemon::run(opts, settings)))
 }

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -92,6 +92,10 @@ pub struct Manager {
     runs_finished: AtomicU64,
     /// Wakes the maintenance loop.
     kick: tokio::sync::Notify,
+    /// Where sysfs is (`/sys`; a directory in tests).
+    sysfs_root: PathBuf,
+    /// When each daemon volume's passphrase was last handed out (for its `unlock` timing).
+    answered: Mutex<HashMap<String, Instant>>,
     /// Per key: the last run that tried it.
     last_try: Mutex<HashMap<String, Try>>,
     notifier: Notifier,
@@ -112,6 +116,7 @@ impl Manager {
     pub fn new(
         config_path: Option<PathBuf>,
         state_path: PathBuf,
+        sysfs_root: PathBuf,
         settings: Settings,
         notifier: Notifier,
     ) -> Arc<Self> {
@@ -149,6 +154,8 @@ impl Manager {
             runs_started: AtomicU64::new(0),
             runs_finished: AtomicU64::new(0),
             kick: tokio::sync::Notify::new(),
+            sysfs_root,
+            answered: Mutex::new(HashMap::new()),
             last_try: Mutex::new(HashMap::new()),
             notifier,
         });
@@ -633,6 +640,7 @@ impl Manager {
         match result {
             Ok(p) => {
                 tracing::info!(volume, key = %vs.key, stage = "unlocking", "passphrase handed to systemd-cryptsetup");
+                lock(&self.answered).insert(volume.to_string(), Instant::now());
                 self.update(|st| {
                     if let Some(v) = st.volumes.iter_mut().find(|v| v.name == volume) {
                         v.stage = Stage::Unlocking;
@@ -734,29 +742,64 @@ impl Manager {
         }
     }
 
-    /// Marks daemon volumes whose `/dev/mapper/NAME` exists as unlocked.
-    pub fn refresh_volumes(&self) {
+    /// Marks every configured volume that is open (a LUKS2 mapping with its UUID and name,
+    /// seen in sysfs: [`super::activation`]) as `unlocked`; returns the volumes it marked.
+    /// A volume is never marked back: closing one later is the operator's business.
+    pub fn refresh_volumes(&self) -> Vec<String> {
         let s = self.settings();
+        let active = super::activation::active_luks2(&self.sysfs_root);
         let open: Vec<String> = s
             .volumes
-            .keys()
-            .filter(|n| Path::new("/dev/mapper").join(n).exists())
-            .cloned()
+            .iter()
+            .filter(|(n, v)| super::activation::is_open(&active, &v.uuid, n))
+            .map(|(n, _)| n.clone())
             .collect();
-        let changed = lock(&self.state)
+        let newly: Vec<String> = lock(&self.state)
             .volumes
             .iter()
-            .any(|v| open.contains(&v.name) && v.stage != Stage::Unlocked);
-        if changed {
+            .filter(|v| open.contains(&v.name) && v.stage != Stage::Unlocked)
+            .map(|v| v.name.clone())
+            .collect();
+        if !newly.is_empty() {
+            let now = now_unix();
+            let answered = lock(&self.answered).clone();
             self.update(|st| {
                 for v in &mut st.volumes {
-                    if open.contains(&v.name) {
+                    if newly.contains(&v.name) {
                         v.stage = Stage::Unlocked;
                         v.last_error = None;
+                        v.updated_at = now;
+                        if let Some(t) = answered.get(&v.name) {
+                            let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+                            v.timings_ms.insert("unlock".into(), ms);
+                        }
                     }
                 }
             });
+            for v in &newly {
+                tracing::info!(volume = %v, stage = "unlocked", "volume is open");
+            }
         }
+        newly
+    }
+
+    /// After `volume`'s passphrase went to systemd-cryptsetup: looks for its mapping every
+    /// 100 ms for at most 2 minutes, so the status says `unlocked` as soon as it is (the
+    /// periodic check in [`super::run`] covers slower opens).
+    pub async fn watch_activation(&self, volume: &str) {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(120) {
+            if self.refresh_volumes().iter().any(|v| v == volume)
+                || self
+                    .state()
+                    .volume(volume)
+                    .is_some_and(|v| v.stage == Stage::Unlocked)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::debug!(volume, "no mapping seen within 2 minutes of the answer");
     }
 
     /// `Reattest()`: a fresh attestation (no release).

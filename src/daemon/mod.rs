@@ -5,6 +5,7 @@
 //! state file, initial work, READY=1, watchdog, attestation refresh, SIGHUP reload, SIGTERM exit.
 
 pub mod acl;
+pub mod activation;
 pub mod dbus;
 pub mod error;
 pub mod manager;
@@ -30,6 +31,8 @@ pub struct Options {
     pub bus_address: Option<String>,
     /// The crypttab key socket for volumes with `options.initrd = false`.
     pub key_socket: PathBuf,
+    /// Where sysfs is mounted (`/sys`): open volumes are seen in `class/block/dm-*/dm/uuid`.
+    pub sysfs_root: PathBuf,
 }
 
 /// Makes the process non-dumpable (no core files, no ptrace by the same uid).
@@ -71,6 +74,7 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
     let manager = Manager::new(
         opts.config.clone(),
         opts.state_file.clone(),
+        opts.sysfs_root.clone(),
         settings,
         notifier,
     );
@@ -107,7 +111,14 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
                 tokio::spawn(sock.serve(
                     move |volume: String| {
                         let m = m.clone();
-                        async move { m.volume_passphrase(&volume).await }
+                        async move {
+                            let answer = m.volume_passphrase(&volume).await;
+                            if answer.is_some() {
+                                // systemd-cryptsetup opens it next: watch for the mapping.
+                                tokio::spawn(async move { m.watch_activation(&volume).await });
+                            }
+                            answer
+                        }
                     },
                     crate::keysocket::ServeOptions::default(),
                     None,
@@ -128,6 +139,8 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
     let mut initial_done = false;
     let watchdog = notify::watchdog_interval();
     let mut wd = tokio::time::interval(watchdog.unwrap_or(std::time::Duration::from_secs(3600)));
+    // Volumes opened by others (or slowly): looked for every 30 s.
+    let mut volumes_tick = tokio::time::interval(std::time::Duration::from_secs(30));
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -147,8 +160,10 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
                 manager.notifier().notify("READY=1");
             }
             _ = wd.tick(), if watchdog.is_some() => {
-                manager.refresh_volumes();
                 manager.notifier().notify("WATCHDOG=1");
+            }
+            _ = volumes_tick.tick() => {
+                manager.refresh_volumes();
             }
             r = &mut initial, if !initial_done => {
                 initial_done = true;

@@ -368,6 +368,9 @@ impl Skrd {
             .arg(&state_file)
             .arg("--key-socket")
             .arg(dir.join("luks.sock"))
+            // A sysfs of the test's own (see [`Skrd::open_mapping`]), never the host's.
+            .arg("--sysfs-root")
+            .arg(dir.join("sys"))
             .stdout(Stdio::null())
             .env("NOTIFY_SOCKET", &notify_path)
             .env("WATCHDOG_USEC", "2000000")
@@ -398,6 +401,19 @@ impl Skrd {
                 return seen;
             }
         }
+    }
+
+    /// Makes volume `name` (LUKS UUID `uuid`) look open to skrd: `dm/uuid` of a new dm
+    /// device in the test's sysfs (`<dir>/sys`, `dir` as given to [`Skrd::start`]), written as
+    /// libcryptsetup names a LUKS2 mapping.
+    pub fn open_mapping(dir: &Path, dev: &str, uuid: &str, name: &str) {
+        let d = dir.join("sys/class/block").join(dev).join("dm");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("uuid"),
+            format!("CRYPT-LUKS2-{}-{name}\n", uuid.replace('-', "")),
+        )
+        .unwrap();
     }
 
     pub fn log(&self) -> String {
