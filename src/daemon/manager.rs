@@ -74,6 +74,8 @@ struct Try {
     error: Option<DaemonError>,
     /// Whether a service refused (policy, evidence) rather than an outage or a local failure.
     refused: bool,
+    /// The attestation's request id of that run, when it attested.
+    maa_request_id: Option<String>,
 }
 
 /// The daemon's state and operations.
@@ -132,6 +134,9 @@ impl Manager {
                 State::new(Writer::Daemon, now)
             }
         };
+        if state.writer == Writer::Initrd {
+            adopt_initrd_request_ids(&mut state, &settings);
+        }
         state.writer = Writer::Daemon;
         // The daemon's own initial work starts now (the initramfs had finished its part).
         state.finished_at = None;
@@ -386,6 +391,7 @@ impl Manager {
                         run,
                         error: Some(e.clone()),
                         refused,
+                        maa_request_id: None,
                     };
                     tries.insert(n.clone(), t);
                 }
@@ -436,6 +442,7 @@ impl Manager {
                             run,
                             error: None,
                             refused: false,
+                            maa_request_id: maa_request_id.clone(),
                         };
                         tries.insert(req.name.clone(), t);
                         released.push((req.name.clone(), version, id));
@@ -450,6 +457,7 @@ impl Manager {
                             run,
                             error: Some(e.clone()),
                             refused,
+                            maa_request_id: maa_request_id.clone(),
                         };
                         tries.insert(req.name.clone(), t);
                         first_error.get_or_insert(e);
@@ -623,6 +631,13 @@ impl Manager {
             }
             key = lock(&self.cache).get(&vs.key).cloned();
         }
+        // The request ids of the run behind this answer (or refusal).
+        let ids = (
+            lock(&self.last_try)
+                .get(&vs.key)
+                .and_then(|t| t.maa_request_id.clone()),
+            key.as_ref().and_then(|k| k.request_id.clone()),
+        );
         let result = match (key, VolumeSpec::from_settings(&s, volume)) {
             (Some(k), Ok(spec)) => spec.passphrase(k.material.ikm()).map_err(|e| e.problem()),
             (None, _) => Err(lock(&self.last_try)
@@ -647,6 +662,7 @@ impl Manager {
                         v.attempts = v.attempts.saturating_add(1);
                         v.last_error = None;
                         v.updated_at = now;
+                        (v.maa_request_id, v.akv_request_id) = ids.clone();
                     }
                 });
                 Some(p)
@@ -664,6 +680,7 @@ impl Manager {
                         v.attempts = v.attempts.saturating_add(1);
                         v.last_error = Some(p.into());
                         v.updated_at = now;
+                        (v.maa_request_id, v.akv_request_id) = ids.clone();
                     }
                 });
                 None
@@ -1012,6 +1029,35 @@ pub fn ready_status(st: &State) -> String {
 pub fn refresh_after(expiry: Option<u64>, now: u64) -> Duration {
     let millis = expiry.map_or(3_600_000, |e| e.saturating_sub(now).saturating_mul(800));
     Duration::from_millis(millis.clamp(5_000, 3_600_000))
+}
+
+/// Taking over the initramfs's document: each volume it decided (any stage but `pending`)
+/// keeps the request ids of the initramfs's run (its attestation's, its key's release) in its
+/// own members, so the daemon's later attestations and releases do not lose them.
+pub fn adopt_initrd_request_ids(st: &mut State, s: &Settings) {
+    let maa = st
+        .attestation
+        .as_ref()
+        .and_then(|a| a.maa_request_id.clone());
+    let akv: BTreeMap<String, Option<String>> = st
+        .keys
+        .iter()
+        .map(|k| (k.name.clone(), k.akv_request_id.clone()))
+        .collect();
+    for v in &mut st.volumes {
+        if v.stage == Stage::Pending {
+            continue;
+        }
+        if v.maa_request_id.is_none() {
+            v.maa_request_id.clone_from(&maa);
+        }
+        if v.akv_request_id.is_none() {
+            v.akv_request_id = s
+                .volumes
+                .get(&v.name)
+                .and_then(|c| akv.get(&c.key).cloned().flatten());
+        }
+    }
 }
 
 /// Lists every configured volume and key in `st` (dropping entries no longer configured).

@@ -40,7 +40,11 @@
 //!
 //! Optional members (added later; absent means `null`, and they are left out when `null`, so
 //! documents without them stay byte-identical): `stopped_at` at the top level, when the daemon
-//! exited (its keys are gone from memory).
+//! exited (its keys are gone from memory); `maa_request_id` and `akv_request_id` per volume,
+//! the Azure request ids of the attestation and release that decided its last outcome (the
+//! daemon fills them for the initramfs's volumes when it takes the document over, from the
+//! initramfs's attestation and the volume's key, so a later attestation of the daemon does not
+//! lose them).
 
 use std::collections::BTreeMap;
 
@@ -172,6 +176,14 @@ pub struct VolumeState {
     pub last_error: Option<LastError>,
     /// When this entry last changed, Unix seconds.
     pub updated_at: u64,
+    /// The attestation provider's request id (`x-ms-request-id`) of the run that decided this
+    /// volume's last outcome (optional member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maa_request_id: Option<String>,
+    /// Key Vault's / Managed HSM's request id of the release that served this volume's last
+    /// answer (optional member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub akv_request_id: Option<String>,
 }
 
 /// The attestation (one per run, shared by every key).
@@ -271,6 +283,8 @@ impl State {
                     timings_ms: BTreeMap::new(),
                     last_error: None,
                     updated_at: now,
+                    maa_request_id: None,
+                    akv_request_id: None,
                 });
                 self.volumes.len() - 1
             }
@@ -498,6 +512,8 @@ pub fn validate(state: &State) -> Result<(), StateDocError> {
             });
         }
         check_error("volumes[].last_error", v.last_error.as_ref())?;
+        check_opt("volumes[].maa_request_id", v.maa_request_id.as_deref())?;
+        check_opt("volumes[].akv_request_id", v.akv_request_id.as_deref())?;
     }
     if let Some(a) = &state.attestation {
         check_text("attestation.provider", &a.provider)?;
@@ -615,6 +631,29 @@ mod tests {
                 .unwrap_err()
                 .code(),
             "state-schema"
+        );
+    }
+
+    #[test]
+    fn volume_request_ids_are_optional() {
+        let s = parse(SAMPLE.as_bytes()).unwrap();
+        assert_eq!(s.volumes[0].maa_request_id, None);
+        let encoded: Value = serde_json::from_slice(&encode(&s).unwrap()).unwrap();
+        let volume = encoded["volumes"][0].as_object().unwrap();
+        assert!(!volume.contains_key("maa_request_id") && !volume.contains_key("akv_request_id"));
+        let v = parse(&with(|v| {
+            v["volumes"][0]["maa_request_id"] = "m-1".into();
+            v["volumes"][0]["akv_request_id"] = "a-1".into();
+        }))
+        .unwrap();
+        assert_eq!(v.volumes[0].maa_request_id.as_deref(), Some("m-1"));
+        assert_eq!(v.volumes[0].akv_request_id.as_deref(), Some("a-1"));
+        assert_eq!(parse(&encode(&v).unwrap()).unwrap(), v);
+        assert_eq!(
+            parse(&with(|v| v["volumes"][0]["akv_request_id"] = "".into()))
+                .unwrap_err()
+                .code(),
+            "state-text"
         );
     }
 
