@@ -602,3 +602,61 @@ fn daemon_process_is_not_dumpable() {
     assert_eq!(control, 65534, "a dumpable process of uid 65534");
     assert_eq!(skrd.stop(), 0);
 }
+
+/// `StateChanged` is sent once per change of the state document, in order: the daemon's
+/// manager (the library's, served by `skrd::daemon::dbus::serve` on the private bus with the
+/// shipped policy) changes the document 200 times in a row, as fast as it can; a client
+/// subscribed to the signal receives 200 documents, attempts 1..=200 in order (a "latest value"
+/// channel would merge most of them).
+#[test]
+fn every_state_change_is_one_state_changed_signal() {
+    use futures_util::StreamExt;
+    let bus = Bus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("skrd.toml");
+    std::fs::write(&config, "").unwrap();
+    let settings = skrd::config::load_from(&config, None).unwrap();
+    let uuid = "0b5d1c2e-8d1f-4b7a-9d0e-5c1f2a3b4c5d";
+    const N: u32 = 200;
+    rt().block_on(async {
+        let conn = skrd::daemon::dbus::connect(Some(&bus.address))
+            .await
+            .unwrap();
+        let manager = skrd::daemon::Manager::new(
+            Some(config.clone()),
+            dir.path().join("state.json"),
+            dir.path().join("sys"),
+            settings,
+            skrd::daemon::notify::Notifier::from_env(),
+        );
+        skrd::daemon::dbus::serve(&conn, manager.clone(), Some(&bus.address))
+            .await
+            .unwrap();
+        let client = connect(&bus.address).await;
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface("org.skrd.KeyRelease1.Manager")
+            .unwrap()
+            .member("StateChanged")
+            .unwrap()
+            .build();
+        let mut signals = zbus::MessageStream::for_match_rule(rule, &client, None)
+            .await
+            .unwrap();
+        for i in 1..=N {
+            manager.update(|st| st.volume_mut("data", uuid, 0).attempts = i);
+        }
+        let mut seen = Vec::new();
+        while seen.last() != Some(&N) {
+            let msg = tokio::time::timeout(Duration::from_secs(60), signals.next())
+                .await
+                .unwrap_or_else(|_| panic!("only {} signals: {seen:?}", seen.len()))
+                .unwrap()
+                .unwrap();
+            let json: String = msg.body().deserialize().unwrap();
+            let st = skrd::format::state::parse(json.as_bytes()).unwrap();
+            seen.push(st.volume("data").unwrap().attempts);
+        }
+        assert_eq!(seen, (1..=N).collect::<Vec<_>>());
+    });
+}

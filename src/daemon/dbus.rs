@@ -291,13 +291,21 @@ pub async fn serve(
         .await
         .map_err(bus_err)?;
     conn.request_name(BUS_NAME).await.map_err(bus_err)?;
-    let mut rx = manager.subscribe();
+    // One StateChanged per change, in order (see Manager::next_changes for the bound).
     let c = conn.clone();
     tokio::spawn(async move {
-        while rx.changed().await.is_ok() {
-            let json = rx.borrow_and_update().clone();
+        loop {
+            let (docs, dropped) = manager.next_changes().await;
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "StateChanged: the oldest state documents were not announced (the bus was too slow); the newest were"
+                );
+            }
             if let Ok(emitter) = SignalEmitter::new(&c, OBJECT_PATH) {
-                let _ = ManagerObject::state_changed(&emitter, &json).await;
+                for json in docs {
+                    let _ = ManagerObject::state_changed(&emitter, &json).await;
+                }
             }
         }
     });

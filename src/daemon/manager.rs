@@ -65,6 +65,18 @@ pub fn open_source(s: &Settings) -> Result<Source, Problem> {
     crate::attest::open::open_source(s, s.evidence.source).map_err(|e| e.problem())
 }
 
+/// Most state documents waiting to be announced (`StateChanged`); see
+/// [`Manager::next_changes`].
+pub const MAX_PENDING_CHANGES: usize = 256;
+
+/// Documents waiting for `StateChanged`.
+#[derive(Debug, Default)]
+struct Changes {
+    queue: std::collections::VecDeque<String>,
+    /// Dropped (the oldest) because the queue was full.
+    dropped: u64,
+}
+
 /// The last run that tried a key.
 #[derive(Debug, Clone)]
 struct Try {
@@ -86,7 +98,11 @@ pub struct Manager {
     state: Mutex<State>,
     cache: Mutex<BTreeMap<String, Arc<ReleasedKey>>>,
     ready: tokio::sync::watch::Sender<bool>,
-    changed: tokio::sync::watch::Sender<String>,
+    /// The current document as JSON (`GetStatus`).
+    current: Mutex<String>,
+    /// Documents not yet announced (`StateChanged`), oldest first.
+    changes: Mutex<Changes>,
+    changes_ready: tokio::sync::Notify,
     runs: tokio::sync::Mutex<()>,
     /// Runs started so far (numbers them).
     runs_started: AtomicU64,
@@ -143,10 +159,7 @@ impl Manager {
         // A document a stopped daemon left: this one runs.
         state.stopped_at = None;
         sync_state(&mut state, &settings, now);
-        let json = String::from_utf8(crate::format::state::encode(&state).unwrap_or_default())
-            .unwrap_or_default();
         let (ready, _) = tokio::sync::watch::channel(false);
-        let (changed, _) = tokio::sync::watch::channel(json);
         let m = Arc::new(Self {
             config_path,
             state_path,
@@ -154,7 +167,9 @@ impl Manager {
             state: Mutex::new(state),
             cache: Mutex::new(BTreeMap::new()),
             ready,
-            changed,
+            current: Mutex::new(String::new()),
+            changes: Mutex::new(Changes::default()),
+            changes_ready: tokio::sync::Notify::new(),
             runs: tokio::sync::Mutex::new(()),
             runs_started: AtomicU64::new(0),
             runs_finished: AtomicU64::new(0),
@@ -164,7 +179,9 @@ impl Manager {
             last_try: Mutex::new(HashMap::new()),
             notifier,
         });
+        // The document as taken over, written once; not a change anybody could have heard of.
         m.update(|_| ());
+        *lock(&m.changes) = Changes::default();
         m
     }
 
@@ -181,9 +198,22 @@ impl Manager {
         &self.notifier
     }
 
-    /// A receiver of every new state document (JSON), for the `StateChanged` signal.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<String> {
-        self.changed.subscribe()
+    /// The state documents (JSON) written since the last call, oldest first, waiting until
+    /// there is one: one per change, for the `StateChanged` signal. For one consumer. When it
+    /// falls more than [`MAX_PENDING_CHANGES`] documents behind, the oldest are dropped (each
+    /// document is complete, so the consumer still ends with the current one); the second
+    /// value counts the documents dropped since the last call.
+    pub async fn next_changes(&self) -> (Vec<String>, u64) {
+        loop {
+            {
+                let mut c = lock(&self.changes);
+                if !c.queue.is_empty() {
+                    let dropped = std::mem::take(&mut c.dropped);
+                    return (c.queue.drain(..).collect(), dropped);
+                }
+            }
+            self.changes_ready.notified().await;
+        }
     }
 
     /// Whether the initial work finished.
@@ -199,27 +229,41 @@ impl Manager {
             .is_ok_and(|r| r.is_ok())
     }
 
-    /// Applies `f` to the state, then writes the state file and announces the change.
+    /// Applies `f` to the state; when the document changed, writes the state file and queues
+    /// the new document for `StateChanged` (see [`Manager::next_changes`]).
     pub fn update(&self, f: impl FnOnce(&mut State)) {
-        let json = {
-            let mut st = lock(&self.state);
-            f(&mut st);
-            st.updated_at = now_unix();
-            st.writer = Writer::Daemon;
-            if let Err(e) = crate::state_file::write(&self.state_path, &st) {
-                tracing::warn!(error_code = e.code(), "{e}");
+        let mut st = lock(&self.state);
+        f(&mut st);
+        st.updated_at = now_unix();
+        st.writer = Writer::Daemon;
+        let json = crate::format::state::encode(&st)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default();
+        let mut current = lock(&self.current);
+        if *current == json {
+            return;
+        }
+        if let Err(e) = crate::state_file::write(&self.state_path, &st) {
+            tracing::warn!(error_code = e.code(), "{e}");
+        }
+        drop(st);
+        current.clone_from(&json);
+        drop(current);
+        {
+            let mut c = lock(&self.changes);
+            if c.queue.len() >= MAX_PENDING_CHANGES {
+                c.queue.pop_front();
+                c.dropped = c.dropped.saturating_add(1);
             }
-            crate::format::state::encode(&st)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .unwrap_or_default()
-        };
-        self.changed.send_replace(json);
+            c.queue.push_back(json);
+        }
+        self.changes_ready.notify_one();
     }
 
     /// The state document as JSON (what `GetStatus` returns).
     pub fn status_json(&self) -> String {
-        self.changed.borrow().clone()
+        lock(&self.current).clone()
     }
 
     /// A copy of the state.
@@ -1087,6 +1131,55 @@ mod tests {
         st.key_mut("logs", "https://v.example/keys/logs");
         st.volume_mut("data", "0b5d1c2e-8d1f-4b7a-9d0e-5c1f2a3b4c5d", 1);
         st
+    }
+
+    /// A manager over an empty configuration, its files in `dir`.
+    fn bare_manager(dir: &std::path::Path) -> Arc<Manager> {
+        let config = dir.join("skrd.toml");
+        std::fs::write(&config, "").unwrap();
+        let settings = crate::config::load_from(&config, None).unwrap();
+        Manager::new(
+            Some(config),
+            dir.join("state.json"),
+            dir.join("sys"),
+            settings,
+            Notifier::from_env(),
+        )
+    }
+
+    fn attempts(json: &str) -> u32 {
+        crate::format::state::parse(json.as_bytes())
+            .unwrap()
+            .volumes[0]
+            .attempts
+    }
+
+    #[tokio::test]
+    async fn one_change_one_document_and_the_oldest_go_first_under_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = bare_manager(dir.path());
+        let uuid = "0b5d1c2e-8d1f-4b7a-9d0e-5c1f2a3b4c5d";
+        for i in 1..=10 {
+            m.update(|st| st.volume_mut("data", uuid, 0).attempts = i);
+        }
+        // No change, no document.
+        m.update(|_| ());
+        let (docs, dropped) = m.next_changes().await;
+        assert_eq!(dropped, 0);
+        assert_eq!(
+            docs.iter().map(|d| attempts(d)).collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<_>>()
+        );
+        let n = u32::try_from(MAX_PENDING_CHANGES).unwrap() + 44;
+        for i in 11..=10 + n {
+            m.update(|st| st.volume_mut("data", uuid, 0).attempts = i);
+        }
+        let (docs, dropped) = m.next_changes().await;
+        assert_eq!(dropped, 44);
+        assert_eq!(docs.len(), MAX_PENDING_CHANGES);
+        assert_eq!(attempts(&docs[0]), 10 + 44 + 1);
+        assert_eq!(attempts(docs.last().unwrap()), 10 + n);
+        assert_eq!(*docs.last().unwrap(), m.status_json());
     }
 
     #[test]
