@@ -148,6 +148,27 @@ pub struct LastError {
     pub message: String,
 }
 
+impl LastError {
+    /// The message split into what happened and what to do. Messages follow the project's
+    /// convention "what happened ...; what to do" (`crate::error`): the advice is the part
+    /// after the last "; " (without a trailing " (code)" that nested messages carry); `None`
+    /// when the message has no such part.
+    pub fn advice(&self) -> (&str, Option<&str>) {
+        match self.message.rsplit_once("; ") {
+            Some((what, advice)) if !advice.trim().is_empty() => {
+                let advice = advice.trim_end();
+                let advice = advice
+                    .strip_suffix(')')
+                    .and_then(|a| a.rsplit_once(" ("))
+                    .filter(|(_, code)| is_kebab(code))
+                    .map_or(advice, |(a, _)| a);
+                (what, Some(advice))
+            }
+            _ => (self.message.as_str(), None),
+        }
+    }
+}
+
 impl From<crate::error::Problem> for LastError {
     fn from(p: crate::error::Problem) -> Self {
         Self {
@@ -315,6 +336,25 @@ impl State {
             }
         };
         &mut self.keys[pos]
+    }
+
+    /// The attestation token's expiry when it has passed at `now` although a daemon should
+    /// have renewed it: the document was written by the daemon and does not say it stopped
+    /// (a daemon that hangs or was killed). The initramfs's token is used once and may expire.
+    pub fn unrenewed_token(&self, now: u64) -> Option<u64> {
+        if self.writer != Writer::Daemon || self.stopped_at.is_some() {
+            return None;
+        }
+        self.attestation
+            .as_ref()
+            .and_then(|a| a.token_expiry)
+            .filter(|exp| *exp < now)
+    }
+
+    /// No failure ([`State::has_failure`]) and no token left to expire
+    /// ([`State::unrenewed_token`]) at `now`.
+    pub fn is_healthy(&self, now: u64) -> bool {
+        !self.has_failure() && self.unrenewed_token(now).is_none()
     }
 
     /// True when something failed or was refused (a volume, the attestation, or a key).
@@ -655,6 +695,46 @@ mod tests {
                 .code(),
             "state-text"
         );
+    }
+
+    #[test]
+    fn advice_is_the_part_after_the_last_semicolon() {
+        let e = |m: &str| LastError {
+            code: "x-y".into(),
+            message: m.into(),
+        };
+        let m = e("key-release failed after 5 attempt(s): HTTP 503; check the network, or raise network.retries");
+        assert_eq!(
+            m.advice(),
+            (
+                "key-release failed after 5 attempt(s): HTTP 503",
+                Some("check the network, or raise network.retries")
+            )
+        );
+        // A daemon error wraps a message and its code.
+        let m = e("releasing key \"a\" failed: HTTP 403; check the key's release policy (release-forbidden)");
+        assert_eq!(m.advice().1, Some("check the key's release policy"));
+        let m = e("the release policy was not met");
+        assert_eq!(m.advice(), ("the release policy was not met", None));
+        // A parenthesis that is not a code stays.
+        let m = e("x; rebuild the initramfs (dracut -f)");
+        assert_eq!(m.advice().1, Some("rebuild the initramfs (dracut -f)"));
+    }
+
+    #[test]
+    fn an_expired_token_is_unhealthy_only_while_a_daemon_should_renew_it() {
+        let mut s = parse(SAMPLE.as_bytes()).unwrap();
+        s.attestation.as_mut().unwrap().token_expiry = Some(1000);
+        // Written by the initramfs: its token may expire.
+        assert_eq!(s.unrenewed_token(2000), None);
+        assert!(s.is_healthy(2000));
+        s.writer = Writer::Daemon;
+        assert_eq!(s.unrenewed_token(999), None);
+        assert_eq!(s.unrenewed_token(2000), Some(1000));
+        assert!(!s.is_healthy(2000));
+        // A daemon that said it stopped renews nothing, and says so.
+        s.stopped_at = Some(1500);
+        assert_eq!(s.unrenewed_token(2000), None);
     }
 
     #[test]
