@@ -660,3 +660,112 @@ fn every_state_change_is_one_state_changed_signal() {
         assert_eq!(seen, (1..=N).collect::<Vec<_>>());
     });
 }
+
+/// A cgroup named like a systemd unit, removed on drop: processes moved into it show the unit
+/// in /proc/PID/cgroup as systemd's own units do. On cgroup v2 (`/sys/fs/cgroup` itself) or a
+/// hybrid layout (`/sys/fs/cgroup/unified`, the `0::` line) it goes there; on cgroup v1 only,
+/// under the `name=systemd` hierarchy.
+struct UnitCgroup {
+    dir: std::path::PathBuf,
+}
+
+impl UnitCgroup {
+    fn new(unit: &str) -> Self {
+        let root = std::path::Path::new("/sys/fs/cgroup");
+        let base = if root.join("cgroup.controllers").exists() {
+            root.to_path_buf()
+        } else if root.join("unified/cgroup.procs").exists() {
+            root.join("unified")
+        } else {
+            root.join("systemd")
+        };
+        let dir = base.join(unit);
+        std::fs::create_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot create the cgroup {}: {e}", dir.display()));
+        Self { dir }
+    }
+}
+
+impl Drop for UnitCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// busctl ReleaseKey(key) as uid 65534 with `groups` (setpriv), in `cgroup` when given.
+fn busctl_release_as_nobody(
+    address: &str,
+    key: &str,
+    groups: &str,
+    cgroup: Option<&UnitCgroup>,
+) -> (i32, String) {
+    let setpriv = format!(
+        "exec setpriv --reuid=65534 --regid=65534 {groups} busctl --address={address} call \
+         org.skrd.KeyRelease1 /org/skrd/KeyRelease1 org.skrd.KeyRelease1.Manager ReleaseKey s {key}"
+    );
+    let script = match cgroup {
+        Some(cg) => format!("echo $$ > {}/cgroup.procs && {setpriv}", cg.dir.display()),
+        None => setpriv,
+    };
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Grants by group and by systemd unit, over the bus: busctl runs as uid 65534 (in no
+/// allow_uids). With supplementary group 4242 it receives the key allowed to gid 4242 (a
+/// descriptor: busctl prints `h N`), without it it is denied; run inside a cgroup named
+/// `skrd-acl-test-PID.service` (what the caller's /proc/PID/cgroup then shows, as for a
+/// process of that unit) it receives the key allowed to that unit, outside it is denied. skrd
+/// logs the matching rule with the caller.
+#[test]
+fn acl_grants_by_group_and_by_unit_over_the_bus() {
+    let (env, _tpm, keys) = env_with_keys(&["grp", "svc"]);
+    let [(grp_url, _), (svc_url, _)] = <[_; 2]>::try_from(keys).unwrap();
+    let unit = format!("skrd-acl-test-{}.service", std::process::id());
+    env.append_config(&format!(
+        "\n[keys.grp]\nurl = \"{grp_url}\"\nallow_gids = [4242]\n\n\
+         [keys.svc]\nurl = \"{svc_url}\"\nallow_units = [\"{unit}\"]\n"
+    ));
+    let bus = Bus::start();
+    let work = tempfile::tempdir().unwrap();
+    let skrd = Skrd::start(&env, &bus, work.path());
+    skrd.wait_notify("READY=1");
+
+    let (code, out) = busctl_release_as_nobody(&bus.address, "grp", "--groups=4242", None);
+    assert_eq!(code, 0, "{out}\n{}", skrd.log());
+    assert!(out.starts_with("h "), "{out}");
+    let line = log_line(&skrd.log(), "ReleaseKey allowed key=\"grp\"");
+    assert!(
+        line.contains("caller_uid=65534") && line.contains("rule=group 4242"),
+        "{line}"
+    );
+    let (code, out) = busctl_release_as_nobody(&bus.address, "grp", "--clear-groups", None);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("access to key \"grp\" denied for uid 65534"),
+        "{out}"
+    );
+
+    let cgroup = UnitCgroup::new(&unit);
+    let (code, out) =
+        busctl_release_as_nobody(&bus.address, "svc", "--clear-groups", Some(&cgroup));
+    assert_eq!(code, 0, "{out}\n{}", skrd.log());
+    assert!(out.starts_with("h "), "{out}");
+    let line = log_line(&skrd.log(), "ReleaseKey allowed key=\"svc\"");
+    assert!(
+        line.contains(&format!("caller_unit={unit}"))
+            && line.contains(&format!("rule=unit {unit}")),
+        "{line}"
+    );
+    let (code, out) = busctl_release_as_nobody(&bus.address, "svc", "--clear-groups", None);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("access to key \"svc\" denied for uid 65534"),
+        "{out}"
+    );
+    drop(cgroup);
+    assert_eq!(skrd.stop(), 0);
+}
