@@ -445,8 +445,20 @@ async fn owner_pid(conn: &zbus::Connection) -> u32 {
     proxy.get_connection_unix_process_id(name).await.unwrap()
 }
 
+/// A ReleaseKey call running on the test's runtime: the key, or the D-Bus error.
+type Caller = tokio::task::JoinHandle<Result<Vec<u8>, (String, String)>>;
+
+/// D-Bus activation and restarts with calls in flight. The bus starts skrd itself on the first
+/// call (as in production): 10 callers waiting for the activated daemon's initial attestation
+/// all get the key. Then the emulator delays every attestation by 3 s, skrd is stopped
+/// (SIGTERM), and 10 callers activate a second skrd; once it has accepted all 10 calls (they
+/// wait for its initial attestation), it gets SIGTERM too: every caller ends with either the key
+/// or skrd's clear `org.skrd.KeyRelease1.Error.Stopping` (never a call left unanswered, a
+/// `NoReply` or a dropped connection), and none hangs. Without the delay, 10 more callers
+/// activate a third skrd and all get the key; it took over the state file the second one
+/// left, marked stopped.
 #[test]
-fn clients_wait_through_activation_and_restart() {
+fn clients_with_calls_in_flight_through_activation_and_restarts() {
     let (env, _tpm, mut keys) = env_with_keys(&["disk"]);
     let (url, key) = keys.remove(0);
     env.append_config(&format!(
@@ -454,67 +466,119 @@ fn clients_wait_through_activation_and_restart() {
     ));
     let work = tempfile::tempdir().unwrap();
     let log = work.path().join("skrd.log");
-    // The bus starts skrd itself on the first call (D-Bus activation), as in production.
     let exec = format!(
-        "/bin/sh -c \"exec {} --config {} --bus-address $DBUS_STARTER_ADDRESS --state-file {}/state.json --key-socket {}/luks.sock 2>>{}\"",
+        "/bin/sh -c \"exec {} --config {} --bus-address $DBUS_STARTER_ADDRESS --state-file {}/state.json --key-socket {}/luks.sock --sysfs-root {}/sys 2>>{}\"",
         env!("CARGO_BIN_EXE_skrd"),
         env.config_path().display(),
+        work.path().display(),
         work.path().display(),
         work.path().display(),
         log.display()
     );
     let bus = Bus::start_with_activation(Some(&exec));
     let rt = rt();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let burst = |n: usize| {
-        rt.block_on(async {
-            let tasks: Vec<_> = (0..n)
-                .map(|_| {
-                    let address = bus.address.clone();
-                    tokio::spawn(async move {
-                        let c = connect(&address).await;
-                        release(&c, "disk").await
-                    })
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let address = bus.address.clone();
+                rt.spawn(async move {
+                    let c = connect(&address).await;
+                    release(&c, "disk").await
                 })
-                .collect();
+            })
+            .collect();
+        tasks
+    };
+    let results = |tasks: Vec<Caller>| {
+        rt.block_on(async {
             let mut out = Vec::new();
             for t in tasks {
-                out.push(t.await.unwrap());
+                out.push(
+                    tokio::time::timeout(Duration::from_secs(120), t)
+                        .await
+                        .expect("a caller got no answer")
+                        .unwrap(),
+                );
             }
             out
         })
     };
+    let owner = || rt.block_on(async { owner_pid(&connect(&bus.address).await).await });
+    let stop = |pid: u32| {
+        // SAFETY: kill(2) on a daemon the bus started for this test.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+        let t = std::time::Instant::now();
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "skrd ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
     // Nobody owns the name: 10 callers wait for the activated daemon's initial attestation.
-    for r in burst(10) {
-        assert_eq!(
-            r.unwrap_or_else(|e| panic!(
-                "{e:?}\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )),
-            key
-        );
+    for r in results(burst(10)) {
+        assert_eq!(r.unwrap_or_else(|e| panic!("{e:?}\n{}", read_log())), key);
     }
-    let first = rt.block_on(async { owner_pid(&connect(&bus.address).await).await });
-    // Restart: SIGTERM (clean exit), then callers arrive while no daemon runs.
-    // SAFETY: kill(2) on the daemon the bus started for this test.
-    assert_eq!(unsafe { libc::kill(first as i32, libc::SIGTERM) }, 0);
+    let first = owner();
+    stop(first);
+
+    // Restart with calls in flight.
+    env.faults(&serde_json::json!({"attestation-azureguest": {"delay_ms": 3000}}));
+    let allowed_before = read_log().matches("ReleaseKey allowed").count();
+    let tasks = burst(10);
     let t = std::time::Instant::now();
-    while std::path::Path::new(&format!("/proc/{first}")).exists() {
+    while read_log().matches("ReleaseKey allowed").count() < allowed_before + 10 {
         assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "skrd ignored SIGTERM"
+            t.elapsed() < Duration::from_secs(60),
+            "the second skrd did not accept the calls: {}",
+            read_log()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    for r in burst(10) {
+    let second = owner();
+    assert_ne!(first, second, "a new daemon answered");
+    stop(second);
+    let outcomes = results(tasks);
+    for r in &outcomes {
+        match r {
+            Ok(bytes) => assert_eq!(bytes, &key),
+            Err((name, msg)) => {
+                assert_eq!(name, "org.skrd.KeyRelease1.Error.Stopping", "{msg}");
+                assert!(
+                    msg.contains("call again") && msg.contains("(daemon-stopping)"),
+                    "{msg}"
+                );
+            }
+        }
+    }
+    assert!(
+        outcomes.iter().any(Result::is_err),
+        "SIGTERM came during the 3 s attestation: some call must have been stopped"
+    );
+    let st = skrd::format::state::parse(&std::fs::read(work.path().join("state.json")).unwrap())
+        .unwrap();
+    assert!(
+        st.stopped_at.is_some() && st.keys.iter().all(|k| !k.cached),
+        "{st:?}"
+    );
+
+    // And back: a third daemon, activated by the next callers, serves them all.
+    env.faults(&serde_json::json!({}));
+    for r in results(burst(10)) {
         assert_eq!(r.unwrap(), key);
     }
-    let second = rt.block_on(async { owner_pid(&connect(&bus.address).await).await });
-    assert_ne!(first, second, "a new daemon answered");
-    // The second daemon took over the state file the first one left.
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("took over the state file"), "{text}");
-    // SAFETY: as above.
-    unsafe { libc::kill(second as i32, libc::SIGTERM) };
+    let third = owner();
+    assert!(third != first && third != second);
+    let text = read_log();
+    assert_eq!(
+        text.matches("took over the state file").count(),
+        2,
+        "{text}"
+    );
+    stop(third);
 }
 
 /// The owner of `/proc/PID/<file>`.

@@ -148,5 +148,8 @@ fn main() -> ExitCode {
         key_socket: cli.key_socket,
         sysfs_root: cli.sysfs_root,
     };
-    ExitCode::from(rt.block_on(skrd::daemon::run(opts, settings)))
+    let status = rt.block_on(skrd::daemon::run(opts, settings));
+    // A TPM call of an abandoned run may still be on a blocking thread: do not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    ExitCode::from(status)
 }

@@ -45,6 +45,8 @@ pub enum KeyReleaseError {
     ReleaseFailed(String),
     /// The attestation failed.
     AttestFailed(String),
+    /// The daemon is stopping; call again.
+    Stopping(String),
     /// Anything else.
     Failed(String),
 }
@@ -60,6 +62,7 @@ impl From<DaemonError> for KeyReleaseError {
             DaemonError::NotReady { .. } => Self::NotReady(msg),
             DaemonError::ReleaseFailed { .. } => Self::ReleaseFailed(msg),
             DaemonError::AttestFailed { .. } => Self::AttestFailed(msg),
+            DaemonError::Stopping => Self::Stopping(msg),
             _ => Self::Failed(msg),
         }
     }
@@ -217,8 +220,14 @@ impl ManagerObject {
         #[zbus(connection)] conn: &zbus::Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<OwnedFd, KeyReleaseError> {
-        let who = caller(conn, &self.bus, &self.callers, &header).await?;
-        let fd = self.manager.release(&name, &who).await?;
+        let _call = self.manager.call_guard()?;
+        let fd = self
+            .manager
+            .unless_stopping(async {
+                let who = caller(conn, &self.bus, &self.callers, &header).await?;
+                self.manager.release(&name, &who).await
+            })
+            .await?;
         Ok(OwnedFd::from(fd))
     }
 
@@ -228,8 +237,14 @@ impl ManagerObject {
         #[zbus(connection)] conn: &zbus::Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), KeyReleaseError> {
-        let who = caller(conn, &self.bus, &self.callers, &header).await?;
-        Ok(self.manager.reattest_by(&who).await?)
+        let _call = self.manager.call_guard()?;
+        Ok(self
+            .manager
+            .unless_stopping(async {
+                let who = caller(conn, &self.bus, &self.callers, &header).await?;
+                self.manager.reattest_by(&who).await
+            })
+            .await?)
     }
 
     /// Sent with the new state document whenever it changes.

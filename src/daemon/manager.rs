@@ -65,6 +65,20 @@ pub fn open_source(s: &Settings) -> Result<Source, Problem> {
     crate::attest::open::open_source(s, s.evidence.source).map_err(|e| e.problem())
 }
 
+/// See [`Manager::call_guard`].
+#[derive(Debug)]
+pub struct CallGuard<'a> {
+    manager: &'a Manager,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.manager.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.manager.idle.notify_waiters();
+        }
+    }
+}
+
 /// Most state documents waiting to be announced (`StateChanged`); see
 /// [`Manager::next_changes`].
 pub const MAX_PENDING_CHANGES: usize = 256;
@@ -110,6 +124,11 @@ pub struct Manager {
     runs_finished: AtomicU64,
     /// Wakes the maintenance loop.
     kick: tokio::sync::Notify,
+    /// Set once SIGTERM/SIGINT came: calls still waiting end with `daemon-stopping`.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// D-Bus calls being answered (see [`Manager::call_guard`]).
+    in_flight: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
     /// Where sysfs is (`/sys`; a directory in tests).
     sysfs_root: PathBuf,
     /// When each daemon volume's passphrase was last handed out (for its `unlock` timing).
@@ -174,6 +193,9 @@ impl Manager {
             runs_started: AtomicU64::new(0),
             runs_finished: AtomicU64::new(0),
             kick: tokio::sync::Notify::new(),
+            stopping: tokio::sync::watch::channel(false).0,
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
             sysfs_root,
             answered: Mutex::new(HashMap::new()),
             last_try: Mutex::new(HashMap::new()),
@@ -619,6 +641,52 @@ impl Manager {
         });
     }
 
+    /// SIGTERM/SIGINT came: from now on calls end with `daemon-stopping` instead of waiting
+    /// (for the initial work, a run, the run lock); see [`Manager::unless_stopping`].
+    pub fn begin_stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Whether [`Manager::begin_stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Runs `work`, unless or until the daemon is stopping: then `daemon-stopping` at once
+    /// (the work is dropped; a run it waited for or made ends with it).
+    pub async fn unless_stopping<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, DaemonError>>,
+    ) -> Result<T, DaemonError> {
+        let mut rx = self.stopping.subscribe();
+        tokio::select! {
+            r = work => r,
+            _ = rx.wait_for(|s| *s) => Err(DaemonError::Stopping),
+        }
+    }
+
+    /// Counts a D-Bus call being answered until the guard is dropped (so the exit can wait
+    /// until every caller has its answer); refuses with `daemon-stopping` once stopping.
+    pub fn call_guard(&self) -> Result<CallGuard<'_>, DaemonError> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = CallGuard { manager: self };
+        if self.is_stopping() {
+            return Err(DaemonError::Stopping);
+        }
+        Ok(guard)
+    }
+
+    /// Waits until no D-Bus call is being answered.
+    pub async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
     /// Clean exit (SIGTERM/SIGINT): every cached key is dropped (zeroized) and the state file
     /// says so (`cached: false` everywhere, `stopped_at`), so nobody reads a stale promise.
     pub fn shutdown(&self) {
@@ -657,7 +725,16 @@ impl Manager {
             );
             return None;
         };
-        self.wait_ready(Duration::from_secs(300)).await;
+        let ready = self
+            .unless_stopping(async { Ok(self.wait_ready(Duration::from_secs(300)).await) })
+            .await;
+        if ready.is_err() {
+            tracing::info!(
+                volume,
+                "stopping: key socket request closed without an answer"
+            );
+            return None;
+        }
         let now = now_unix();
         let mut refused = false;
         let mut key = lock(&self.cache).get(&vs.key).cloned();
@@ -669,7 +746,17 @@ impl Manager {
                     v.updated_at = now;
                 }
             });
-            if let Err(e) = self.ensure_keys(std::slice::from_ref(&vs.key)).await {
+            let released = self
+                .unless_stopping(self.ensure_keys(std::slice::from_ref(&vs.key)))
+                .await;
+            if released == Err(DaemonError::Stopping) {
+                tracing::info!(
+                    volume,
+                    "stopping: key socket request closed without an answer"
+                );
+                return None;
+            }
+            if let Err(e) = released {
                 refused = lock(&self.last_try).get(&vs.key).is_some_and(|t| t.refused);
                 tracing::debug!(volume, key = %vs.key, error_code = e.code(), "release for the key socket failed");
             }

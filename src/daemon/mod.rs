@@ -177,9 +177,22 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
             }
         }
     }
+    // Stop: calls still waiting get daemon-stopping at once, the exit waits (5 s at most)
+    // until every caller has an answer, the keys are wiped and the state file says so, and
+    // only then is the name released, so that a call arriving now activates the next skrd
+    // (which takes over a finished state file).
+    manager.begin_stop();
+    manager.notifier().notify("STOPPING=1\nSTATUS=stopping");
+    if tokio::time::timeout(std::time::Duration::from_secs(5), manager.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("stopping with D-Bus calls still unanswered after 5 s");
+    }
     let _ = stop_tx.send(true);
-    manager.notifier().notify("STOPPING=1");
     manager.shutdown();
-    let _ = Arc::strong_count(&manager);
+    if let Err(e) = conn.release_name(dbus::BUS_NAME).await {
+        tracing::debug!("releasing {}: {e}", dbus::BUS_NAME);
+    }
     0
 }
