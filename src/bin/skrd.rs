@@ -56,8 +56,12 @@ fn stderr_is_journal() -> bool {
 
 fn init_logging(level: &str) {
     use tracing_subscriber::prelude::*;
+    // zbus opens an info-level span for every message it reads or sends: enabled, each costs
+    // the subscriber a span with formatted fields (a tenth of skrd's time per ReleaseKey in
+    // bench-daemon's profile) and tells an operator nothing. Its warnings and errors stay;
+    // SKRD_LOG (a full directive) can still ask for them.
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKRD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},zbus=warn")));
     if stderr_is_journal() {
         if let Ok(journald) = tracing_journald::layer() {
             tracing_subscriber::registry()
