@@ -8,7 +8,7 @@
 //!   `BENCH_SECS` (default 3 s) over 8 connections, whatever the answers do; each latency is
 //!   measured from the request's scheduled send time, not from when it could be sent, so a stall
 //!   counts for every request it delays (no coordinated omission); p50, p99, p99.9, max, and the
-//!   rate achieved;
+//!   rate achieved; and the CPU time skrd and dbus-daemon spent per call (from /proc/PID/stat);
 //! - skrd's idle RSS (baseline: the bus's dbus-daemon), logging to stderr and, in a second
 //!   instance, to a real journald (native protocol, as under systemd);
 //! - the stripped binary size (baseline: dbus-daemon's).
@@ -78,6 +78,19 @@ fn stripped_size(path: &std::path::Path, dir: &std::path::Path) -> u64 {
     std::fs::metadata(if ok { &copy } else { path })
         .unwrap()
         .len()
+}
+
+/// CPU time (user + system) of process `pid` so far, in microseconds (/proc/PID/stat, clock
+/// ticks of 1/100 s: meaningful over thousands of calls).
+fn cpu_us(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf with a constant argument.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz * 1e6
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -286,9 +299,22 @@ fn main() {
     rt.block_on(async {
         // Warm-up at the rate, not counted.
         open_loop(&bus.address, rate, secs.min(1.0), 8, true).await;
+        let (skrd_pid, bus_pid) = (skrd.child.id(), bus.child.id());
+        let before = (cpu_us(skrd_pid), cpu_us(bus_pid));
         let base = open_loop(&bus.address, rate, secs, 8, false).await;
+        let mid = (cpu_us(skrd_pid), cpu_us(bus_pid));
         let f = open_loop(&bus.address, rate, secs, 8, true).await;
+        let after = (cpu_us(skrd_pid), cpu_us(bus_pid));
         print_open(rate, &base, &f);
+        let calls = rate * secs;
+        println!(
+            "CPU per call (utime+stime over the open loop): skrd {:.1} us ReleaseKey vs {:.1} us Peer.Ping ({:.2}x); dbus-daemon {:.1} vs {:.1} us",
+            (after.0 - mid.0) / calls,
+            (mid.0 - before.0) / calls,
+            (after.0 - mid.0) / (mid.0 - before.0).max(1.0),
+            (after.1 - mid.1) / calls,
+            (mid.1 - before.1) / calls,
+        );
     });
     println!("goal: ReleaseKey p99 < 1000 us and >= 5000 req/s on 2 cores");
     println!(
