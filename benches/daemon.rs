@@ -1,10 +1,19 @@
 //! Bench of the D-Bus key service (issue 7 "Bench"): skrd (`SKRD_BIN`, default the dev build)
-//! against skr-emulator + a provisioned swtpm on a private dbus-daemon; zbus client loops call
+//! against skr-emulator + a provisioned swtpm on a private dbus-daemon; zbus clients call
 //! ReleaseKey of a cached key (the memfd is read each time). Printed, each with its baseline of
-//! the same run as a ratio: p50/p99 latency and requests/s with 1, 2, 4 and 8 callers (baseline: a
-//! Peer.Ping round trip to the daemon, same bus, same callers), skrd's idle RSS (baseline: the
-//! bus's dbus-daemon) and stripped binary size (baseline: dbus-daemon's). Figures only;
-//! nothing is asserted (`make bench-daemon`).
+//! the same run as a ratio (a Peer.Ping round trip to the daemon, same bus, same load):
+//! - closed loop: p50/p99 latency and requests/s with 1, 2, 4 and 8 callers, each calling again
+//!   as soon as it has its answer;
+//! - open loop: requests scheduled at a fixed rate (`BENCH_RATE`, default 5,000/s) for
+//!   `BENCH_SECS` (default 3 s) over 8 connections, whatever the answers do; each latency is
+//!   measured from the request's scheduled send time, not from when it could be sent, so a stall
+//!   counts for every request it delays (no coordinated omission); p50, p99, p99.9, max, and the
+//!   rate achieved; and the CPU time skrd and dbus-daemon spent per call (from /proc/PID/stat);
+//! - skrd's idle RSS (baseline: the bus's dbus-daemon), logging to stderr and, in a second
+//!   instance, to a real journald (native protocol, as under systemd);
+//! - the stripped binary size (baseline: dbus-daemon's).
+//!
+//! Figures only; nothing is asserted (`make bench-daemon`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/daemon_common/mod.rs"]
@@ -71,6 +80,19 @@ fn stripped_size(path: &std::path::Path, dir: &std::path::Path) -> u64 {
         .len()
 }
 
+/// CPU time (user + system) of process `pid` so far, in microseconds (/proc/PID/stat, clock
+/// ticks of 1/100 s: meaningful over thousands of calls).
+fn cpu_us(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf with a constant argument.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz * 1e6
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
@@ -116,6 +138,106 @@ async fn run(address: &str, callers: usize, n: usize, release_key: bool) -> Figu
         all.extend(t.await.unwrap());
     }
     figures(all, t0.elapsed())
+}
+
+/// Latency percentiles (microseconds) of an open-loop run.
+struct OpenFigures {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    /// Answers per second over the run (from the first scheduled send to the last answer).
+    achieved: f64,
+}
+
+/// Open loop: `rate` requests per second for `secs`, spread over `conns` connections. A pacer
+/// thread wakes at each scheduled time (std::thread::sleep, tens of microseconds late at
+/// most) and hands the scheduled instant to the runtime, which sends the call at once on the
+/// next connection (calls are pipelined on a connection); the latency is the answer time
+/// minus the scheduled time.
+async fn open_loop(
+    address: &str,
+    rate: f64,
+    secs: f64,
+    conns: usize,
+    release_key: bool,
+) -> OpenFigures {
+    let mut pool = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        pool.push(connect(address).await);
+    }
+    let total = (rate * secs) as usize;
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let t0 = Instant::now() + Duration::from_millis(20);
+    std::thread::spawn(move || {
+        for i in 0..total {
+            let at = t0 + period.mul_f64(i as f64);
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+            if tx.send(at).is_err() {
+                return;
+            }
+        }
+    });
+    let mut tasks = Vec::with_capacity(total);
+    let mut i = 0usize;
+    while let Some(at) = rx.recv().await {
+        let c = pool[i % conns].clone();
+        i += 1;
+        tasks.push(tokio::spawn(async move {
+            if release_key {
+                let bytes = release(&c, "bench").await.unwrap();
+                assert_eq!(bytes.len(), 32);
+            } else {
+                c.call_method(
+                    Some("org.skrd.KeyRelease1"),
+                    "/org/skrd/KeyRelease1",
+                    Some("org.freedesktop.DBus.Peer"),
+                    "Ping",
+                    &(),
+                )
+                .await
+                .unwrap();
+            }
+            (at.elapsed(), Instant::now())
+        }));
+    }
+    let mut lat = Vec::with_capacity(total);
+    let mut last = t0;
+    for t in tasks {
+        let (l, done) = t.await.unwrap();
+        lat.push(l);
+        last = last.max(done);
+    }
+    lat.sort();
+    OpenFigures {
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        p999: percentile(&lat, 0.999),
+        max: lat.last().unwrap().as_secs_f64() * 1e6,
+        achieved: lat.len() as f64 / (last - t0).as_secs_f64(),
+    }
+}
+
+fn print_open(rate: f64, base: &OpenFigures, f: &OpenFigures) {
+    println!(
+        "{:<30} p50 {:>7.1} us ({:.2}x)  p99 {:>7.1} us ({:.2}x)  p99.9 {:>7.1} us  max {:>8.1} us  {:>6.0} req/s achieved",
+        format!("ReleaseKey open loop {rate:.0}/s"),
+        f.p50,
+        f.p50 / base.p50,
+        f.p99,
+        f.p99 / base.p99,
+        f.p999,
+        f.max,
+        f.achieved
+    );
+    println!(
+        "{:<30} p50 {:>7.1} us          p99 {:>7.1} us          p99.9 {:>7.1} us  max {:>8.1} us  {:>6.0} req/s achieved",
+        "  baseline Peer.Ping", base.p50, base.p99, base.p999, base.max, base.achieved
+    );
 }
 
 fn main() {
@@ -166,6 +288,34 @@ fn main() {
             );
         }
     });
+    let rate: f64 = std::env::var("BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000.0);
+    let secs: f64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if n >= 1000 { 3.0 } else { 0.2 });
+    rt.block_on(async {
+        // Warm-up at the rate, not counted.
+        open_loop(&bus.address, rate, secs.min(1.0), 8, true).await;
+        let (skrd_pid, bus_pid) = (skrd.child.id(), bus.child.id());
+        let before = (cpu_us(skrd_pid), cpu_us(bus_pid));
+        let base = open_loop(&bus.address, rate, secs, 8, false).await;
+        let mid = (cpu_us(skrd_pid), cpu_us(bus_pid));
+        let f = open_loop(&bus.address, rate, secs, 8, true).await;
+        let after = (cpu_us(skrd_pid), cpu_us(bus_pid));
+        print_open(rate, &base, &f);
+        let calls = rate * secs;
+        println!(
+            "CPU per call (utime+stime over the open loop): skrd {:.1} us ReleaseKey vs {:.1} us Peer.Ping ({:.2}x); dbus-daemon {:.1} vs {:.1} us",
+            (after.0 - mid.0) / calls,
+            (mid.0 - before.0) / calls,
+            (after.0 - mid.0) / (mid.0 - before.0).max(1.0),
+            (after.1 - mid.1) / calls,
+            (mid.1 - before.1) / calls,
+        );
+    });
     println!("goal: ReleaseKey p99 < 1000 us and >= 5000 req/s on 2 cores");
     println!(
         "skrd idle RSS {} KiB ({:.2} MiB; {:.2}x the bus's dbus-daemon, {} KiB); goal < 15 MiB",
@@ -175,6 +325,24 @@ fn main() {
         bus_rss
     );
     println!("skrd RSS after the run {} KiB", rss_kib(skrd.child.id()));
+    // The same daemon logging to a real journald (native protocol, as under systemd), idle.
+    let jbus = Bus::start();
+    let jwork = tempfile::tempdir().unwrap();
+    let journal = Journal::new(jwork.path());
+    let jskrd = Skrd::start_with(&env, &jbus, jwork.path(), Some(&journal));
+    jskrd.wait_notify("READY=1");
+    rt.block_on(async {
+        let conn = connect(&jbus.address).await;
+        assert_eq!(release(&conn, "bench").await.unwrap(), key);
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let jidle = rss_kib(jskrd.child.id());
+    println!(
+        "skrd idle RSS logging to journald {} KiB ({:.2} MiB); goal < 15 MiB",
+        jidle,
+        jidle as f64 / 1024.0
+    );
+    assert_eq!(jskrd.stop(), 0);
     let size = stripped_size(&bin, work.path());
     let dbus_bin = std::path::Path::new("/usr/bin/dbus-daemon");
     let dbus_size = stripped_size(dbus_bin, work.path());

@@ -5,7 +5,9 @@
 //! the HKDF computed independently (python3 `cryptography`) from the imported key, and
 //! `cryptsetup open --test-passphrase` accepts it on that LUKS2 image (and refuses it on the
 //! other volume's image). An initramfs volume, an unknown volume and a peer that is not
-//! systemd-cryptsetup get no data. skrd logs to a real journald here: the entries carry VOLUME,
+//! systemd-cryptsetup get no data. Once the answered volume's mapping appears in sysfs (a
+//! directory of the test's given to `--sysfs-root`, shaped like libcryptsetup's dm uuid) it is
+//! `unlocked`; a mapping with the right LUKS UUID under another name does not count. skrd logs to a real journald here: the entries carry VOLUME,
 //! KEY and STAGE, and neither the keys nor the passphrases appear anywhere in the journal.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -16,55 +18,7 @@ mod flow_common;
 mod volume_common;
 
 use daemon_common::*;
-use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::Path;
 use volume_common::{enroll, luks2_image, opens, python_passphrase};
-
-/// Asks like systemd-cryptsetup: a stream socket bound to the abstract name `peer` (none:
-/// unbound), connected to `path`, write side shut down, everything read until EOF.
-fn ask(path: &Path, peer: Option<&str>) -> Vec<u8> {
-    // SAFETY: plain socket calls on a descriptor owned right away; sockaddr_un filled within
-    // its bounds.
-    unsafe {
-        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0);
-        let owned = OwnedFd::from_raw_fd(fd);
-        let addr = |bytes: &[u8]| {
-            let mut sa: libc::sockaddr_un = std::mem::zeroed();
-            sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
-            assert!(bytes.len() < sa.sun_path.len());
-            for (i, b) in bytes.iter().enumerate() {
-                sa.sun_path[i] = *b as libc::c_char;
-            }
-            let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len();
-            (sa, len as libc::socklen_t)
-        };
-        if let Some(name) = peer {
-            let mut b = vec![0u8];
-            b.extend_from_slice(name.as_bytes());
-            let (sa, len) = addr(&b);
-            assert_eq!(libc::bind(fd, std::ptr::addr_of!(sa).cast(), len), 0);
-        }
-        let p = path.as_os_str().as_encoded_bytes();
-        let mut b = p.to_vec();
-        b.push(0);
-        let (sa, len) = addr(&b);
-        assert_eq!(
-            libc::connect(fd, std::ptr::addr_of!(sa).cast(), len),
-            0,
-            "connect {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-        assert_eq!(libc::shutdown(fd, libc::SHUT_WR), 0);
-        let mut f = std::fs::File::from(owned);
-        let mut out = Vec::new();
-        // A refusal may end in a reset rather than EOF: no data either way.
-        let _ = f.read_to_end(&mut out);
-        out
-    }
-}
 
 #[test]
 fn daemon_answers_its_volumes_on_the_key_socket() {
@@ -127,6 +81,32 @@ fn daemon_answers_its_volumes_on_the_key_socket() {
     let stage = |n: &str| st.volumes.iter().find(|v| v.name == n).unwrap().stage;
     assert_eq!(stage("data"), skrd::format::state::Stage::Unlocking);
     assert_eq!(stage("logs"), skrd::format::state::Stage::Unlocking);
+
+    // systemd-cryptsetup opens "data" (its mapping appears in sysfs: skrd.service cannot see
+    // /dev/mapper); "logs"'s LUKS UUID appears only under another mapping name. skrd looks
+    // for the mapping right after answering: "data" becomes unlocked, with its unlock time.
+    Skrd::open_mapping(work.path(), "dm-0", &logs_uuid, "not-logs");
+    Skrd::open_mapping(work.path(), "dm-1", &data_uuid, "data");
+    let t = std::time::Instant::now();
+    let st = loop {
+        let st = skrd::format::state::parse(&std::fs::read(&skrd.state_file).unwrap()).unwrap();
+        if st.volume("data").unwrap().stage == skrd::format::state::Stage::Unlocked {
+            break st;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(120),
+            "data never unlocked: {st:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        st.volume("data").unwrap().timings_ms.contains_key("unlock"),
+        "{st:?}"
+    );
+    assert_eq!(
+        st.volume("logs").unwrap().stage,
+        skrd::format::state::Stage::Unlocking
+    );
     assert_eq!(skrd.stop(), 0);
     let export = journal.stop_and_export();
     let entries = parse_export(&export);

@@ -26,6 +26,10 @@ struct Cli {
     /// service, the socket for volumes with options.initrd = false.
     #[arg(long, alias = "socket", value_name = "PATH", default_value = skrd::keysocket::DEFAULT_SOCKET_PATH)]
     key_socket: PathBuf,
+    /// Where sysfs is mounted: the service sees open volumes in
+    /// SYSFS/class/block/dm-*/dm/uuid (/dev/mapper is hidden by PrivateDevices=yes).
+    #[arg(long, value_name = "DIR", default_value = "/sys")]
+    sysfs_root: PathBuf,
     /// Boot unlock in the initramfs (skrd-initrd.service): serve the crypttab key socket, then exit.
     #[arg(long)]
     initrd: bool,
@@ -90,8 +94,12 @@ fn stderr_is_journal() -> bool {
 
 fn init_logging(level: &str) {
     use tracing_subscriber::prelude::*;
+    // zbus opens an info-level span for every message it reads or sends: enabled, each costs
+    // the subscriber a span with formatted fields (a tenth of skrd's time per ReleaseKey in
+    // bench-daemon's profile) and tells an operator nothing. Its warnings and errors stay;
+    // SKRD_LOG (a full directive) can still ask for them.
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKRD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},zbus=warn")));
     if stderr_is_journal() {
         if let Ok(journald) = tracing_journald::layer() {
             tracing_subscriber::registry()
@@ -110,6 +118,8 @@ fn init_logging(level: &str) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                // Colours only for a terminal: a file or a pipe gets plain `field=value` text.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_target(false),
         )
         .init();
@@ -183,6 +193,10 @@ fn main() -> ExitCode {
         state_file: cli.state_file,
         bus_address: cli.bus_address,
         key_socket: cli.key_socket,
+        sysfs_root: cli.sysfs_root,
     };
-    ExitCode::from(rt.block_on(skrd::daemon::run(opts, settings)))
+    let status = rt.block_on(skrd::daemon::run(opts, settings));
+    // A TPM call of an abandoned run may still be on a blocking thread: do not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    ExitCode::from(status)
 }

@@ -45,6 +45,8 @@ pub enum KeyReleaseError {
     ReleaseFailed(String),
     /// The attestation failed.
     AttestFailed(String),
+    /// The daemon is stopping; call again.
+    Stopping(String),
     /// Anything else.
     Failed(String),
 }
@@ -60,6 +62,7 @@ impl From<DaemonError> for KeyReleaseError {
             DaemonError::NotReady { .. } => Self::NotReady(msg),
             DaemonError::ReleaseFailed { .. } => Self::ReleaseFailed(msg),
             DaemonError::AttestFailed { .. } => Self::AttestFailed(msg),
+            DaemonError::Stopping => Self::Stopping(msg),
             _ => Self::Failed(msg),
         }
     }
@@ -121,7 +124,20 @@ async fn caller(
         return Ok(c);
     }
     let sender = sender.to_string();
-    let c = query_caller(conn, bus, &sender).await?;
+    let c = match query_caller(conn, bus, &sender).await {
+        Ok(c) => c,
+        Err(e) => {
+            // The decision (refusal) is logged with the only caller identity there is.
+            tracing::warn!(
+                caller_bus_name = %sender,
+                method = header.member().map_or("(none)", |m| m.as_str()),
+                decision = "deny",
+                error_code = e.code(),
+                "{e}"
+            );
+            return Err(e);
+        }
+    };
     cache.insert(sender, c.clone());
     Ok(c)
 }
@@ -204,8 +220,14 @@ impl ManagerObject {
         #[zbus(connection)] conn: &zbus::Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<OwnedFd, KeyReleaseError> {
-        let who = caller(conn, &self.bus, &self.callers, &header).await?;
-        let fd = self.manager.release(&name, &who).await?;
+        let _call = self.manager.call_guard()?;
+        let fd = self
+            .manager
+            .unless_stopping(async {
+                let who = caller(conn, &self.bus, &self.callers, &header).await?;
+                self.manager.release(&name, &who).await
+            })
+            .await?;
         Ok(OwnedFd::from(fd))
     }
 
@@ -215,15 +237,14 @@ impl ManagerObject {
         #[zbus(connection)] conn: &zbus::Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), KeyReleaseError> {
-        let who = caller(conn, &self.bus, &self.callers, &header).await?;
-        if who.uid != Some(0) {
-            return Err(DaemonError::RootOnly {
-                method: "Reattest",
-                uid: who.uid.map_or_else(|| "unknown".into(), |u| u.to_string()),
-            }
-            .into());
-        }
-        Ok(self.manager.reattest().await?)
+        let _call = self.manager.call_guard()?;
+        Ok(self
+            .manager
+            .unless_stopping(async {
+                let who = caller(conn, &self.bus, &self.callers, &header).await?;
+                self.manager.reattest_by(&who).await
+            })
+            .await?)
     }
 
     /// Sent with the new state document whenever it changes.
@@ -285,13 +306,21 @@ pub async fn serve(
         .await
         .map_err(bus_err)?;
     conn.request_name(BUS_NAME).await.map_err(bus_err)?;
-    let mut rx = manager.subscribe();
+    // One StateChanged per change, in order (see Manager::next_changes for the bound).
     let c = conn.clone();
     tokio::spawn(async move {
-        while rx.changed().await.is_ok() {
-            let json = rx.borrow_and_update().clone();
+        loop {
+            let (docs, dropped) = manager.next_changes().await;
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "StateChanged: the oldest state documents were not announced (the bus was too slow); the newest were"
+                );
+            }
             if let Ok(emitter) = SignalEmitter::new(&c, OBJECT_PATH) {
-                let _ = ManagerObject::state_changed(&emitter, &json).await;
+                for json in docs {
+                    let _ = ManagerObject::state_changed(&emitter, &json).await;
+                }
             }
         }
     });

@@ -75,6 +75,9 @@ pub enum DaemonError {
         /// Why.
         reason: String,
     },
+    /// The daemon is stopping (SIGTERM/SIGINT).
+    #[error("skrd is stopping and did not finish this call; call again: the bus starts skrd anew (D-Bus activation) or systemd restarts it")]
+    Stopping,
     /// A method that only root may call.
     #[error("only root may call {method} (caller uid {uid})")]
     RootOnly {
@@ -97,6 +100,7 @@ impl ErrorCode for DaemonError {
             Self::Bus { .. } => "dbus-unavailable",
             Self::Credentials { .. } => "dbus-credentials-unavailable",
             Self::RootOnly { .. } => "daemon-root-only",
+            Self::Stopping => "daemon-stopping",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! state file, initial work, READY=1, watchdog, attestation refresh, SIGHUP reload, SIGTERM exit.
 
 pub mod acl;
+pub mod activation;
 pub mod dbus;
 pub mod error;
 pub mod manager;
@@ -30,6 +31,8 @@ pub struct Options {
     pub bus_address: Option<String>,
     /// The crypttab key socket for volumes with `options.initrd = false`.
     pub key_socket: PathBuf,
+    /// Where sysfs is mounted (`/sys`): open volumes are seen in `class/block/dm-*/dm/uuid`.
+    pub sysfs_root: PathBuf,
 }
 
 /// Makes the process non-dumpable (no core files, no ptrace by the same uid).
@@ -71,6 +74,7 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
     let manager = Manager::new(
         opts.config.clone(),
         opts.state_file.clone(),
+        opts.sysfs_root.clone(),
         settings,
         notifier,
     );
@@ -86,20 +90,35 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
         dbus::BUS_NAME
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let daemon_volumes = manager
-        .settings()
-        .volumes
-        .values()
-        .any(|v| !v.options.initrd);
-    if daemon_volumes {
+    // The key socket, once some volume is left to the daemon (at start or after a reload).
+    let mut key_socket_bound = false;
+    let mut bind_key_socket = |manager: &Arc<Manager>| {
+        if key_socket_bound
+            || !manager
+                .settings()
+                .volumes
+                .values()
+                .any(|v| !v.options.initrd)
+        {
+            return;
+        }
         match crate::keysocket::KeySocket::bind(&opts.key_socket) {
             Ok(sock) => {
+                key_socket_bound = true;
+                tracing::info!(path = %opts.key_socket.display(), "serving the key socket for the daemon's volumes");
                 let m = manager.clone();
                 let mut rx = stop_rx.clone();
                 tokio::spawn(sock.serve(
                     move |volume: String| {
                         let m = m.clone();
-                        async move { m.volume_passphrase(&volume).await }
+                        async move {
+                            let answer = m.volume_passphrase(&volume).await;
+                            if answer.is_some() {
+                                // systemd-cryptsetup opens it next: watch for the mapping.
+                                tokio::spawn(async move { m.watch_activation(&volume).await });
+                            }
+                            answer
+                        }
                     },
                     crate::keysocket::ServeOptions::default(),
                     None,
@@ -113,14 +132,15 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
                 "{e}; volumes left to the daemon cannot be unlocked"
             ),
         }
-    }
+    };
+    bind_key_socket(&manager);
     let m = manager.clone();
     let mut initial = tokio::spawn(async move { m.initial_work().await });
     let mut initial_done = false;
     let watchdog = notify::watchdog_interval();
     let mut wd = tokio::time::interval(watchdog.unwrap_or(std::time::Duration::from_secs(3600)));
-    let refresh = tokio::time::sleep(std::time::Duration::from_secs(3600));
-    tokio::pin!(refresh);
+    // Volumes opened by others (or slowly): looked for every 30 s.
+    let mut volumes_tick = tokio::time::interval(std::time::Duration::from_secs(30));
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -128,36 +148,51 @@ pub async fn run(opts: Options, settings: Settings) -> u8 {
             _ = hup.recv() => {
                 manager.notifier().notify("RELOADING=1");
                 match manager.reload() {
-                    Ok(()) => tracing::info!("configuration reloaded"),
+                    Ok(()) => {
+                        tracing::info!("configuration reloaded");
+                        bind_key_socket(&manager);
+                        if initial_done && !manager.missing_needed().is_empty() {
+                            manager.kick();
+                        }
+                    }
                     Err(p) => tracing::warn!(error_code = %p.code, "configuration reload refused, keeping the old configuration: {}", p.message),
                 }
                 manager.notifier().notify("READY=1");
             }
             _ = wd.tick(), if watchdog.is_some() => {
-                manager.refresh_volumes();
                 manager.notifier().notify("WATCHDOG=1");
+            }
+            _ = volumes_tick.tick() => {
+                manager.refresh_volumes();
             }
             r = &mut initial, if !initial_done => {
                 initial_done = true;
                 if r.is_err() {
                     tracing::error!("the initial work task failed");
                 }
-                refresh.as_mut().reset(tokio::time::Instant::now() + manager.next_refresh());
-            }
-            _ = &mut refresh, if initial_done => {
+                // Renewals and retries from now on.
                 let m = manager.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = m.reattest().await {
-                        tracing::warn!(error_code = e.code(), "attestation refresh failed: {e}");
-                    }
-                });
-                refresh.as_mut().reset(tokio::time::Instant::now() + manager.next_refresh());
+                let rx = stop_rx.clone();
+                tokio::spawn(async move { m.maintain(rx).await });
             }
         }
     }
+    // Stop: calls still waiting get daemon-stopping at once, the exit waits (5 s at most)
+    // until every caller has an answer, the keys are wiped and the state file says so, and
+    // only then is the name released, so that a call arriving now activates the next skrd
+    // (which takes over a finished state file).
+    manager.begin_stop();
+    manager.notifier().notify("STOPPING=1\nSTATUS=stopping");
+    if tokio::time::timeout(std::time::Duration::from_secs(5), manager.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("stopping with D-Bus calls still unanswered after 5 s");
+    }
     let _ = stop_tx.send(true);
-    manager.notifier().notify("STOPPING=1");
-    tracing::info!("stopping");
-    let _ = Arc::strong_count(&manager);
+    manager.shutdown();
+    if let Err(e) = conn.release_name(dbus::BUS_NAME).await {
+        tracing::debug!("releasing {}: {e}", dbus::BUS_NAME);
+    }
     0
 }

@@ -37,6 +37,14 @@
 //! work, then when it finished it: the initramfs when every volume was answered, refused or out
 //! of time; the daemon when its initial work was done. `attestation` is `null` until one was
 //! attempted.
+//!
+//! Optional members (added later; absent means `null`, and they are left out when `null`, so
+//! documents without them stay byte-identical): `stopped_at` at the top level, when the daemon
+//! exited (its keys are gone from memory); `maa_request_id` and `akv_request_id` per volume,
+//! the Azure request ids of the attestation and release that decided its last outcome (the
+//! daemon fills them for the initramfs's volumes when it takes the document over, from the
+//! initramfs's attestation and the volume's key, so a later attestation of the daemon does not
+//! lose them).
 
 use std::collections::BTreeMap;
 
@@ -140,6 +148,27 @@ pub struct LastError {
     pub message: String,
 }
 
+impl LastError {
+    /// The message split into what happened and what to do. Messages follow the project's
+    /// convention "what happened ...; what to do" (`crate::error`): the advice is the part
+    /// after the last "; " (without a trailing " (code)" that nested messages carry); `None`
+    /// when the message has no such part.
+    pub fn advice(&self) -> (&str, Option<&str>) {
+        match self.message.rsplit_once("; ") {
+            Some((what, advice)) if !advice.trim().is_empty() => {
+                let advice = advice.trim_end();
+                let advice = advice
+                    .strip_suffix(')')
+                    .and_then(|a| a.rsplit_once(" ("))
+                    .filter(|(_, code)| is_kebab(code))
+                    .map_or(advice, |(a, _)| a);
+                (what, Some(advice))
+            }
+            _ => (self.message.as_str(), None),
+        }
+    }
+}
+
 impl From<crate::error::Problem> for LastError {
     fn from(p: crate::error::Problem) -> Self {
         Self {
@@ -168,6 +197,14 @@ pub struct VolumeState {
     pub last_error: Option<LastError>,
     /// When this entry last changed, Unix seconds.
     pub updated_at: u64,
+    /// The attestation provider's request id (`x-ms-request-id`) of the run that decided this
+    /// volume's last outcome (optional member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maa_request_id: Option<String>,
+    /// Key Vault's / Managed HSM's request id of the release that served this volume's last
+    /// answer (optional member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub akv_request_id: Option<String>,
 }
 
 /// The attestation (one per run, shared by every key).
@@ -227,6 +264,11 @@ pub struct State {
     pub attestation: Option<AttestationState>,
     /// Configured keys (names unique).
     pub keys: Vec<KeyState>,
+    /// When the daemon stopped (SIGTERM/SIGINT), Unix seconds: from then on it holds no key
+    /// (every `cached` is false) and renews nothing. Optional: absent while the daemon runs, in
+    /// documents of the initramfs, and in documents written before this member existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<u64>,
 }
 
 impl State {
@@ -240,6 +282,7 @@ impl State {
             volumes: Vec::new(),
             attestation: None,
             keys: Vec::new(),
+            stopped_at: None,
         }
     }
 
@@ -261,6 +304,8 @@ impl State {
                     timings_ms: BTreeMap::new(),
                     last_error: None,
                     updated_at: now,
+                    maa_request_id: None,
+                    akv_request_id: None,
                 });
                 self.volumes.len() - 1
             }
@@ -291,6 +336,25 @@ impl State {
             }
         };
         &mut self.keys[pos]
+    }
+
+    /// The attestation token's expiry when it has passed at `now` although a daemon should
+    /// have renewed it: the document was written by the daemon and does not say it stopped
+    /// (a daemon that hangs or was killed). The initramfs's token is used once and may expire.
+    pub fn unrenewed_token(&self, now: u64) -> Option<u64> {
+        if self.writer != Writer::Daemon || self.stopped_at.is_some() {
+            return None;
+        }
+        self.attestation
+            .as_ref()
+            .and_then(|a| a.token_expiry)
+            .filter(|exp| *exp < now)
+    }
+
+    /// No failure ([`State::has_failure`]) and no token left to expire
+    /// ([`State::unrenewed_token`]) at `now`.
+    pub fn is_healthy(&self, now: u64) -> bool {
+        !self.has_failure() && self.unrenewed_token(now).is_none()
     }
 
     /// True when something failed or was refused (a volume, the attestation, or a key).
@@ -488,6 +552,8 @@ pub fn validate(state: &State) -> Result<(), StateDocError> {
             });
         }
         check_error("volumes[].last_error", v.last_error.as_ref())?;
+        check_opt("volumes[].maa_request_id", v.maa_request_id.as_deref())?;
+        check_opt("volumes[].akv_request_id", v.akv_request_id.as_deref())?;
     }
     if let Some(a) = &state.attestation {
         check_text("attestation.provider", &a.provider)?;
@@ -589,6 +655,86 @@ mod tests {
         // A volume still waiting (even with a last error) is not a failure yet.
         assert!(!s.has_failure());
         assert!(!s.volumes[0].stage.is_final());
+    }
+
+    #[test]
+    fn stopped_at_is_optional_and_left_out_when_null() {
+        let s = parse(SAMPLE.as_bytes()).unwrap();
+        assert_eq!(s.stopped_at, None);
+        let text = String::from_utf8(encode(&s).unwrap()).unwrap();
+        assert!(!text.contains("stopped_at"), "{text}");
+        let stopped = parse(&with(|v| v["stopped_at"] = 1732399999.into())).unwrap();
+        assert_eq!(stopped.stopped_at, Some(1_732_399_999));
+        assert_eq!(parse(&encode(&stopped).unwrap()).unwrap(), stopped);
+        assert_eq!(
+            parse(&with(|v| v["stopped_at"] = "soon".into()))
+                .unwrap_err()
+                .code(),
+            "state-schema"
+        );
+    }
+
+    #[test]
+    fn volume_request_ids_are_optional() {
+        let s = parse(SAMPLE.as_bytes()).unwrap();
+        assert_eq!(s.volumes[0].maa_request_id, None);
+        let encoded: Value = serde_json::from_slice(&encode(&s).unwrap()).unwrap();
+        let volume = encoded["volumes"][0].as_object().unwrap();
+        assert!(!volume.contains_key("maa_request_id") && !volume.contains_key("akv_request_id"));
+        let v = parse(&with(|v| {
+            v["volumes"][0]["maa_request_id"] = "m-1".into();
+            v["volumes"][0]["akv_request_id"] = "a-1".into();
+        }))
+        .unwrap();
+        assert_eq!(v.volumes[0].maa_request_id.as_deref(), Some("m-1"));
+        assert_eq!(v.volumes[0].akv_request_id.as_deref(), Some("a-1"));
+        assert_eq!(parse(&encode(&v).unwrap()).unwrap(), v);
+        assert_eq!(
+            parse(&with(|v| v["volumes"][0]["akv_request_id"] = "".into()))
+                .unwrap_err()
+                .code(),
+            "state-text"
+        );
+    }
+
+    #[test]
+    fn advice_is_the_part_after_the_last_semicolon() {
+        let e = |m: &str| LastError {
+            code: "x-y".into(),
+            message: m.into(),
+        };
+        let m = e("key-release failed after 5 attempt(s): HTTP 503; check the network, or raise network.retries");
+        assert_eq!(
+            m.advice(),
+            (
+                "key-release failed after 5 attempt(s): HTTP 503",
+                Some("check the network, or raise network.retries")
+            )
+        );
+        // A daemon error wraps a message and its code.
+        let m = e("releasing key \"a\" failed: HTTP 403; check the key's release policy (release-forbidden)");
+        assert_eq!(m.advice().1, Some("check the key's release policy"));
+        let m = e("the release policy was not met");
+        assert_eq!(m.advice(), ("the release policy was not met", None));
+        // A parenthesis that is not a code stays.
+        let m = e("x; rebuild the initramfs (dracut -f)");
+        assert_eq!(m.advice().1, Some("rebuild the initramfs (dracut -f)"));
+    }
+
+    #[test]
+    fn an_expired_token_is_unhealthy_only_while_a_daemon_should_renew_it() {
+        let mut s = parse(SAMPLE.as_bytes()).unwrap();
+        s.attestation.as_mut().unwrap().token_expiry = Some(1000);
+        // Written by the initramfs: its token may expire.
+        assert_eq!(s.unrenewed_token(2000), None);
+        assert!(s.is_healthy(2000));
+        s.writer = Writer::Daemon;
+        assert_eq!(s.unrenewed_token(999), None);
+        assert_eq!(s.unrenewed_token(2000), Some(1000));
+        assert!(!s.is_healthy(2000));
+        // A daemon that said it stopped renews nothing, and says so.
+        s.stopped_at = Some(1500);
+        assert_eq!(s.unrenewed_token(2000), None);
     }
 
     #[test]

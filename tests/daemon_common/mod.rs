@@ -25,9 +25,18 @@ impl Bus {
         Self::start_with_activation(None)
     }
 
+    /// Like [`Bus::start`], with `extra` (`<policy>` elements) after the shipped policy.
+    pub fn start_with_policy(extra: &str) -> Self {
+        Self::start_full(None, extra)
+    }
+
     /// With `exec`, org.skrd.KeyRelease1 is D-Bus activatable: the bus runs `exec` (a
     /// service file `Exec=` line) when a call arrives while nobody owns the name.
     pub fn start_with_activation(exec: Option<&str>) -> Self {
+        Self::start_full(exec, "")
+    }
+
+    fn start_full(exec: Option<&str>, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let servicedir = match exec {
             Some(exec) => {
@@ -70,6 +79,7 @@ impl Bus {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
   </policy>
   <include>{REPO}/dbus/org.skrd.KeyRelease1.conf</include>
+  {extra}
   {servicedir}
 </busconfig>
 "#,
@@ -107,8 +117,54 @@ impl Drop for Bus {
 pub struct Skrd {
     pub child: Child,
     pub stderr: PathBuf,
-    pub notify: UnixDatagram,
+    pub notes: Notes,
     pub state_file: PathBuf,
+}
+
+/// The datagrams skrd sends to its NOTIFY_SOCKET, read as they come by a thread (like systemd
+/// does: a reader that stops reading fills the kernel's queue of 10 datagrams, and then the
+/// sender blocks or drops), kept until [`Skrd::wait_notify`] takes them.
+pub struct Notes {
+    queue: std::sync::Arc<(
+        std::sync::Mutex<std::collections::VecDeque<String>>,
+        std::sync::Condvar,
+    )>,
+}
+
+impl Notes {
+    pub fn read(sock: UnixDatagram) -> Self {
+        let queue = std::sync::Arc::new((
+            std::sync::Mutex::new(std::collections::VecDeque::new()),
+            std::sync::Condvar::new(),
+        ));
+        let q = queue.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // Ends with the test process (the socket stays bound until then).
+            while let Ok(n) = sock.recv(&mut buf) {
+                let (m, cv) = &*q;
+                m.lock()
+                    .unwrap()
+                    .push_back(String::from_utf8_lossy(&buf[..n]).into_owned());
+                cv.notify_all();
+            }
+        });
+        Self { queue }
+    }
+
+    /// The next datagram, waiting at most `limit`.
+    fn next(&self, limit: Duration) -> Option<String> {
+        let (m, cv) = &*self.queue;
+        let mut q = m.lock().unwrap();
+        let t = Instant::now();
+        loop {
+            if let Some(msg) = q.pop_front() {
+                return Some(msg);
+            }
+            let left = limit.checked_sub(t.elapsed())?;
+            q = cv.wait_timeout(q, left).unwrap().0;
+        }
+    }
 }
 
 /// Runs `"$@"` in a private mount namespace next to a real `systemd-journald`: a tmpfs over
@@ -235,7 +291,7 @@ pub fn parse_export(mut b: &[u8]) -> Vec<std::collections::BTreeMap<String, Vec<
     entries
 }
 
-/// The encodings a key could leak in.
+/// The encodings a key could leak in: hex (both cases), base64 (padded, unpadded, url-safe).
 pub fn secret_forms(key: &[u8]) -> Vec<String> {
     use base64::Engine;
     vec![
@@ -247,15 +303,26 @@ pub fn secret_forms(key: &[u8]) -> Vec<String> {
     ]
 }
 
-/// Fails when `haystack` holds `key` raw or in any of [`secret_forms`].
-pub fn assert_no_secret(what: &str, haystack: &[u8], key: &[u8]) {
-    assert!(
-        !haystack.windows(key.len()).any(|w| w == key),
-        "raw key bytes found in {what}"
-    );
+/// Where `key` occurs in `haystack`, if anywhere: raw, or in one of [`secret_forms`] either as
+/// written or once every whitespace character is removed from the haystack. The second search
+/// finds the way `dbus-monitor` prints a byte array that is not all printable: lower-case hex
+/// pairs separated by spaces, 24 to a line (`array of bytes [\n      01 02 ... 18\n ...]`),
+/// and hex or base64 wrapped over lines anywhere else.
+pub fn find_secret(haystack: &[u8], key: &[u8]) -> Option<String> {
+    if haystack.windows(key.len()).any(|w| w == key) {
+        return Some("raw bytes".into());
+    }
     let text = String::from_utf8_lossy(haystack);
-    for form in secret_forms(key) {
-        assert!(!text.contains(&form), "key ({form}) found in {what}");
+    let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    secret_forms(key)
+        .into_iter()
+        .find(|form| text.contains(form.as_str()) || squeezed.contains(form.as_str()))
+}
+
+/// Fails when `haystack` holds `key` (see [`find_secret`]).
+pub fn assert_no_secret(what: &str, haystack: &[u8], key: &[u8]) {
+    if let Some(form) = find_secret(haystack, key) {
+        panic!("key found in {what} ({form})");
     }
 }
 
@@ -269,9 +336,6 @@ impl Skrd {
     pub fn start_with(env: &Env, bus: &Bus, dir: &Path, journal: Option<&Journal>) -> Self {
         let notify_path = dir.join(format!("notify-{}", rand_suffix()));
         let notify = UnixDatagram::bind(&notify_path).unwrap();
-        notify
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .unwrap();
         let stderr = dir.join(format!("skrd-{}.log", rand_suffix()));
         let state_file = dir.join("run/state.json");
         // SKRD_BIN: another skrd build (the bench runs the release binary with a dev client).
@@ -304,6 +368,9 @@ impl Skrd {
             .arg(&state_file)
             .arg("--key-socket")
             .arg(dir.join("luks.sock"))
+            // A sysfs of the test's own (see [`Skrd::open_mapping`]), never the host's.
+            .arg("--sysfs-root")
+            .arg(dir.join("sys"))
             .stdout(Stdio::null())
             .env("NOTIFY_SOCKET", &notify_path)
             .env("WATCHDOG_USEC", "2000000")
@@ -314,27 +381,39 @@ impl Skrd {
         Self {
             child,
             stderr,
-            notify,
+            notes: Notes::read(notify),
             state_file,
         }
     }
 
-    /// Waits for a datagram containing `want`; returns every datagram seen.
+    /// Waits for a datagram containing the line `want`; returns every datagram seen (taken:
+    /// the next call sees only later ones).
     pub fn wait_notify(&self, want: &str) -> Vec<String> {
         let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
         loop {
-            let n = self
-                .notify
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("no {want} ({e}); got {seen:?}; log: {}", self.log()));
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let msg = self
+                .notes
+                .next(Duration::from_secs(120))
+                .unwrap_or_else(|| panic!("no {want} in 120 s; got {seen:?}; log: {}", self.log()));
             let done = msg.lines().any(|l| l == want);
             seen.push(msg);
             if done {
                 return seen;
             }
         }
+    }
+
+    /// Makes volume `name` (LUKS UUID `uuid`) look open to skrd: `dm/uuid` of a new dm
+    /// device in the test's sysfs (`<dir>/sys`, `dir` as given to [`Skrd::start`]), written as
+    /// libcryptsetup names a LUKS2 mapping.
+    pub fn open_mapping(dir: &Path, dev: &str, uuid: &str, name: &str) {
+        let d = dir.join("sys/class/block").join(dev).join("dm");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("uuid"),
+            format!("CRYPT-LUKS2-{}-{name}\n", uuid.replace('-', "")),
+        )
+        .unwrap();
     }
 
     pub fn log(&self) -> String {
@@ -404,22 +483,40 @@ where
     .await
 }
 
-/// ReleaseKey(name) → the bytes read from the returned descriptor, or the D-Bus error
-/// (name, message).
-pub async fn release(conn: &zbus::Connection, name: &str) -> Result<Vec<u8>, (String, String)> {
+/// ReleaseKey(name) → the descriptor returned, or the D-Bus error (name, message).
+pub async fn release_fd(
+    conn: &zbus::Connection,
+    name: &str,
+) -> Result<std::os::fd::OwnedFd, (String, String)> {
     match call(conn, "ReleaseKey", &(name,)).await {
         Ok(reply) => {
             let fd: zbus::zvariant::OwnedFd = reply.body().deserialize().unwrap();
-            let fd: std::os::fd::OwnedFd = fd.into();
-            let mut bytes = Vec::new();
-            std::fs::File::from(fd).read_to_end(&mut bytes).unwrap();
-            Ok(bytes)
+            Ok(fd.into())
         }
         Err(zbus::Error::MethodError(name, msg, _)) => {
             Err((name.to_string(), msg.unwrap_or_default()))
         }
         Err(e) => panic!("unexpected error {e}"),
     }
+}
+
+/// ReleaseKey(name) → the bytes read from the returned descriptor, or the D-Bus error
+/// (name, message).
+pub async fn release(conn: &zbus::Connection, name: &str) -> Result<Vec<u8>, (String, String)> {
+    let fd = release_fd(conn, name).await?;
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd).read_to_end(&mut bytes).unwrap();
+    Ok(bytes)
+}
+
+/// The seals of `fd` (`fcntl(F_GET_SEALS)`; -1 when it cannot be sealed) and what
+/// `/proc/self/fd/N` links to (`/memfd:NAME (deleted)` for a memfd).
+pub fn seals_and_link(fd: &std::os::fd::OwnedFd) -> (i32, String) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor we own.
+    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+    (seals, link.display().to_string())
 }
 
 /// An emulator + provisioned swtpm with one AES-256 key per name imported under a release
@@ -444,4 +541,49 @@ pub fn env_with_keys_args(
         .map(|n| env.import(n, KeyType::Oct256, &p))
         .collect();
     (env, tpm, keys)
+}
+
+/// Asks like systemd-cryptsetup: a stream socket bound to the abstract name `peer` (none:
+/// unbound), connected to `path`, write side shut down, everything read until EOF.
+pub fn ask(path: &Path, peer: Option<&str>) -> Vec<u8> {
+    // SAFETY: plain socket calls on a descriptor owned right away; sockaddr_un filled within
+    // its bounds.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let owned = <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        let addr = |bytes: &[u8]| {
+            let mut sa: libc::sockaddr_un = std::mem::zeroed();
+            sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            assert!(bytes.len() < sa.sun_path.len());
+            for (i, b) in bytes.iter().enumerate() {
+                sa.sun_path[i] = *b as libc::c_char;
+            }
+            let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len();
+            (sa, len as libc::socklen_t)
+        };
+        if let Some(name) = peer {
+            let mut b = vec![0u8];
+            b.extend_from_slice(name.as_bytes());
+            let (sa, len) = addr(&b);
+            assert_eq!(libc::bind(fd, std::ptr::addr_of!(sa).cast(), len), 0);
+        }
+        let p = path.as_os_str().as_encoded_bytes();
+        let mut b = p.to_vec();
+        b.push(0);
+        let (sa, len) = addr(&b);
+        assert_eq!(
+            libc::connect(fd, std::ptr::addr_of!(sa).cast(), len),
+            0,
+            "connect {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(libc::shutdown(fd, libc::SHUT_WR), 0);
+        let mut f = std::fs::File::from(owned);
+        let mut out = Vec::new();
+        // A refusal may end in a reset rather than EOF: no data either way.
+        let _ = f.read_to_end(&mut out);
+        out
+    }
 }

@@ -1,8 +1,10 @@
 //! `skrctl status [--json]`: the daemon's view (D-Bus `GetStatus` on org.skrd.KeyRelease1),
 //! or, when the daemon is not running, the state file `/run/skrd/state.json` (the output says
 //! which). Human form: one line per volume, the attestation, and the keys with who may request
-//! them (from the configuration's ACLs). Exit status: 0 healthy, 1 something failed or was
-//! refused, 2 unusable (neither the daemon nor a usable state file).
+//! them (from the configuration's ACLs); every error with its advice on a line of its own.
+//! Exit status: 0 healthy, 1 something failed or was refused or the attestation token expired
+//! while a daemon should have renewed it, 2 unusable (neither the daemon nor a usable state
+//! file).
 
 use std::path::PathBuf;
 
@@ -15,7 +17,8 @@ use crate::output::{print_json, print_text, unusable, Status};
 /// `skrctl status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// Print one JSON object: {"source", "healthy", "state", "acl"} (or {"error"}).
+    /// Print one JSON object: {"source", "healthy", "token_expired", "problems", "state", "acl"}
+    /// (or {"error"}).
     #[arg(long)]
     json: bool,
     /// D-Bus address of the daemon's bus (default: the system bus).
@@ -84,14 +87,47 @@ fn when(secs: Option<u64>) -> String {
         .unwrap_or_else(|| "never".into())
 }
 
-fn human(st: &State, source: &str, settings: Option<&skrd::config::Settings>) -> String {
+/// The error and, on its own line, what to do about it (see `LastError::advice`).
+fn error_lines(out: &mut String, e: &state::LastError) {
+    let (what, advice) = e.advice();
+    out.push_str(&format!("    error: {what} ({})\n", e.code));
+    out.push_str(&format!(
+        "    advice: {}\n",
+        advice.map_or_else(
+            || format!("look up {} in docs/errors.md (man skrd, skrctl)", e.code),
+            str::to_string
+        )
+    ));
+}
+
+/// Every error of the document: (where, error), for `--json`'s `problems`.
+fn problems(st: &State) -> Vec<(String, &state::LastError)> {
+    let mut out = Vec::new();
+    for v in &st.volumes {
+        if let Some(e) = &v.last_error {
+            out.push((format!("volume {}", v.name), e));
+        }
+    }
+    if let Some(e) = st.attestation.as_ref().and_then(|a| a.last_error.as_ref()) {
+        out.push(("attestation".to_string(), e));
+    }
+    for k in &st.keys {
+        if let Some(e) = &k.last_error {
+            out.push((format!("key {}", k.name), e));
+        }
+    }
+    out
+}
+
+fn human(st: &State, source: &str, settings: Option<&skrd::config::Settings>, now: u64) -> String {
     let writer = match st.writer {
         Writer::Initrd => "the initramfs",
         Writer::Daemon => "the daemon",
     };
-    let progress = match st.finished_at {
-        Some(_) => "its work finished",
-        None => "still at work",
+    let progress = match (st.stopped_at, st.finished_at) {
+        (Some(t), _) => format!("the daemon stopped at {}; no key is cached", when(Some(t))),
+        (None, Some(_)) => "its work finished".into(),
+        (None, None) => "still at work".into(),
     };
     let mut out = format!(
         "skrd status (from {source}; written by {writer} at {}, {progress})\n",
@@ -117,10 +153,27 @@ fn human(st: &State, source: &str, settings: Option<&skrd::config::Settings>) ->
                 format!("  ({})", timings.join(", "))
             }
         ));
+        let mut ids = Vec::new();
+        if let Some(id) = &v.maa_request_id {
+            ids.push(format!("attestation {id}"));
+        }
+        if let Some(id) = &v.akv_request_id {
+            ids.push(format!("release {id}"));
+        }
+        out.push_str(&format!(
+            "    uuid {}{}\n",
+            v.uuid,
+            if ids.is_empty() {
+                String::new()
+            } else {
+                format!("; request ids: {}", ids.join(", "))
+            }
+        ));
         if let Some(e) = &v.last_error {
-            out.push_str(&format!("    error: {} ({})\n", e.message, e.code));
+            error_lines(&mut out, e);
         }
     }
+    let expired = st.unrenewed_token(now);
     match &st.attestation {
         None => out.push_str("attestation: not attempted\n"),
         Some(a) => {
@@ -132,29 +185,40 @@ fn human(st: &State, source: &str, settings: Option<&skrd::config::Settings>) ->
                 a.token_expiry
                     .map_or_else(|| "unknown (no token kept)".into(), |t| when(Some(t)))
             ));
+            if let Some(t) = expired {
+                out.push_str(&format!(
+                    "    error: the attestation token expired at {} and the daemon did not renew it\n    advice: check that skrd runs (systemctl status skrd) and its log (journalctl -u skrd)\n",
+                    when(Some(t))
+                ));
+            }
             if let Some(e) = &a.last_error {
-                out.push_str(&format!("    error: {} ({})\n", e.message, e.code));
+                error_lines(&mut out, e);
             }
         }
     }
     out.push_str("keys:\n");
     for k in &st.keys {
         out.push_str(&format!(
-            "  {:<16} {} {}\n    may request: {}\n",
+            "  {:<16} {} {}{}\n    may request: {}\n",
             k.name,
             if k.cached { "cached    " } else { "not cached" },
             k.url,
+            k.version
+                .as_ref()
+                .map_or_else(String::new, |v| format!("  version {v}")),
             settings.map_or_else(
                 || "(configuration unreadable)".into(),
                 |s| acl_text(s, &k.name)
             )
         ));
         if let Some(e) = &k.last_error {
-            out.push_str(&format!("    error: {} ({})\n", e.message, e.code));
+            error_lines(&mut out, e);
         }
     }
     out.push_str(if st.has_failure() {
         "health: FAILED (see the errors above)\n"
+    } else if expired.is_some() {
+        "health: FAILED (the attestation token expired and was not renewed)\n"
     } else {
         "health: ok\n"
     });
@@ -189,7 +253,8 @@ pub fn run(args: StatusArgs, config: Option<&std::path::Path>) -> Status {
         },
     };
     let settings = skrd::config::load(config).ok();
-    let healthy = !st.has_failure();
+    let now = skrd::daemon::manager::now_unix();
+    let healthy = st.is_healthy(now);
     if args.json {
         let acl: serde_json::Map<String, serde_json::Value> = st
             .keys
@@ -203,14 +268,22 @@ pub fn run(args: StatusArgs, config: Option<&std::path::Path>) -> Status {
                 )
             })
             .collect();
+        let problems: Vec<serde_json::Value> = problems(&st)
+            .into_iter()
+            .map(|(at, e)| {
+                json!({"where": at, "code": e.code, "message": e.message, "advice": e.advice().1})
+            })
+            .collect();
         print_json(&json!({
             "source": if source == "daemon" { "daemon" } else { "state-file" },
             "healthy": healthy,
+            "token_expired": st.unrenewed_token(now).is_some(),
+            "problems": problems,
             "state": st,
             "acl": acl,
         }));
     } else {
-        print_text(&human(&st, &source, settings.as_ref()));
+        print_text(&human(&st, &source, settings.as_ref(), now));
     }
     if healthy {
         Status::Ok
