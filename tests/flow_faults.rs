@@ -111,6 +111,18 @@ fn garbage_answers_are_retried_then_reported() {
 }
 
 #[test]
+fn a_vault_outage_is_reported_as_the_release_s_not_the_identity_s() {
+    let (env, url, _) = setup();
+    env.faults(&json!({"vault-release": {"status": 503}}));
+    let err = run(&env, &url, Duration::from_secs(30)).unwrap_err();
+    assert_eq!(err.code(), "net-retries-exhausted", "{err}");
+    let message = err.to_string();
+    assert!(message.contains("key-release"), "{message}");
+    // The identity token was fine: the message must not send the operator to the identity.
+    assert!(!message.contains("managed-identity"), "{message}");
+}
+
+#[test]
 fn refused_evidence_is_not_retried() {
     let (env, url, _) = setup();
     env.faults(&json!({"attestation-sevsnpvm": {"status": 400, "body": "{\"error\":{\"code\":\"InvalidParameter\",\"message\":\"nope\"}}"}}));
@@ -174,7 +186,7 @@ fn genuine_claims(env: &Env) -> serde_json::Value {
     ))
     .unwrap();
     let (_, claims) =
-        skrd::format::jose::jwt::decode_unverified(first.attestation.token.as_bytes()).unwrap();
+        skrd::format::jose::jwt::decode_unverified(first.attestation.token().as_bytes()).unwrap();
     claims
 }
 

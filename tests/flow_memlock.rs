@@ -12,7 +12,7 @@ mod flow_common;
 #[path = "daemon_common/mod.rs"]
 mod daemon_common;
 
-use daemon_common::{connect, env_with_keys, release, rt, Bus, Skrd};
+use daemon_common::{connect, env_with_keys, release, rt, Bus, Notes, Skrd};
 use flow_common::*;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -74,10 +74,7 @@ fn limited(limit: u64) -> Command {
 /// Starts the daemon through `prefix` (which execs it: the child's pid is skrd's).
 fn start_skrd(mut prefix: Command, env: &Env, bus: &Bus, dir: &Path) -> Skrd {
     let notify_path = dir.join("notify");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
+    let notes = Notes::read(UnixDatagram::bind(&notify_path).unwrap());
     let stderr = dir.join("skrd.log");
     let state_file = dir.join("run/state.json");
     // SKRD_BIN: another skrd build, e.g. the release build that ships (as daemon_common).
@@ -102,7 +99,7 @@ fn start_skrd(mut prefix: Command, env: &Env, bus: &Bus, dir: &Path) -> Skrd {
     Skrd {
         child,
         stderr,
-        notify,
+        notes,
         state_file,
     }
 }

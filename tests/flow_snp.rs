@@ -216,7 +216,7 @@ fn a_replayed_token_is_refused_by_the_binding_checks() {
         &Deadline::after(Duration::from_secs(60)),
     ))
     .unwrap();
-    let body = serde_json::json!({"token": first.attestation.token}).to_string();
+    let body = serde_json::json!({"token": first.attestation.token()}).to_string();
     env.faults(&serde_json::json!({"attestation-sevsnpvm": {"status": 200, "body": body}}));
     let err = block_on(skrd::release::run(
         &env.services(),

@@ -91,8 +91,10 @@ pub struct Unverified {
 /// A verified attestation: the token, its claims, and the transfer key it binds (`Debug`
 /// omits the token: with an identity token it obtains keys).
 pub struct Attestation {
-    /// The compact JWT (sent to Key Vault as `target`; never logged).
-    pub token: String,
+    /// The compact JWT (sent to Key Vault as `target`; never logged): with an identity token
+    /// it obtains keys, so it is held like one (zeroized, locked, redacted). [`Self::token`]
+    /// reads it.
+    pub token: Secret,
     /// All claims.
     pub claims: serde_json::Value,
     /// `iss`.
@@ -127,6 +129,14 @@ impl std::fmt::Debug for Attestation {
     }
 }
 
+impl Attestation {
+    /// The compact JWT (ASCII by construction: it passed [`envelope::check_compact`] or the
+    /// provider's plain-token parser).
+    pub fn token(&self) -> &str {
+        std::str::from_utf8(self.token.expose()).unwrap_or_default()
+    }
+}
+
 impl Unverified {
     /// Verifies signature, issuer, lifetime (via the provider's keys) and the binding to this
     /// attestation.
@@ -146,7 +156,8 @@ impl Unverified {
             } => binding::check_sevsnpvm(&v.claims, Some(nonce), runtime_data, n, e)?,
         }
         Ok(Attestation {
-            token: self.token,
+            // into_bytes moves the buffer: no copy of the token is left behind.
+            token: Secret::new(self.token.into_bytes()),
             claims: v.claims,
             issuer: v.issuer,
             expires_at: v.expires_at,

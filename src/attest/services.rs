@@ -148,10 +148,14 @@ impl Services {
         send_with_identity(&self.http, &self.tokens, key, make, deadline)
             .await
             .map(|(resp, _)| resp)
-            .map_err(|e| FlowError::Identity {
-                resource: key.token_resource.to_string(),
-                code: e.code(),
-                message: e.to_string(),
+            .map_err(|e| match e {
+                // The vault call itself: a network problem of the release, not of the identity.
+                crate::identity::IdentityError::VaultCall(net) => FlowError::Net(net),
+                e => FlowError::Identity {
+                    resource: key.token_resource.to_string(),
+                    code: e.code(),
+                    message: e.to_string(),
+                },
             })
     }
 

@@ -37,6 +37,11 @@ pub enum IdentityError {
     #[error(transparent)]
     Net(#[from] NetError),
 
+    /// The call to the vault itself failed, after the identity token was obtained (kept apart
+    /// from [`Self::Net`] so that a vault outage is not reported as an identity problem).
+    #[error(transparent)]
+    VaultCall(NetError),
+
     /// IMDS answered 200 with a body that is not a token response.
     #[error(
         "IMDS token response is unusable: {reason}; the endpoint at identity.imds_url is not \
@@ -133,7 +138,7 @@ fn vault_advice(status: u16) -> &'static str {
 impl ErrorCode for IdentityError {
     fn code(&self) -> &'static str {
         match self {
-            Self::Net(e) => e.code(),
+            Self::Net(e) | Self::VaultCall(e) => e.code(),
             Self::Thim(e) => e.code(),
             Self::TokenResponseInvalid { .. } => "identity-token-response-invalid",
             Self::TokenTypeUnexpected { .. } => "identity-token-type-unexpected",

@@ -49,7 +49,10 @@ pub async fn send_with_identity(
     loop {
         let token = tokens.token(&resource, deadline).await?;
         let req = make().with_bearer(token.bearer());
-        let resp = http.send(req, deadline).await?;
+        let resp = http
+            .send(req, deadline)
+            .await
+            .map_err(IdentityError::VaultCall)?;
         if resp.status == 401 && key.kind == VaultKind::Custom && !challenged {
             challenged = true;
             let wanted = resp

@@ -131,7 +131,7 @@ pub async fn release_key(
         key.url.version.as_deref(),
         &key.api_version,
     )?;
-    let body = release_body(&att.token, key.enc, None);
+    let body = release_body(att.token(), key.enc, None);
     let make = || HttpRequest::post_json(Step::KeyRelease, url.clone(), body.clone());
     let resp = services.send_to_vault(&key.url, make, deadline).await?;
     if resp.status != 200 {
