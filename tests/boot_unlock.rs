@@ -310,6 +310,19 @@ fn one_attestation_answers_every_volume_and_refuses_unknown_ones() {
     in_state.sort_by_key(|v| v.to_string());
     in_log.sort_by_key(|v| v.to_string());
     assert_eq!(in_state, in_log, "{st}");
+    // Each volume names the requests that decided it: the attestation and its key's release.
+    for (v, _, key) in VOLUMES {
+        let vol = &st["volumes"][v];
+        assert_eq!(
+            vol["maa_request_id"], st["attestation"]["maa_request_id"],
+            "{v}: {st}"
+        );
+        assert_eq!(
+            vol["akv_request_id"], st["keys"][key]["akv_request_id"],
+            "{v}: {st}"
+        );
+        assert!(vol["akv_request_id"].is_string(), "{v}: {st}");
+    }
     // The version released is the one the emulator's import named in the configured URL
     // (…/keys/NAME/VERSION).
     for k in ["disk", "logs"] {

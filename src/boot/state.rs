@@ -232,6 +232,14 @@ fn document(s: &BootState, meta: &DocMeta) -> doc::State {
             vol.timings_ms.insert(v.state.to_string(), ms);
         }
         vol.last_error = error(&v.error);
+        // The requests that decided this volume: the attestation, and its key's release when
+        // it was answered.
+        vol.maa_request_id = s.attestation.request_id.clone();
+        vol.akv_request_id = if v.state == "answered" {
+            key.and_then(|k| k.request_id.clone())
+        } else {
+            None
+        };
     }
     d
 }
