@@ -133,7 +133,6 @@ fn limit_malloc_arenas() {
 }
 
 fn main() -> ExitCode {
-    let _ = skrd::secret::lock_process_memory(); // both modes handle keys; warns once on failure
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -154,8 +153,13 @@ fn main() -> ExitCode {
         }
     };
     if let Some(name) = &cli.prepare_header {
+        // Handles no key: not locked (locking every page it faults in doubles its start-up
+        // time, paid once per volume before systemd-cryptsetup asks).
         return prepare_header(&settings, name, &cli);
     }
+    // Both other modes handle keys (warns once on failure). Before any key or thread exists:
+    // nothing read so far (arguments, configuration) is secret.
+    let _ = skrd::secret::lock_process_memory();
     if cli.initrd {
         skrd::daemon::harden_process();
         let options = skrd::boot::BootOptions {
