@@ -257,6 +257,8 @@ impl Manager {
                     k.last_error = None;
                 }
             }
+            let names: Vec<&str> = released.iter().map(|(n, _, _)| n.as_str()).collect();
+            Self::volumes_follow_released(st, &s, &names, now);
             for (name, _, p) in &failed {
                 if let Some(url) = s.keys.get(name).map(|k| k.url.to_string()) {
                     st.key_mut(name, &url).last_error = Some(LastError::from(p.clone()));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{clip_escaped, lock, now_unix, Manager, Try};
 use crate::config::Settings;
 use crate::error::{ErrorCode, Problem};
-use crate::format::state::{LastError, Stage, State};
+use crate::format::state::{LastError, Stage, State, VolumeState};
 use crate::secret::Secret;
 use crate::volume::VolumeSpec;
 
@@ -34,11 +34,7 @@ impl Manager {
                     continue;
                 };
                 if cache.contains(key) {
-                    if !matches!(v.stage, Stage::Unlocking | Stage::Unlocked) {
-                        v.stage = Stage::Pending;
-                        v.last_error = None;
-                        v.updated_at = now;
-                    }
+                    make_pending(v, now);
                 } else if let Some(Try {
                     error: Some(e),
                     refused,
@@ -58,6 +54,27 @@ impl Manager {
                 }
             }
         });
+    }
+
+    /// In the same state write that records keys `released` as cached: the daemon volumes
+    /// of those keys become `pending`, so no reader sees a cached key beside a volume still
+    /// `failed` by its previous release.
+    pub(super) fn volumes_follow_released(
+        st: &mut State,
+        s: &Settings,
+        released: &[&str],
+        now: u64,
+    ) {
+        for v in &mut st.volumes {
+            let key = s
+                .volumes
+                .get(&v.name)
+                .filter(|c| !c.options.initrd)
+                .map(|c| c.key.as_str());
+            if key.is_some_and(|k| released.contains(&k)) {
+                make_pending(v, now);
+            }
+        }
     }
 
     /// The passphrase of daemon volume `volume` for systemd-cryptsetup (key socket): waits for
@@ -257,5 +274,15 @@ pub fn adopt_initrd_request_ids(st: &mut State, s: &Settings) {
                 .get(&v.name)
                 .and_then(|c| akv.get(&c.key).cloned().flatten());
         }
+    }
+}
+
+/// A daemon volume whose key is cached waits for systemd-cryptsetup's request (`pending`),
+/// unless it is already past that.
+fn make_pending(v: &mut VolumeState, now: u64) {
+    if !matches!(v.stage, Stage::Unlocking | Stage::Unlocked) {
+        v.stage = Stage::Pending;
+        v.last_error = None;
+        v.updated_at = now;
     }
 }
