@@ -102,6 +102,24 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// One call: ReleaseKey("bench") (checking the 32 key bytes), or Peer.Ping.
+async fn one_call(c: &zbus::Connection, release_key: bool) {
+    if release_key {
+        let bytes = release(c, "bench").await.unwrap();
+        assert_eq!(bytes.len(), 32);
+    } else {
+        c.call_method(
+            Some("org.skrd.KeyRelease1"),
+            "/org/skrd/KeyRelease1",
+            Some("org.freedesktop.DBus.Peer"),
+            "Ping",
+            &(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
 /// `n` calls of `method` (Peer.Ping or ReleaseKey) spread over `callers` connections.
 async fn run(address: &str, callers: usize, n: usize, release_key: bool) -> Figures {
     let t0 = Instant::now();
@@ -113,20 +131,7 @@ async fn run(address: &str, callers: usize, n: usize, release_key: bool) -> Figu
                 let mut lat = Vec::with_capacity(n / callers);
                 for _ in 0..n / callers {
                     let t = Instant::now();
-                    if release_key {
-                        let bytes = release(&c, "bench").await.unwrap();
-                        assert_eq!(bytes.len(), 32);
-                    } else {
-                        c.call_method(
-                            Some("org.skrd.KeyRelease1"),
-                            "/org/skrd/KeyRelease1",
-                            Some("org.freedesktop.DBus.Peer"),
-                            "Ping",
-                            &(),
-                        )
-                        .await
-                        .unwrap();
-                    }
+                    one_call(&c, release_key).await;
                     lat.push(t.elapsed());
                 }
                 lat
@@ -188,20 +193,7 @@ async fn open_loop(
         let c = pool[i % conns].clone();
         i += 1;
         tasks.push(tokio::spawn(async move {
-            if release_key {
-                let bytes = release(&c, "bench").await.unwrap();
-                assert_eq!(bytes.len(), 32);
-            } else {
-                c.call_method(
-                    Some("org.skrd.KeyRelease1"),
-                    "/org/skrd/KeyRelease1",
-                    Some("org.freedesktop.DBus.Peer"),
-                    "Ping",
-                    &(),
-                )
-                .await
-                .unwrap();
-            }
+            one_call(&c, release_key).await;
             (at.elapsed(), Instant::now())
         }));
     }

@@ -283,16 +283,11 @@ fn one_attestation_answers_every_volume_and_refuses_unknown_ones() {
     assert!(st["attestation"]["last_success"].is_u64(), "{st}");
     // The request ids are those the emulator sent (its admin request log): the attestation's,
     // and each key's successful release.
-    let log: Vec<Value> = reqwest::blocking::Client::new()
-        .get(format!("{}/requests", env.emu.url("admin")))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let log = env.requests();
     let sent = |endpoint: &str| -> Vec<Value> {
-        log.iter()
-            .filter(|r| r["endpoint"] == endpoint && r["status"] == 200)
-            .map(|r| r["request_id"].clone())
+        ids_in(&log, endpoint, 200)
+            .into_iter()
+            .map(Value::from)
             .collect()
     };
     assert_eq!(

@@ -18,11 +18,19 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
-fn busctl_as_nobody(address: &str, args: &[&str]) -> (i32, String) {
+/// `busctl call` of a Manager method (`method_and_args`: the method, then busctl's signature
+/// and arguments) as uid 65534: the exit status and everything printed.
+fn call_manager_as_nobody(address: &str, method_and_args: &[&str]) -> (i32, String) {
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "busctl"])
         .arg(format!("--address={address}"))
-        .args(args)
+        .args([
+            "call",
+            "org.skrd.KeyRelease1",
+            "/org/skrd/KeyRelease1",
+            "org.skrd.KeyRelease1.Manager",
+        ])
+        .args(method_and_args)
         .output()
         .unwrap();
     (
@@ -163,48 +171,19 @@ fn daemon_serves_keys_by_acl_over_dbus() {
     });
 
     // Another uid (65534) through busctl: the clear D-Bus error, no descriptor.
-    let (code, out) = busctl_as_nobody(
-        &bus.address,
-        &[
-            "call",
-            "org.skrd.KeyRelease1",
-            "/org/skrd/KeyRelease1",
-            "org.skrd.KeyRelease1.Manager",
-            "ReleaseKey",
-            "s",
-            "disk",
-        ],
-    );
+    let (code, out) = call_manager_as_nobody(&bus.address, &["ReleaseKey", "s", "disk"]);
     assert_ne!(code, 0, "{out}");
     assert!(
         out.contains("access to key \"disk\" denied for uid 65534"),
         "{out}"
     );
     // Status is readable by everyone.
-    let (code, out) = busctl_as_nobody(
-        &bus.address,
-        &[
-            "call",
-            "org.skrd.KeyRelease1",
-            "/org/skrd/KeyRelease1",
-            "org.skrd.KeyRelease1.Manager",
-            "GetStatus",
-        ],
-    );
+    let (code, out) = call_manager_as_nobody(&bus.address, &["GetStatus"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("schema_version"), "{out}");
 
     // Reattest is root only: uid 65534 is refused, and the decision is logged with the caller.
-    let (code, out) = busctl_as_nobody(
-        &bus.address,
-        &[
-            "call",
-            "org.skrd.KeyRelease1",
-            "/org/skrd/KeyRelease1",
-            "org.skrd.KeyRelease1.Manager",
-            "Reattest",
-        ],
-    );
+    let (code, out) = call_manager_as_nobody(&bus.address, &["Reattest"]);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("only root may call Reattest"), "{out}");
     let line = log_line(&skrd.log(), "Reattest denied");

@@ -16,7 +16,7 @@ mod flow_common;
 
 use daemon_common::*;
 use flow_common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 
 type Entry = BTreeMap<String, Vec<u8>>;
@@ -29,23 +29,6 @@ fn find<'a>(entries: &'a [Entry], message: &str) -> Vec<&'a Entry> {
     entries
         .iter()
         .filter(|e| field(e, "MESSAGE").is_some_and(|m| m.contains(message)))
-        .collect()
-}
-
-fn emulator_requests(env: &Env) -> Vec<Value> {
-    reqwest::blocking::Client::new()
-        .get(format!("{}/requests", env.emu.url("admin")))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
-/// The request ids the emulator sent on answers of `endpoint` with `status`.
-fn ids(log: &[Value], endpoint: &str, status: u64) -> Vec<String> {
-    log.iter()
-        .filter(|r| r["endpoint"] == endpoint && r["status"] == status)
-        .map(|r| r["request_id"].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -84,12 +67,16 @@ fn daemon_logs_structured_fields_and_request_ids_to_a_real_journald() {
     });
 
     // Request ids: what the emulator sent (its admin request log) is what the state file holds.
-    let log = emulator_requests(&env);
-    let maa_ok = ids(&log, "attestation-azureguest", 200);
-    let akv_ok = ids(&log, "managed-hsm-release", 200);
+    let log = env.requests();
+    let maa_ok = ids_in(&log, "attestation-azureguest", 200);
+    let akv_ok = ids_in(&log, "managed-hsm-release", 200);
     assert_eq!(maa_ok.len(), 1, "{log:?}");
     assert_eq!(akv_ok.len(), 1, "{log:?}");
-    assert_eq!(ids(&log, "attestation-azureguest", 400).len(), 1, "{log:?}");
+    assert_eq!(
+        ids_in(&log, "attestation-azureguest", 400).len(),
+        1,
+        "{log:?}"
+    );
     for id in maa_ok.iter().chain(&akv_ok) {
         assert!(uuid::Uuid::try_parse(id).is_ok(), "not a UUID: {id}");
     }

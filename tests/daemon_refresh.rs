@@ -13,22 +13,12 @@ mod flow_common;
 
 use daemon_common::*;
 use flow_common::*;
-use serde_json::Value;
 use std::time::{Duration, Instant};
 
 const LIFETIME_S: u64 = 12;
 
 fn attest_ids(env: &Env) -> Vec<String> {
-    let log: Vec<Value> = reqwest::blocking::Client::new()
-        .get(format!("{}/requests", env.emu.url("admin")))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    log.iter()
-        .filter(|r| r["endpoint"] == "attestation-azureguest" && r["status"] == 200)
-        .map(|r| r["request_id"].as_str().unwrap().to_string())
-        .collect()
+    env.request_ids("attestation-azureguest", 200)
 }
 
 fn now() -> u64 {

@@ -65,11 +65,7 @@ fn a_failed_initial_attestation_is_reported_in_the_ready_status() {
     let bus = Bus::start();
     let work = tempfile::tempdir().unwrap();
     let skrd = Skrd::start(&env, &bus, work.path());
-    let seen = skrd.wait_notify("READY=1");
-    let ready = seen
-        .iter()
-        .find(|m| m.lines().any(|l| l == "READY=1"))
-        .unwrap();
+    let ready = skrd.wait_notify_message("READY=1");
     let status = ready
         .lines()
         .find_map(|l| l.strip_prefix("STATUS="))
@@ -92,19 +88,6 @@ fn reset_counters(env: &flow_common::Env) {
 
 fn count(env: &flow_common::Env, endpoint: &str) -> u64 {
     env.counters()[endpoint].as_u64().unwrap_or(0)
-}
-
-/// How many answers with `status` the emulator sent for `endpoint` (its request log).
-fn answers(env: &flow_common::Env, endpoint: &str, status: u64) -> usize {
-    let log: Vec<serde_json::Value> = reqwest::blocking::Client::new()
-        .get(format!("{}/requests", env.emu.url("admin")))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    log.iter()
-        .filter(|r| r["endpoint"] == endpoint && r["status"] == status)
-        .count()
 }
 
 /// `n` concurrent ReleaseKey(name) calls, each on its own connection.
@@ -168,7 +151,7 @@ fn concurrent_callers_of_an_uncached_key_share_one_run() {
     assert_eq!(
         (
             count(&env, "attestation-azureguest"),
-            answers(&env, "managed-hsm-release", 200)
+            env.answered("managed-hsm-release", 200)
         ),
         (1, 1),
         "{}; log: {}",
@@ -222,11 +205,7 @@ fn a_volume_whose_key_failed_at_start_is_served_later_without_a_restart() {
     let bus = Bus::start();
     let work = tempfile::tempdir().unwrap();
     let skrd = Skrd::start(&env, &bus, work.path());
-    let seen = skrd.wait_notify("READY=1");
-    let ready = seen
-        .iter()
-        .find(|m| m.lines().any(|l| l == "READY=1"))
-        .unwrap();
+    let ready = skrd.wait_notify_message("READY=1");
     assert!(
         ready.contains("STATUS=ready with failures: key disk not released ("),
         "{ready}"

@@ -108,18 +108,8 @@ fn the_daemon_keeps_what_the_initramfs_recorded() {
         skrd.log()
     );
     // The daemon's own attestation: the id the emulator sent for it.
-    let log: Vec<serde_json::Value> = reqwest::blocking::Client::new()
-        .get(format!("{}/requests", env.emu.url("admin")))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let daemon_maa: Vec<&str> = log
-        .iter()
-        .filter(|r| r["endpoint"] == "attestation-azureguest" && r["status"] == 200)
-        .map(|r| r["request_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(daemon_maa.len(), 1, "{log:?}");
+    let daemon_maa = env.request_ids("attestation-azureguest", 200);
+    assert_eq!(daemon_maa.len(), 1, "{:?}", env.requests());
 
     let status: String = rt().block_on(async {
         let conn = connect(&bus.address).await;
@@ -133,12 +123,12 @@ fn the_daemon_keeps_what_the_initramfs_recorded() {
     check(
         &skrd::format::state::parse(status.as_bytes()).unwrap(),
         &initrd,
-        daemon_maa[0],
+        &daemon_maa[0],
     );
     check(
         &skrd::format::state::parse(&std::fs::read(&skrd.state_file).unwrap()).unwrap(),
         &initrd,
-        daemon_maa[0],
+        &daemon_maa[0],
     );
     assert_eq!(skrd.stop(), 0);
 }

@@ -162,6 +162,11 @@ impl Env {
             .unwrap()
     }
 
+    /// The request ids of the answers `endpoint` sent with `status` since the last reset.
+    pub fn request_ids(&self, endpoint: &str, status: u16) -> Vec<String> {
+        ids_in(&self.requests(), endpoint, status)
+    }
+
     /// How many answers `endpoint` sent with `status` since the last reset.
     pub fn answered(&self, endpoint: &str, status: u16) -> usize {
         self.requests()
@@ -396,4 +401,13 @@ pub fn check_released(
             assert_eq!(key.plaintext.expose(), material.as_slice());
         }
     }
+}
+
+/// The request ids of the answers of `endpoint` with `status` in `log` (the emulator's
+/// request log, [`Env::requests`]).
+pub fn ids_in(log: &[Value], endpoint: &str, status: u16) -> Vec<String> {
+    log.iter()
+        .filter(|r| r["endpoint"] == endpoint && r["status"] == status)
+        .map(|r| r["request_id"].as_str().unwrap().to_string())
+        .collect()
 }

@@ -49,13 +49,18 @@ fn setup() -> (Env, String, Vec<u8>) {
 }
 
 fn run(env: &Env, url: &str, deadline: Duration) -> Result<RunOutcome, FlowError> {
+    run_until(env, url, &Deadline::after(deadline))
+}
+
+/// One run with the test firmware releasing the key at `url`, under `deadline`.
+fn run_until(env: &Env, url: &str, deadline: &Deadline) -> Result<RunOutcome, FlowError> {
     let services = env.services();
     block_on(skrd::release::run(
         &services,
         test_firmware_source(env),
         &[key_request(url, WrapAlgorithm::RsaAesKeyWrap256)],
         &roots(env),
-        &Deadline::after(deadline),
+        deadline,
     ))
 }
 
@@ -136,16 +141,8 @@ fn refused_evidence_is_not_retried() {
 fn latency_beyond_the_deadline_stops_at_the_deadline() {
     let (env, url, _) = setup();
     env.faults(&json!({"attestation-sevsnpvm": {"delay_ms": 20000}}));
-    let services = env.services();
     let deadline = Deadline::after(Duration::from_secs(3));
-    let err = block_on(skrd::release::run(
-        &services,
-        test_firmware_source(&env),
-        &[key_request(&url, WrapAlgorithm::RsaAesKeyWrap256)],
-        &roots(&env),
-        &deadline,
-    ))
-    .unwrap_err();
+    let err = run_until(&env, &url, &deadline).unwrap_err();
     let returned = Instant::now();
     assert_eq!(err.code(), "net-deadline-reached", "{err}");
     assert!(err.to_string().contains("attest"), "{err}");
@@ -158,16 +155,8 @@ fn retry_after_beyond_the_deadline_fails_at_once() {
     // run says so right away instead of sleeping into it.
     let (env, url, _) = setup();
     env.faults(&json!({"vault-release": {"status": 429, "retry_after": 30}}));
-    let services = env.services();
     let deadline = Deadline::after(Duration::from_secs(10));
-    let err = block_on(skrd::release::run(
-        &services,
-        test_firmware_source(&env),
-        &[key_request(&url, WrapAlgorithm::RsaAesKeyWrap256)],
-        &roots(&env),
-        &deadline,
-    ))
-    .unwrap_err();
+    let err = run_until(&env, &url, &deadline).unwrap_err();
     assert_eq!(err.code(), "net-retry-after-beyond-deadline", "{err}");
     assert!(!deadline.expired(), "waited into the deadline");
     assert_eq!(env.counters()["vault-release"], 1);

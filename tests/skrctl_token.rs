@@ -48,6 +48,22 @@ fn run(args: &[&str]) -> (i32, Value, String) {
     )
 }
 
+/// `skrctl token verify PATH --keys KEYS --issuer <sharedeus2> --at AT --json`.
+fn verify_sharedeus2(path: &Path, keys: &Path, at: &str) -> (i32, Value, String) {
+    run(&[
+        "token",
+        "verify",
+        path.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--issuer",
+        "https://sharedeus2.eus2.attest.azure.net",
+        "--at",
+        at,
+        "--json",
+    ])
+}
+
 /// RFC 3339 of a time one minute after the token's iat.
 fn inside(t: &Value) -> String {
     let secs = t["iat"].as_i64().unwrap() + 60;
@@ -417,18 +433,7 @@ fn garbage_and_truncated_tokens_exit_2_with_every_member() {
     for (i, (token, want)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("g{i}.jwt"));
         std::fs::write(&path, token).unwrap();
-        let (code, out, err) = run(&[
-            "token",
-            "verify",
-            path.to_str().unwrap(),
-            "--keys",
-            k.to_str().unwrap(),
-            "--issuer",
-            "https://sharedeus2.eus2.attest.azure.net",
-            "--at",
-            &inside(&t),
-            "--json",
-        ]);
+        let (code, out, err) = verify_sharedeus2(&path, &k, &inside(&t));
         assert_eq!(
             (code, out["error"]["code"].as_str()),
             (2, Some(*want)),
@@ -481,18 +486,7 @@ fn garbage_and_truncated_tokens_exit_2_with_every_member() {
     );
     let path = dir.path().join("cut.jwt");
     std::fs::write(&path, cut).unwrap();
-    let (code, out, _) = run(&[
-        "token",
-        "verify",
-        path.to_str().unwrap(),
-        "--keys",
-        k.to_str().unwrap(),
-        "--issuer",
-        "https://sharedeus2.eus2.attest.azure.net",
-        "--at",
-        &inside(&t),
-        "--json",
-    ]);
+    let (code, out, _) = verify_sharedeus2(&path, &k, &inside(&t));
     assert_eq!(
         (code, out["error"]["code"].as_str()),
         (1, Some("jws-signature-invalid"))

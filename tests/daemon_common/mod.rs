@@ -403,6 +403,11 @@ impl Skrd {
         }
     }
 
+    /// Waits for the datagram with the line `want` and returns that datagram.
+    pub fn wait_notify_message(&self, want: &str) -> String {
+        self.wait_notify(want).pop().unwrap()
+    }
+
     /// Makes volume `name` (LUKS UUID `uuid`) look open to skrd: `dm/uuid` of a new dm
     /// device in the test's sysfs (`<dir>/sys`, `dir` as given to [`Skrd::start`]), written as
     /// libcryptsetup names a LUKS2 mapping.
