@@ -66,11 +66,7 @@ fn verify_sharedeus2(path: &Path, keys: &Path, at: &str) -> (i32, Value, String)
 
 /// RFC 3339 of a time one minute after the token's iat.
 fn inside(t: &Value) -> String {
-    let secs = t["iat"].as_i64().unwrap() + 60;
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
+    rfc3339(t["iat"].as_i64().unwrap() + 60)
 }
 
 #[test]
@@ -797,23 +793,8 @@ fn release_verify_unusable_inputs_exit_2_with_every_member() {
     for (i, (text, code_want)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("b{i}.json"));
         std::fs::write(&path, text).unwrap();
-        let (code, out, err) = run(&[
-            "release",
-            "verify",
-            path.to_str().unwrap(),
-            "--root",
-            g,
-            "--at",
-            AT,
-            "--json",
-        ]);
-        assert_eq!(
-            (code, out["error"]["code"].as_str()),
-            (2, Some(*code_want)),
-            "case {i}: {err}"
-        );
-        assert_eq!(members(&out), want, "case {i}");
-        assert_eq!(out["verified"], false);
+        let args = [path.to_str().unwrap(), "--root", g, "--at", AT];
+        let out = unusable_with_every_member(&["release", "verify"], &args, code_want, &want);
         assert_eq!(out["at"], AT);
         for m in ["request", "key", "release_policy"] {
             assert!(out[m].is_null(), "case {i}: {m}");
@@ -831,18 +812,28 @@ fn release_verify_unusable_inputs_exit_2_with_every_member() {
             "usage-invalid-key-size",
         ),
     ] {
-        let mut all = vec!["release", "verify"];
-        all.extend_from_slice(&args);
-        all.push("--json");
-        let (code, out, err) = run(&all);
-        assert_eq!(
-            (code, out["error"]["code"].as_str()),
-            (2, Some(code_want)),
-            "{args:?}: {err}"
-        );
-        assert_eq!(members(&out), want, "{args:?}");
-        assert_eq!(out["verified"], false);
+        unusable_with_every_member(&["release", "verify"], &args, code_want, &want);
     }
+}
+
+/// `skrctl COMMAND ARGS --json` ends unusable (exit 2) with `code_want`, printing exactly the
+/// members `want` and `"verified": false`; returns the printed object.
+fn unusable_with_every_member(
+    command: &[&str],
+    args: &[&str],
+    code_want: &str,
+    want: &[&str],
+) -> Value {
+    let all = [command, args, &["--json"]].concat();
+    let (code, out, err) = run(&all);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some(code_want)),
+        "{args:?}: {err}"
+    );
+    assert_eq!(members(&out), want, "{args:?}");
+    assert_eq!(out["verified"], false);
+    out
 }
 
 /// `token verify`'s other exit-2 paths (no token file, no issuer, a key file without a key,
@@ -874,17 +865,7 @@ fn token_verify_unusable_inputs_have_every_member() {
             true,
         ),
     ] {
-        let mut all = vec!["token", "verify"];
-        all.extend_from_slice(&args);
-        all.push("--json");
-        let (code, out, err) = run(&all);
-        assert_eq!(
-            (code, out["error"]["code"].as_str()),
-            (2, Some(code_want)),
-            "{args:?}: {err}"
-        );
-        assert_eq!(members(&out), want, "{args:?}");
-        assert_eq!(out["verified"], false);
+        let out = unusable_with_every_member(&["token", "verify"], &args, code_want, &want);
         if readable {
             assert_eq!(out["kid"], t["header"]["kid"]);
             assert_eq!(out["issuer"], t["iss"]);
