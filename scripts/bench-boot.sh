@@ -10,10 +10,16 @@
 #  - initramfs size added by dracut/90skrd (scripts/bench-initrd-size.sh, release binaries);
 #  - KDF time and memory per volume (scripts/bench-kdf.sh).
 # Usage: scripts/bench-boot.sh   (root; `make bench-boot` installs the packages and builds)
+# BENCH_BOOT_KEEP=DIR keeps the guest reports there (each with the guest's whole journal,
+# short-monotonic, as E2E-JOURNAL-ALL lines) and the state files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fig=$(mktemp -d -t skrd-bench-boot.XXXXXX)
-trap 'rm -rf "$fig"' EXIT
+if [ -n "${BENCH_BOOT_KEEP-}" ]; then
+    fig=$BENCH_BOOT_KEEP; mkdir -p "$fig"
+else
+    fig=$(mktemp -d -t skrd-bench-boot.XXXXXX)
+    trap 'rm -rf "$fig"' EXIT
+fi
 echo "== boot unlock, 4 volumes (QEMU TCG, 2 vCPU; one boot each, one after the other)"
 SKRD_E2E_FIGURES=$fig SKRD_E2E_VOLS="v1:disk v2:disk v3:other v4:other" \
     tests/e2e/run.sh --scenarios unlock >"$fig/skrd.log" 2>&1 || { tail -60 "$fig/skrd.log" >&2; exit 1; }

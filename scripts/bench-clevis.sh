@@ -37,6 +37,7 @@ for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$TANG/adv" -o "$T/adv.jws" &
 # --- 4 LUKS2 images bound to tang -----------------------------------------------------------
 mkdir -p "$T/overlay/etc/skrd-e2e"
 : > "$T/overlay/etc/crypttab"; : > "$T/overlay/etc/skrd-e2e/expect"
+[ -z "${SKRD_E2E_FIGURES-}" ] || : > "$T/overlay/etc/skrd-e2e/full-journal"
 qemu_disks=()
 i=0
 for vol in v1 v2 v3 v4; do

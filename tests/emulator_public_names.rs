@@ -292,15 +292,21 @@ fn in_namespace() {
     run("ip", &["link", "set", "lo", "up"]);
     run("ip", &["addr", "add", "169.254.169.254/32", "dev", "lo"]);
     let etc = tempfile::tempdir().unwrap();
-    let hosts = etc.path().join("hosts");
-    std::fs::write(
-        &hosts,
-        format!(
-            "127.0.0.1 localhost\n127.0.0.2 {MAA_HOST}\n127.0.0.3 {VAULT_HOST}\n127.0.0.4 {MHSM_HOST}\n"
-        ),
-    )
-    .unwrap();
-    run("mount", &["--bind", hosts.to_str().unwrap(), "/etc/hosts"]);
+    let names = format!(
+        "127.0.0.1 localhost\n127.0.0.2 {MAA_HOST}\n127.0.0.3 {VAULT_HOST}\n127.0.0.4 {MHSM_HOST}\n"
+    );
+    if Path::new("/etc/hosts").exists() {
+        let hosts = etc.path().join("hosts");
+        std::fs::write(&hosts, names).unwrap();
+        run("mount", &["--bind", hosts.to_str().unwrap(), "/etc/hosts"]);
+    } else {
+        // No /etc/hosts to mount over (a minimal chroot): a copy of /etc with one, over /etc
+        // (this mount namespace only).
+        let copy = etc.path().join("etc");
+        run("cp", &["-a", "/etc", copy.to_str().unwrap()]);
+        std::fs::write(copy.join("hosts"), names).unwrap();
+        run("mount", &["--bind", copy.to_str().unwrap(), "/etc"]);
+    }
 
     let tpm = common::swtpm::Swtpm::start();
     let state = common::fresh_state_dir();

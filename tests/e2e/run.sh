@@ -232,6 +232,8 @@ boot() {   # boot NAME TPMSTATE EXPECT...
     local ov=$T/ov-$name console=$T/console-$name.log report=$T/report-$name.log sw result ms
     rm -rf "$ov"; cp -a "$T/overlay" "$ov"
     printf '%s\n' "$@" > "$ov/etc/skrd-e2e/expect"
+    # For the bench's figures: the guest's whole journal goes to the report as well.
+    [ -z "${SKRD_E2E_FIGURES-}" ] || : > "$ov/etc/skrd-e2e/full-journal"
     e2e_initrd_with "$T/initrd.img" "$ov" "$T/initrd-$name.img"
     rm -f "$T/swtpm.ctrl"
     swtpm socket --tpm2 --tpmstate dir="$tpm" --ctrl type=unixio,path="$T/swtpm.ctrl" \

@@ -80,6 +80,9 @@ for u in $(systemctl list-units --all --plain --no-legend 'systemd-cryptsetup@*.
 done
 journalctl -b -o short-monotonic --no-pager 2>/dev/null \
     | grep -a -E 'DHCPv4 address|skrd\[|clevis|Unlocked|systemd-cryptsetup\[' | sed 's/^/E2E-JOURNAL: /' >&3
+# The bench keeps the whole journal (kernel and every unit) for a closer look at the timeline.
+[ ! -e /etc/skrd-e2e/full-journal ] \
+    || journalctl -b -o short-monotonic --no-pager 2>/dev/null | sed 's/^/E2E-JOURNAL-ALL: /' >&3
 if [ -n "$state" ]; then
     say "skrctl volumes:"
     skrctl volumes 2>&1 | sed 's/^/E2E:   /' >&3
