@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod emulator;
 pub mod error;
 pub mod evidence;
+pub mod footprint;
 pub mod format;
 pub mod identity;
 pub mod keysocket;

@@ -9,7 +9,9 @@
 //!   rebuilt while decoding released material live in the `rsa`/`p256`… crates' own heap
 //!   allocations, the TLS buffers that carry tokens, the async tasks' stacks. `MCL_ONFAULT`
 //!   locks a page when it is first touched instead of faulting every mapping in, so the resident
-//!   size does not grow (libcryptsetup locks its process for the same reason). Locking is
+//!   size does not grow (libcryptsetup locks its process for the same reason); the daemon
+//!   unlocks its read-only file mappings (code, no secret can be there) once its start-up is
+//!   done ([`crate::footprint`]). Locking is
 //!   accounted against `RLIMIT_MEMLOCK` by *virtual* size (the kernel's `VmLck`), which is why
 //!   `skrd.service` sets `LimitMEMLOCK=`. A failure is reported once, on stderr, with the code
 //!   `memory-lock-failed`, and the program goes on: refusing to unlock a disk because swap might

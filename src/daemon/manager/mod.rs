@@ -335,6 +335,12 @@ impl Manager {
             self.settle_volumes(&daemon_volumes, true);
         }
         self.update(|st| st.finished_at = Some(now_unix()));
+        // The start-up's code need not stay pinned in RAM (crate::footprint).
+        let bytes = crate::footprint::release_read_only_file_pages();
+        tracing::debug!(
+            bytes,
+            "read-only file mappings unlocked after the initial work"
+        );
         self.ready.send_replace(true);
         let status = ready_status(&self.state());
         self.notifier.notify(&format!("READY=1\nSTATUS={status}"));
