@@ -32,7 +32,10 @@ fn run_module_status(config: &str, hostonly: bool) -> (i32, String, String, Vec<
     )
     .unwrap();
     let initdir = t.path().join("initdir");
-    std::fs::create_dir(&initdir).unwrap();
+    // As dracut's systemd-networkd module (01, installed before 90skrd) leaves it.
+    let units = initdir.join("usr/lib/systemd/system");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(units.join("systemd-networkd.service"), "[Unit]\n").unwrap();
     let bindir = Path::new(env!("CARGO_BIN_EXE_skrctl")).parent().unwrap();
     let moddir = concat!(env!("CARGO_MANIFEST_DIR"), "/dracut/90skrd");
     let script = r#"
@@ -52,6 +55,9 @@ fn run_module_status(config: &str, hostonly: bool) -> (i32, String, String, Vec<
         check; echo "check=$?" >> "$T/result"
         echo "depends=$(depends)" >> "$T/result"
         install; echo "install=$?" >> "$T/result"
+        installkernel
+        f="$initdir/etc/modules-load.d/90skrd.conf"
+        [ ! -f "$f" ] || rec "modules-load.d/90skrd.conf: $(tr '\n' ' ' < "$f" | sed 's/ $//')"
     "#;
     let out = Command::new("bash")
         .arg("-c")
@@ -148,11 +154,23 @@ fn network_and_neednet_only_for_volumes_opened_in_the_initramfs() {
         let network = depends.split_whitespace().any(|d| d == "network");
         let neednet = files.iter().any(|f| f == "etc/cmdline.d/90skrd.conf");
         let dhcp = actions.contains("90-skrd-dhcp.network");
+        // systemd-networkd starts with skrd, not when dracut's initqueue gets to it.
+        let early_network =
+            actions.contains("add-wants skrd-initrd.service systemd-networkd.service");
         assert_eq!(
-            (network, neednet, dhcp),
-            (initrd, initrd, initrd),
+            (network, neednet, dhcp, early_network),
+            (initrd, initrd, initrd, initrd),
             "initrd = {initrd}: {depends} {files:?} {actions}"
         );
+        // The kernel modules an aes-xts activation asks for: in the image always, loaded
+        // early (systemd-modules-load) when volumes are opened in the initramfs.
+        assert!(
+            actions.contains("instmods -o tpm_tis tpm_crb sev-guest dm_crypt xts algif_skcipher"),
+            "{actions}"
+        );
+        let loaded_early =
+            actions.contains("modules-load.d/90skrd.conf: dm_crypt xts algif_skcipher");
+        assert_eq!(loaded_early, initrd, "{actions}");
     }
 }
 

@@ -74,8 +74,9 @@ depends() {
 
 installkernel() {
     # The vTPM (TIS/CRB, built in on most distribution kernels; instmods skips built-ins),
-    # /dev/sev-guest, and dm-crypt.
-    hostonly='' instmods -o tpm_tis tpm_crb sev-guest dm_crypt
+    # /dev/sev-guest, dm-crypt, and the kernel crypto a LUKS2 aes-xts volume's activation asks
+    # for (XTS; AF_ALG skcipher, through which libcryptsetup decrypts the keyslot).
+    hostonly='' instmods -o tpm_tis tpm_crb sev-guest dm_crypt xts algif_skcipher
 }
 
 install() {
@@ -114,9 +115,20 @@ install() {
     # libcryptsetup plugins are not needed: skrd only serves the key socket.
 
     if [[ -n $(_skrd_initrd_volumes) ]]; then
+        # Loaded early (systemd-modules-load), while skrd waits for the network and the cloud,
+        # instead of by the first volume's activation: each is a modprobe from the kernel,
+        # and every volume waits for it.
+        mkdir -p "$initdir/etc/modules-load.d"
+        printf '%s\n' dm_crypt xts algif_skcipher > "$initdir/etc/modules-load.d/90skrd.conf"
         # The keys come from Key Vault: network in the initramfs.
         mkdir -p "$initdir/etc/cmdline.d"
         echo "rd.neednet=1" > "$initdir/etc/cmdline.d/90skrd.conf"
         inst_simple "$moddir/90-skrd-dhcp.network" /etc/systemd/network/90-skrd-dhcp.network
+        # systemd-networkd starts with skrd (not when dracut's initqueue gets to it, seconds
+        # later): the lease comes while udev still settles the disks, so the attestation is
+        # under way, or done, when systemd-cryptsetup first asks.
+        if [[ -e $initdir$systemdsystemunitdir/systemd-networkd.service ]]; then
+            $SYSTEMCTL -q --root "$initdir" add-wants skrd-initrd.service systemd-networkd.service
+        fi
     fi
 }
