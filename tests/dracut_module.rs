@@ -55,9 +55,6 @@ fn run_module_status(config: &str, hostonly: bool) -> (i32, String, String, Vec<
         check; echo "check=$?" >> "$T/result"
         echo "depends=$(depends)" >> "$T/result"
         install; echo "install=$?" >> "$T/result"
-        installkernel
-        f="$initdir/etc/modules-load.d/90skrd.conf"
-        [ ! -f "$f" ] || rec "modules-load.d/90skrd.conf: $(tr '\n' ' ' < "$f" | sed 's/ $//')"
     "#;
     let out = Command::new("bash")
         .arg("-c")
@@ -162,15 +159,6 @@ fn network_and_neednet_only_for_volumes_opened_in_the_initramfs() {
             (initrd, initrd, initrd, initrd),
             "initrd = {initrd}: {depends} {files:?} {actions}"
         );
-        // The kernel modules an aes-xts activation asks for: in the image always, loaded
-        // early (systemd-modules-load) when volumes are opened in the initramfs.
-        assert!(
-            actions.contains("instmods -o tpm_tis tpm_crb sev-guest dm_crypt xts algif_skcipher"),
-            "{actions}"
-        );
-        let loaded_early =
-            actions.contains("modules-load.d/90skrd.conf: dm_crypt xts algif_skcipher");
-        assert_eq!(loaded_early, initrd, "{actions}");
     }
 }
 

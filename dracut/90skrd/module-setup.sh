@@ -74,9 +74,8 @@ depends() {
 
 installkernel() {
     # The vTPM (TIS/CRB, built in on most distribution kernels; instmods skips built-ins),
-    # /dev/sev-guest, dm-crypt, and the kernel crypto a LUKS2 aes-xts volume's activation asks
-    # for (XTS; AF_ALG skcipher, through which libcryptsetup decrypts the keyslot).
-    hostonly='' instmods -o tpm_tis tpm_crb sev-guest dm_crypt xts algif_skcipher
+    # /dev/sev-guest, and dm-crypt.
+    hostonly='' instmods -o tpm_tis tpm_crb sev-guest dm_crypt
 }
 
 install() {
@@ -115,11 +114,6 @@ install() {
     # libcryptsetup plugins are not needed: skrd only serves the key socket.
 
     if [[ -n $(_skrd_initrd_volumes) ]]; then
-        # Loaded early (systemd-modules-load), while skrd waits for the network and the cloud,
-        # instead of by the first volume's activation: each is a modprobe from the kernel,
-        # and every volume waits for it.
-        mkdir -p "$initdir/etc/modules-load.d"
-        printf '%s\n' dm_crypt xts algif_skcipher > "$initdir/etc/modules-load.d/90skrd.conf"
         # The keys come from Key Vault: network in the initramfs.
         mkdir -p "$initdir/etc/cmdline.d"
         echo "rd.neednet=1" > "$initdir/etc/cmdline.d/90skrd.conf"
