@@ -17,7 +17,7 @@ TEST_DEBS  := swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 libtss2-tcti-devi
               cryptsetup
 # Only for `make bench-boot` (the clevis + tang side of the boot bench), never for `make test`.
 BENCH_DEBS := clevis clevis-luks clevis-dracut clevis-systemd tang
-FUZZ_TARGETS = $(shell sed -n 's/^name = "\(fuzz_[a-z_]*\)"/\1/p' fuzz/Cargo.toml)
+FUZZ_TARGETS = $(shell sed -n 's/^name = "\(fuzz_[a-z0-9_]*\)"/\1/p' fuzz/Cargo.toml)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
