@@ -94,39 +94,31 @@ fn cpu_us(pid: u32) -> f64 {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS")
-}
-
-/// A `kB` line of /proc/PID/status (VmRSS, RssAnon, RssFile, ...); 0 when absent.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    status_kib(pid, "VmRSS").unwrap_or(0)
 }
 
 /// The resident KiB of each file mapped into `pid` (/proc/PID/smaps, summed per path), largest
 /// first: where file-backed RSS goes.
 fn resident_files(pid: u32) -> Vec<(String, u64)> {
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
     let mut by_path: std::collections::BTreeMap<String, u64> = Default::default();
-    let mut path = None;
-    for line in smaps.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields
-            .first()
-            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
-        {
-            path = fields
-                .get(5)
-                .filter(|p| p.starts_with('/'))
-                .map(|p| p.to_string());
-        } else if let (Some(p), Some(&"Rss:")) = (&path, fields.first()) {
-            let kib: u64 = fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-            *by_path.entry(p.clone()).or_default() += kib;
-        }
+    for (header, fields) in smaps(pid) {
+        let Some(path) = skrd::footprint::parse_mapping(&header)
+            .and_then(|m| m.path)
+            .filter(|p| p.starts_with('/'))
+        else {
+            continue;
+        };
+        let kib: u64 = fields
+            .iter()
+            .find_map(|f| {
+                f.strip_prefix("Rss:")?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        *by_path.entry(path.to_string()).or_default() += kib;
     }
     let mut v: Vec<(String, u64)> = by_path.into_iter().collect();
     v.sort_by_key(|e| std::cmp::Reverse(e.1));
@@ -307,8 +299,8 @@ fn main() {
     std::thread::sleep(Duration::from_millis(1000));
     let idle = rss_kib(skrd.child.id());
     let (anon, file) = (
-        status_kib(skrd.child.id(), "RssAnon"),
-        status_kib(skrd.child.id(), "RssFile"),
+        status_kib(skrd.child.id(), "RssAnon").unwrap_or(0),
+        status_kib(skrd.child.id(), "RssFile").unwrap_or(0),
     );
     let bus_rss = rss_kib(bus.child.id());
     rt.block_on(async {

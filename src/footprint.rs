@@ -19,36 +19,71 @@ pub struct Range {
     pub end: usize,
 }
 
-/// The read-only private mappings of files on disk in a `/proc/PID/maps` text (proc(5):
-/// `start-end perms offset dev inode path`): permissions without `w`, private (`p`), a nonzero
-/// inode and an absolute path that is not a memfd, a device, System V shared memory or a
-/// deleted file. Pseudo-mappings (`[vdso]`, `[vvar]`, `[stack]`, ...) have inode 0 and are never
-/// listed; neither is any shared mapping (a memfd holding a key could be one). Lines that do
-/// not parse are skipped.
-pub fn read_only_file_mappings(maps: &str) -> Vec<Range> {
-    maps.lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (start, end) = fields.next()?.split_once('-')?;
-            let perms = fields.next()?;
-            let _offset = fields.next()?;
-            let _dev = fields.next()?;
-            let inode: u64 = fields.next()?.parse().ok()?;
-            let path = fields.next()?;
-            let read_only_private =
-                perms.len() == 4 && !perms.contains('w') && perms.ends_with('p');
-            let on_disk = path.starts_with('/')
+/// One line of `/proc/PID/maps`, or the header line of a mapping in `/proc/PID/smaps`
+/// (proc(5): `start-end perms offset dev inode [path]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapping<'a> {
+    /// Its addresses.
+    pub range: Range,
+    /// `rwxp`-style permissions (`p` private, `s` shared).
+    pub perms: &'a str,
+    /// The file's inode; 0 for anonymous and pseudo-mappings.
+    pub inode: u64,
+    /// The path or pseudo-name (`[heap]`, `[vdso]`, ...); `None` for anonymous memory.
+    pub path: Option<&'a str>,
+    /// The file was deleted after it was mapped (`(deleted)`).
+    pub deleted: bool,
+}
+
+impl Mapping<'_> {
+    /// Bytes of address space.
+    pub fn size(&self) -> usize {
+        self.range.end - self.range.start
+    }
+
+    /// A read-only private mapping of a file on disk: permissions without `w`, private (`p`),
+    /// a nonzero inode and an absolute path that is not a memfd, a device, System V shared
+    /// memory or a deleted file. Pseudo-mappings (`[vdso]`, `[vvar]`, `[stack]`, ...) have
+    /// inode 0 and never are; neither is any shared mapping (a memfd holding a key could be one).
+    pub fn is_read_only_file(&self) -> bool {
+        let read_only_private =
+            self.perms.len() == 4 && !self.perms.contains('w') && self.perms.ends_with('p');
+        let on_disk = self.path.is_some_and(|path| {
+            path.starts_with('/')
                 && !["/memfd:", "/dev/", "/SYSV"]
                     .iter()
                     .any(|p| path.starts_with(p))
-                && !line.ends_with("(deleted)");
-            if !read_only_private || inode == 0 || !on_disk {
-                return None;
-            }
-            let start = usize::from_str_radix(start, 16).ok()?;
-            let end = usize::from_str_radix(end, 16).ok()?;
-            (start < end).then_some(Range { start, end })
-        })
+        }) && !self.deleted;
+        read_only_private && self.inode != 0 && on_disk
+    }
+}
+
+/// `line` as a mapping, or `None` when it is not one (an smaps field line, garbage).
+pub fn parse_mapping(line: &str) -> Option<Mapping<'_>> {
+    let mut fields = line.split_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    let perms = fields.next()?;
+    let _offset = fields.next()?;
+    let _dev = fields.next()?;
+    let inode: u64 = fields.next()?.parse().ok()?;
+    (start < end).then_some(Mapping {
+        range: Range { start, end },
+        perms,
+        inode,
+        path: fields.next(),
+        deleted: line.ends_with("(deleted)"),
+    })
+}
+
+/// The read-only private mappings of files on disk ([`Mapping::is_read_only_file`]) in a
+/// `/proc/PID/maps` text. Lines that do not parse are skipped.
+pub fn read_only_file_mappings(maps: &str) -> Vec<Range> {
+    maps.lines()
+        .filter_map(parse_mapping)
+        .filter(Mapping::is_read_only_file)
+        .map(|m| m.range)
         .collect()
 }
 

@@ -169,10 +169,7 @@ impl Env {
 
     /// How many answers `endpoint` sent with `status` since the last reset.
     pub fn answered(&self, endpoint: &str, status: u16) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r["endpoint"] == endpoint && r["status"] == status)
-            .count()
+        answers_in(&self.requests(), endpoint, status).count()
     }
 
     pub fn counters(&self) -> Value {
@@ -406,8 +403,17 @@ pub fn check_released(
 /// The request ids of the answers of `endpoint` with `status` in `log` (the emulator's
 /// request log, [`Env::requests`]).
 pub fn ids_in(log: &[Value], endpoint: &str, status: u16) -> Vec<String> {
-    log.iter()
-        .filter(|r| r["endpoint"] == endpoint && r["status"] == status)
+    answers_in(log, endpoint, status)
         .map(|r| r["request_id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// The answers of `endpoint` with `status` in `log` (the emulator's request log).
+pub fn answers_in<'a>(
+    log: &'a [Value],
+    endpoint: &'a str,
+    status: u16,
+) -> impl Iterator<Item = &'a Value> {
+    log.iter()
+        .filter(move |r| r["endpoint"] == endpoint && r["status"] == status)
 }

@@ -12,25 +12,11 @@ mod flow_common;
 #[path = "daemon_common/mod.rs"]
 mod daemon_common;
 
-use daemon_common::{connect, env_with_keys, release, rt, Bus, Notes, Skrd};
+use daemon_common::{connect, env_with_keys, release, rt, smaps, status_kib, Bus, Skrd};
 use flow_common::*;
-use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// A field of /proc/PID/status in KiB (`VmLck`, `VmRSS`, ...).
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(field)?
-            .strip_prefix(':')?
-            .trim()
-            .strip_suffix(" kB")?
-            .parse()
-            .ok()
-    })
-}
 
 /// `LimitMEMLOCK=` of systemd/skrd.service in bytes (systemd's K/M/G are powers of 1024).
 fn unit_memlock_limit() -> u64 {
@@ -71,81 +57,35 @@ fn limited(limit: u64) -> Command {
     c
 }
 
-/// Starts the daemon through `prefix` (which execs it: the child's pid is skrd's).
-fn start_skrd(mut prefix: Command, env: &Env, bus: &Bus, dir: &Path) -> Skrd {
-    let notify_path = dir.join("notify");
-    let notes = Notes::read(UnixDatagram::bind(&notify_path).unwrap());
-    let stderr = dir.join("skrd.log");
-    let state_file = dir.join("run/state.json");
-    // SKRD_BIN: another skrd build, e.g. the release build that ships (as daemon_common).
-    let bin = std::env::var_os("SKRD_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_skrd").into());
-    let child = prefix
-        .arg(bin)
-        .arg("--config")
-        .arg(env.config_path())
-        .args(["--bus-address", &bus.address])
-        .arg("--state-file")
-        .arg(&state_file)
-        .arg("--key-socket")
-        .arg(dir.join("luks.sock"))
-        .stdout(Stdio::null())
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env_remove("WATCHDOG_USEC")
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    Skrd {
-        child,
-        stderr,
-        notes,
-        state_file,
-    }
-}
-
 /// Walks /proc/PID/smaps: each mapping that `skrd::footprint` does not count as a read-only
 /// file mapping must be locked (`lo` in VmFlags), except the kernel's special mappings; each
 /// one it counts must not be. Returns the bytes of address space of each kind.
 fn check_locked_mappings(pid: u32) -> (usize, usize) {
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
     let (mut locked, mut read_only) = (0, 0);
-    let mut header: Option<String> = None;
-    for line in smaps.lines() {
-        if let Some(flags) = line.strip_prefix("VmFlags:") {
-            let h = header.take().unwrap();
-            let is_locked = flags.split_whitespace().any(|f| f == "lo");
-            let ranges = skrd::footprint::read_only_file_mappings(&h);
-            let len = {
-                let (a, b) = h
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .split_once('-')
-                    .unwrap();
-                usize::from_str_radix(b, 16).unwrap() - usize::from_str_radix(a, 16).unwrap()
-            };
-            if !ranges.is_empty() {
-                assert!(!is_locked, "a read-only file mapping is still locked: {h}");
-                read_only += len;
-            } else if ["[vvar]", "[vdso]", "[vsyscall]", "[vvar_vclock]"]
-                .iter()
-                .any(|s| h.ends_with(s))
-            {
-                continue;
-            } else {
-                assert!(
-                    is_locked,
-                    "a mapping that can hold a secret is not locked: {h}"
-                );
-                locked += len;
-            }
-        } else if line
-            .split_whitespace()
-            .next()
-            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+    for (header, fields) in smaps(pid) {
+        let m = skrd::footprint::parse_mapping(&header).unwrap();
+        let flags = fields
+            .iter()
+            .find_map(|f| f.strip_prefix("VmFlags:"))
+            .unwrap_or_else(|| panic!("no VmFlags for {header}"));
+        let is_locked = flags.split_whitespace().any(|f| f == "lo");
+        if m.is_read_only_file() {
+            assert!(
+                !is_locked,
+                "a read-only file mapping is still locked: {header}"
+            );
+            read_only += m.size();
+        } else if ["[vvar]", "[vdso]", "[vsyscall]", "[vvar_vclock]"]
+            .iter()
+            .any(|s| m.path == Some(s))
         {
-            header = Some(line.to_string());
+            continue;
+        } else {
+            assert!(
+                is_locked,
+                "a mapping that can hold a secret is not locked: {header}"
+            );
+            locked += m.size();
         }
     }
     (locked, read_only)
@@ -167,7 +107,7 @@ fn the_daemon_runs_locked_within_its_units_limit() {
     ));
     let bus = Bus::start();
     let work = tempfile::tempdir().unwrap();
-    let skrd = start_skrd(Command::new("env"), &env, &bus, work.path());
+    let skrd = Skrd::start_through(None, &env, &bus, work.path());
     skrd.wait_notify("READY=1");
     let pid = skrd.child.id();
     let field = |f: &str| status_kib(pid, f).unwrap();
@@ -222,7 +162,7 @@ fn the_daemon_runs_locked_within_its_units_limit() {
     // The same daemon unlocked (no allowance at all: it warns and goes on): MCL_ONFAULT keeps
     // the locked daemon's idle resident size where the unlocked one's is.
     let work = tempfile::tempdir().unwrap();
-    let unlocked = start_skrd(limited(0), &env, &bus, work.path());
+    let unlocked = Skrd::start_through(Some(limited(0)), &env, &bus, work.path());
     unlocked.wait_notify("READY=1");
     let pid = unlocked.child.id();
     assert_eq!(status_kib(pid, "VmLck"), Some(0));

@@ -334,6 +334,26 @@ impl Skrd {
     /// Like [`Skrd::start`]; with `journal`, skrd logs to a real journald (see
     /// [`JOURNAL_WRAPPER`]; the child's pid is still skrd's: every step execs).
     pub fn start_with(env: &Env, bus: &Bus, dir: &Path, journal: Option<&Journal>) -> Self {
+        let prefix = journal.map(|j| {
+            let mut c = Command::new("unshare");
+            c.args([
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                JOURNAL_WRAPPER,
+                "sh",
+            ])
+            .arg(&j.ctl);
+            c
+        });
+        Self::start_through(prefix, env, bus, dir)
+    }
+
+    /// Like [`Skrd::start`], run through `prefix` (a command that execs skrd, given as its
+    /// last argument, so the child's pid is still skrd's) when there is one.
+    pub fn start_through(prefix: Option<Command>, env: &Env, bus: &Bus, dir: &Path) -> Self {
         let notify_path = dir.join(format!("notify-{}", rand_suffix()));
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         let stderr = dir.join(format!("skrd-{}.log", rand_suffix()));
@@ -342,22 +362,11 @@ impl Skrd {
         let bin = std::env::var_os("SKRD_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_skrd")));
-        let mut cmd = match journal {
+        let mut cmd = match prefix {
             None => Command::new(&bin),
-            Some(j) => {
-                let mut c = Command::new("unshare");
-                c.args([
-                    "-m",
-                    "--propagation",
-                    "private",
-                    "sh",
-                    "-c",
-                    JOURNAL_WRAPPER,
-                    "sh",
-                ])
-                .arg(&j.ctl)
-                .arg(&bin);
-                c
+            Some(mut p) => {
+                p.arg(&bin);
+                p
             }
         };
         let child = cmd
@@ -591,4 +600,32 @@ pub fn ask(path: &Path, peer: Option<&str>) -> Vec<u8> {
         let _ = f.read_to_end(&mut out);
         out
     }
+}
+
+/// A `kB` field of /proc/PID/status (`VmLck`, `VmRSS`, `RssAnon`, ...).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(field)?
+            .strip_prefix(':')?
+            .trim()
+            .strip_suffix(" kB")?
+            .parse()
+            .ok()
+    })
+}
+
+/// /proc/PID/smaps as (header line of each mapping, its field lines: `Rss:`, `VmFlags:`, ...);
+/// the header parses with `skrd::footprint::parse_mapping`.
+pub fn smaps(pid: u32) -> Vec<(String, Vec<String>)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines() {
+        if skrd::footprint::parse_mapping(line).is_some() {
+            out.push((line.to_string(), Vec::new()));
+        } else if let Some((_, fields)) = out.last_mut() {
+            fields.push(line.to_string());
+        }
+    }
+    out
 }
